@@ -1,0 +1,76 @@
+# vfs-tutorials: the README's two commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+VFS    := $(VENV)/bin/vfs
+
+# Tests and local runs read the annotation copy beside the checkout when it exists
+# (CC BY-NC 4.0: it is never committed; users get it through `vfs fetch`).
+SHARED_DATA ?= $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/vertebral-fractures-severity/annotation),)
+export VFS_ANNOTATION_DIR ?= $(SHARED_DATA)/vertebral-fractures-severity/annotation
+endif
+ifneq ($(wildcard $(SHARED_DATA)/anchor-free-genant/annotation),)
+export VFS_ANNOTATION_DIR_V2 ?= $(SHARED_DATA)/anchor-free-genant/annotation
+endif
+# Caches and demo datasets stay inside the checkout, so a fresh clone builds fresh.
+export VFS_CACHE_DIR ?= $(CURDIR)/.cache
+export MPLBACKEND ?= Agg
+export PYDEVD_DISABLE_FILE_VALIDATION = 1
+
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
+NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
+
+.PHONY: demo test unit nbtest site bench clean help
+
+help:
+	@echo "make demo   set up .venv, build the offline demo data and run the lessons"
+	@echo "make test   set up .venv with the dev extra and run every test"
+	@echo "make site   render the executed lessons as a static HTML course site"
+	@echo "make bench  run the benchmark scripts"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[notebooks]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VFS) demo-data
+	@mkdir -p $(VFS_CACHE_DIR)/executed
+	@for nb in $(NOTEBOOKS); do \
+		echo "running $$nb"; \
+		$(VENV)/bin/jupyter nbconvert --to notebook --execute --log-level=WARN \
+			--output-dir $(VFS_CACHE_DIR)/executed "$$nb" || exit 1; \
+	done
+	@echo "demo done: executed notebooks are in $(VFS_CACHE_DIR)/executed"
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest tests
+	$(MAKE) --no-print-directory nbtest
+
+# Lessons under nbval twice: with the real annotations over phantom images (outputs
+# compared with the committed ones), and fully offline on the synthetic dataset.
+nbtest: $(VENV)/.installed-dev
+ifneq ($(NOTEBOOKS),)
+	$(PY) -m pytest $(NBVAL) $(if $(VFS_ANNOTATION_DIR),,--nbval-lax) $(NOTEBOOKS) $(SOLUTIONS)
+	VFS_OFFLINE=1 $(PY) -m pytest $(NBVAL) --nbval-lax $(NOTEBOOKS) $(SOLUTIONS)
+else
+	@echo "no notebooks yet"
+endif
+
+site: $(VENV)/.installed-dev
+	$(PY) -m vfs_utils.site --out _site
+
+bench: $(VENV)/.installed-dev
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VFS_CACHE_DIR) _site .pytest_cache

@@ -1,0 +1,55 @@
+"""vfs_utils: helpers for the vfs-tutorials notebooks.
+
+Reading the vertebral-fracture annotations of MosMed CTLungCa-500 and the CT
+series they belong to, a synthetic spine phantom that stands in for the
+registration-gated images, vertebral morphometry and Genant grading, plots,
+and a baseline fracture classifier. One module per concept::
+
+    errors       exception types
+    data         where annotations and datasets live; the pinned download
+    annotation   the v1 and v2 annotation schemas -> objects and a tidy frame
+    dicom        header scan, load_series -> Volume, write_series
+    matching     annotation <-> series, inventory, vertebrae across readings
+    morphometry  heights, indices, Genant grades, agreement
+    phantom      the synthetic spine CT phantom and demo dataset
+    plotting     figures of the lessons
+    baseline     image features and a scikit-learn fracture classifier
+    tutorial     the setup step every notebook opens with
+
+Submodules are imported on first use, so ``import vfs_utils`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .errors import (
+    AnnotationError,
+    DataNotFoundError,
+    DatasetExistsError,
+    SeriesError,
+    VfsError,
+)
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("annotation", "baseline", "data", "dicom", "matching", "morphometry",
+               "phantom", "plotting", "tutorial", "cli")
+
+__all__ = [
+    "AnnotationError",
+    "DataNotFoundError",
+    "DatasetExistsError",
+    "SeriesError",
+    "VfsError",
+    *_SUBMODULES,
+]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'vfs_utils' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
