@@ -26,6 +26,7 @@ from .errors import (
     AnnotationError,
     DataNotFoundError,
     DatasetExistsError,
+    DownloadError,
     SeriesError,
     VfsError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "AnnotationError",
     "DataNotFoundError",
     "DatasetExistsError",
+    "DownloadError",
     "SeriesError",
     "VfsError",
     *_SUBMODULES,

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``vfs`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
         return args.func(args)
     except VfsError as exc:

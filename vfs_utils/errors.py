@@ -12,6 +12,7 @@ __all__ = [
     "SeriesError",
     "DataNotFoundError",
     "DatasetExistsError",
+    "DownloadError",
 ]
 
 
@@ -40,3 +41,7 @@ class DataNotFoundError(VfsError, FileNotFoundError):
 
 class DatasetExistsError(VfsError, FileExistsError):
     """A writer refuses to overwrite a folder it did not make."""
+
+
+class DownloadError(VfsError, OSError):
+    """A downloaded file does not match its pinned sha256 hash."""

@@ -1,0 +1,312 @@
+"""Annotations meet series: match, inventory, and vertebrae across readings.
+
+An annotation file names a study folder (``Folder``) and one series in it
+(``SeriesInstanceUID``); a study folder holds several series (the thin-slice
+one that was annotated, thicker reconstructions, localizers). These functions
+find that series, check a whole dataset at once, and say which readings of
+different experts (or of the v1 and v2 rounds) are the same vertebra.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from .annotation import LEVELS, Annotation, load_annotation, points
+from .errors import AnnotationError, DataNotFoundError, SeriesError, VfsError
+
+__all__ = [
+    "carry_levels",
+    "inventory",
+    "match",
+    "match_vertebrae",
+    "series_spacing",
+    "study_folder",
+]
+
+_REISSUE_NOTE = ("Upstream re-issued the SeriesInstanceUIDs in February 2021: an annotation "
+                 "and an image download from different sides of that date do not match; "
+                 "use current copies of both.")
+
+
+def study_folder(dataset_root: str | os.PathLike, folder: str) -> Path:
+    """``<dataset_root>/dicom/<folder>``, checked to exist.
+
+    Raises
+    ------
+    DataNotFoundError
+        When the dataset root or the study folder is missing.
+    """
+    root = Path(dataset_root)
+    if not (root / "dicom").is_dir():
+        raise DataNotFoundError(f"{root}: not a dataset root (no dicom/ folder inside). Point at "
+                                "the folder that holds dicom/<Folder>/..., e.g. VFS_DATA_ROOT.")
+    path = root / "dicom" / folder
+    if not path.is_dir():
+        raise DataNotFoundError(f"{path}: study folder {folder!r} is not in this dataset. The "
+                                "annotation belongs to a study that was not downloaded (or was "
+                                "renamed); download it or leave this annotation out.")
+    return path
+
+
+@functools.lru_cache(maxsize=256)
+def _scan_study(path: str, mtime: float) -> pd.DataFrame:
+    from .dicom import scan
+
+    return scan(path)
+
+
+def _scan(path: Path) -> pd.DataFrame:
+    return _scan_study(str(path), path.stat().st_mtime)
+
+
+def _describe(table: pd.DataFrame) -> str:
+    rows = [f"{r.series_uid} ({r.n_slices} slices, {r.description or 'no description'})"
+            for r in table.itertuples()]
+    return "; ".join(rows) if rows else "no DICOM series"
+
+
+def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.PathLike
+          ) -> pd.Series:
+    """The series of a dataset that an annotation belongs to.
+
+    Parameters
+    ----------
+    annotation : Annotation or path-like
+    dataset_root : path-like
+        Folder holding ``dicom/<Folder>/...``.
+
+    Returns
+    -------
+    Series
+        The :func:`vfs_utils.dicom.scan` row of the matching series (has
+        ``study_folder``, ``n_slices``, ``pixel_spacing``, ``slice_spacing``...).
+
+    Raises
+    ------
+    DataNotFoundError
+        When the study folder is missing.
+    SeriesError
+        When no series of the folder has the annotation's SeriesInstanceUID.
+    """
+    ann = annotation if isinstance(annotation, Annotation) else load_annotation(annotation)
+    path = study_folder(dataset_root, ann.folder)
+    table = _scan(path)
+    hit = table[table["series_uid"] == ann.series_uid]
+    if hit.empty:
+        source = ann.path or ann.folder
+        raise SeriesError(f"{source}: SeriesInstanceUID {ann.series_uid} is not in {path}; the "
+                          f"folder holds {_describe(table)}. {_REISSUE_NOTE}")
+    return hit.iloc[0]
+
+
+def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
+                   ) -> tuple[float, float, float]:
+    """Voxel spacing (row, col, slice) in mm of one series, from its headers only."""
+    path = study_folder(dataset_root, folder)
+    table = _scan(path)
+    hit = table[table["series_uid"] == series_uid]
+    if hit.empty:
+        raise SeriesError(f"{path}: no series {series_uid}; the folder holds "
+                          f"{_describe(table)}. {_REISSUE_NOTE}")
+    row = hit.iloc[0]
+    dr, dc = row["pixel_spacing"]
+    return float(dr), float(dc), float(row["slice_spacing"])
+
+
+def _inventory_row(file: Path, root: Path) -> dict:
+    out = {"file": file.name, "folder": None, "series_uid": None, "folder_found": False,
+           "series_found": False, "n_slices": 0, "points_inside": False, "experts": "",
+           "vertebrae": "", "ok": False, "problem": ""}
+    try:
+        ann = load_annotation(file)
+    except VfsError as exc:
+        out["problem"] = str(exc)
+        return out
+    out.update(folder=ann.folder, series_uid=ann.series_uid, experts=" ".join(ann.experts),
+               vertebrae=" ".join(f"{e}:{n}" for e, n in ann.n_vertebrae.items()))
+    try:
+        row = match(ann, root)
+    except DataNotFoundError as exc:
+        out["problem"] = str(exc)
+        return out
+    except SeriesError as exc:
+        out.update(folder_found=True, problem=str(exc))
+        return out
+    out.update(folder_found=True, series_found=True, n_slices=int(row["n_slices"]))
+    shape = np.array([row["rows"], row["cols"], row["n_slices"]], dtype=float)
+    pts = np.concatenate([np.stack([v.points for v in vs]) for vs in ann.experts.values()])
+    outside = ~((pts >= 0) & (pts <= shape - 1)).all(axis=2)
+    out["points_inside"] = not outside.any()
+    if outside.any():
+        out["problem"] = (f"{int(outside.sum())} points lie outside the volume of shape "
+                          f"{tuple(int(s) for s in shape)} (rows, cols, slices)")
+    out["ok"] = out["points_inside"]
+    return out
+
+
+def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike | None = None,
+              *, executor: Executor | None = None) -> pd.DataFrame:
+    """Check every annotation file against a dataset: one row per file.
+
+    Parameters
+    ----------
+    dataset_root : path-like
+        Folder holding ``dicom/<Folder>/...``.
+    annotation_dir : path-like, optional
+        Folder of annotation files. Default: ``<dataset_root>/annotation`` when
+        it exists, else the configured v1 set (:func:`vfs_utils.data.annotation_dir`).
+    executor : concurrent.futures.Executor, optional
+        Runs the per-file checks (header scans) in parallel, e.g. a
+        ``ThreadPoolExecutor`` or a ``dask.distributed.Client``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``file, folder, series_uid, folder_found, series_found,
+        n_slices, points_inside, experts, vertebrae, ok, problem``; ``ok`` is
+        True when the series is found and every annotated point lies inside it.
+    """
+    root = Path(dataset_root)
+    if not (root / "dicom").is_dir():
+        raise DataNotFoundError(f"{root}: not a dataset root (no dicom/ folder inside). Point at "
+                                "the folder that holds dicom/<Folder>/..., e.g. VFS_DATA_ROOT.")
+    if annotation_dir is None:
+        from .data import annotation_dir as configured
+
+        local = root / "annotation"
+        annotation_dir = local if local.is_dir() else configured("v1")
+    files = sorted(Path(annotation_dir).glob("*.json"))
+    if not files:
+        raise DataNotFoundError(f"{annotation_dir}: no *.json annotation files.")
+    if executor is None:
+        rows = [_inventory_row(f, root) for f in files]
+    else:
+        rows = list(executor.map(_inventory_row, files, [root] * len(files)))
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- vertebrae
+def _centres(frame: pd.DataFrame) -> np.ndarray:
+    """(n, 2) vertebral-body centres in (row, slice) voxel units."""
+    pts = points(frame)
+    return pts[:, :, [0, 2]].mean(axis=1)
+
+
+def _tolerance(frame: pd.DataFrame) -> float:
+    """Half the median posterior height (voxels): centres closer than this are one vertebra."""
+    pts = points(frame)
+    hp = np.linalg.norm(pts[:, 5, [0, 2]] - pts[:, 4, [0, 2]], axis=1)
+    return 0.5 * float(np.median(hp)) if len(hp) else 0.0
+
+
+def _assign(ref: np.ndarray, new: np.ndarray, tol: float) -> np.ndarray:
+    """Index into ``ref`` for each row of ``new`` (one-to-one), -1 where none is within tol."""
+    out = np.full(len(new), -1)
+    if len(ref) == 0 or len(new) == 0:
+        return out
+    cost = np.linalg.norm(new[:, None, :] - ref[None, :, :], axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    keep = cost[rows, cols] <= tol
+    out[rows[keep]] = cols[keep]
+    return out
+
+
+def _match_positions(group: pd.DataFrame) -> np.ndarray:
+    """Cluster one file's readings by centre; returns a cluster label per row."""
+    centres = _centres(group)
+    tol = _tolerance(group)
+    labels = np.full(len(group), -1)
+    clusters: list[list[np.ndarray]] = []
+    experts = group["expert"].to_numpy()
+    order = sorted(pd.unique(experts), key=lambda e: (-(experts == e).sum(), e))
+    for expert in order:
+        idx = np.flatnonzero(experts == expert)
+        ref = np.array([np.mean(c, axis=0) for c in clusters]).reshape(-1, 2)
+        hit = _assign(ref, centres[idx], tol)
+        for i, h in zip(idx, hit):
+            if h < 0:
+                clusters.append([centres[i]])
+                labels[i] = len(clusters) - 1
+            else:
+                clusters[h].append(centres[i])
+                labels[i] = h
+    # renumber clusters head -> feet
+    mean_slice = np.array([np.mean(c, axis=0)[1] for c in clusters])
+    rank = np.empty(len(clusters), dtype=int)
+    rank[np.argsort(mean_slice, kind="stable")] = np.arange(len(clusters))
+    return rank[labels]
+
+
+def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
+    """Say which readings of different experts are the same vertebra.
+
+    Within each annotation file, readings get a common ``vertebra_id``: the
+    index of the level in :data:`~vfs_utils.annotation.LEVELS` when every
+    reading has a level (v2), otherwise a position index head -> feet found by
+    one-to-one matching of vertebral-body centres (row, slice) across experts
+    (v1), two centres being one vertebra when they are closer than half the
+    median posterior height.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        From :func:`vfs_utils.annotation.read_annotations`.
+
+    Returns
+    -------
+    DataFrame
+        A copy with an integer column ``vertebra_id``.
+    """
+    out = frame.copy()
+    ids = np.zeros(len(out), dtype=np.int64)
+    for _, idx in out.groupby("file", sort=False).indices.items():
+        group = out.iloc[idx]
+        levels = group["level"]
+        if levels.notna().all():
+            ids[idx] = [LEVELS.index(level) for level in levels]
+        else:
+            ids[idx] = _match_positions(group)
+    out["vertebra_id"] = ids
+    return out
+
+
+def carry_levels(v1_frame: pd.DataFrame, v2_frame: pd.DataFrame) -> pd.DataFrame:
+    """Give v1 readings the level of the v2 vertebra at the same place.
+
+    For each file and each v1 expert, v1 vertebrae are matched one-to-one to
+    the v2 vertebrae of the same file (centres averaged over the v2 experts per
+    level) within half the median posterior height. Unmatched readings keep
+    ``None``.
+
+    Parameters
+    ----------
+    v1_frame, v2_frame : DataFrame
+        From :func:`vfs_utils.annotation.read_annotations`.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``v1_frame`` with ``level`` filled in.
+    """
+    out = v1_frame.copy()
+    levels = out["level"].to_numpy(dtype=object).copy()
+    v2_by_folder = dict(tuple(v2_frame.groupby("folder", sort=False)))
+    for (folder, _), idx in out.groupby(["folder", "expert"], sort=False).indices.items():
+        v2 = v2_by_folder.get(folder)
+        if v2 is None:
+            continue
+        per_level = pd.DataFrame(_centres(v2), columns=["row", "slice"]).groupby(
+            v2["level"].to_numpy()).mean()
+        group = out.iloc[idx]
+        tol = _tolerance(pd.concat([group, v2]))
+        hit = _assign(per_level.to_numpy(), _centres(group), tol)
+        names = per_level.index.to_numpy()
+        levels[idx] = [names[h] if h >= 0 else None for h in hit]
+    out["level"] = pd.Series(levels, index=out.index, dtype=object)
+    return out
