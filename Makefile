@@ -22,11 +22,12 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 
-.PHONY: demo test unit nbtest site bench clean help
+.PHONY: demo test nbtest execute site bench clean help
 
 help:
 	@echo "make demo   set up .venv, build the offline demo data and run the lessons"
 	@echo "make test   set up .venv with the dev extra and run every test"
+	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place"
 	@echo "make site   render the executed lessons as a static HTML course site"
 	@echo "make bench  run the benchmark scripts"
 
@@ -43,7 +44,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VFS) demo-data
+	$(VFS) prepare
 	@mkdir -p $(VFS_CACHE_DIR)/executed
 	@for nb in $(NOTEBOOKS); do \
 		echo "running $$nb"; \
@@ -60,11 +61,23 @@ test: $(VENV)/.installed-dev
 # compared with the committed ones), and fully offline on the synthetic dataset.
 nbtest: $(VENV)/.installed-dev
 ifneq ($(NOTEBOOKS),)
+	$(VFS) prepare
 	$(PY) -m pytest $(NBVAL) $(if $(VFS_ANNOTATION_DIR),,--nbval-lax) $(NOTEBOOKS) $(SOLUTIONS)
+	VFS_OFFLINE=1 $(VFS) prepare
 	VFS_OFFLINE=1 $(PY) -m pytest $(NBVAL) --nbval-lax $(NOTEBOOKS) $(SOLUTIONS)
 else
 	@echo "no notebooks yet"
 endif
+
+# Re-execute the lessons in place (the committed outputs students read on GitHub),
+# in the phantom mode that CI compares against.
+execute: $(VENV)/.installed-dev
+	$(VFS) prepare
+	@for nb in $(or $(NB),$(NOTEBOOKS) $(SOLUTIONS)); do \
+		echo "executing $$nb"; \
+		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --log-level=WARN \
+			--ExecutePreprocessor.timeout=600 "$$nb" || exit 1; \
+	done
 
 site: $(VENV)/.installed-dev
 	$(PY) -m vfs_utils.site --out _site

@@ -1,4 +1,4 @@
-"""The ``vfs`` command line: fetch, demo-data, scan, inventory, morphometry, predict.
+"""The ``vfs`` command line: fetch, prepare, demo-data, scan, inventory, morphometry, predict.
 
 This is the only module that prints; the library reports through return
 values, exceptions, warnings and logging.
@@ -40,6 +40,13 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     root = build_dataset(args.out, studies=args.studies, seed=args.seed,
                          annotation_dir=args.from_annotations)
     print(root)
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .tutorial import setup
+
+    print(setup(args.mode))
     return 0
 
 
@@ -102,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-annotations", type=Path, default=None, metavar="DIR",
                    help="render studies that match these real annotation files (v1 or v2)")
     p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser("prepare", help="find or build the data the lessons use (idempotent)")
+    p.add_argument("--mode", choices=["real", "phantom", "synthetic"], default=None,
+                   help="force a data mode (default: the first available)")
+    p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("scan", help="list the DICOM series under a study folder or dataset root")
     p.add_argument("path", type=Path)

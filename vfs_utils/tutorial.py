@@ -1,0 +1,124 @@
+"""The setup step every lesson opens with: find the data, say which data it is.
+
+Three data modes, tried in this order:
+
+1. ``real``: ``VFS_DATA_ROOT`` points at a CTLungCa-500 download (``dicom/<Folder>/...``);
+   the annotations come from the environment, the cache or the pinned download.
+2. ``phantom``: the real annotations (environment, cache or download) over
+   synthetic phantom images rendered so that the annotations match them. The
+   default wherever the annotations can be had.
+3. ``synthetic``: a fully synthetic dataset, images and annotations. Used
+   offline with no annotation copy, and forced by ``VFS_OFFLINE=1``.
+
+Demo datasets are built on first use into the cache (``VFS_CACHE_DIR``) and
+reused afterwards. ``vfs prepare`` builds them ahead of time.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import data
+from .errors import DataNotFoundError
+
+__all__ = ["DataSource", "PHANTOM_STUDIES", "setup"]
+
+log = logging.getLogger(__name__)
+
+#: Number of real annotation files rendered as phantom studies in the ``phantom`` mode.
+PHANTOM_STUDIES = 4
+
+_DESCRIPTIONS = {
+    "real": "the real CTLungCa-500 images (VFS_DATA_ROOT) with the real annotations",
+    "phantom": ("the real expert annotations over synthetic phantom images rendered to match "
+                "them (no real CT is available here)"),
+    "synthetic": ("a fully synthetic dataset: phantom images with simulated expert readings "
+                  "(offline, no annotation copy)"),
+}
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a lesson's data is.
+
+    Attributes
+    ----------
+    mode : {"real", "phantom", "synthetic"}
+    root : Path
+        Dataset root holding ``dicom/<Folder>/...``.
+    annotation_dir : Path
+        Folder of v1 annotation files.
+    annotation_dir_v2 : Path
+        Folder of v2 annotation files.
+    """
+
+    mode: str
+    root: Path
+    annotation_dir: Path
+    annotation_dir_v2: Path
+
+    @property
+    def studies(self) -> list[str]:
+        """Names of the study folders under ``root/dicom``."""
+        return sorted(p.name for p in (self.root / "dicom").iterdir() if p.is_dir())
+
+    @property
+    def description(self) -> str:
+        """One sentence on what this data is."""
+        return _DESCRIPTIONS[self.mode]
+
+    def __str__(self) -> str:
+        n_v1 = len(list(self.annotation_dir.glob("*.json")))
+        n_v2 = len(list(self.annotation_dir_v2.glob("*.json")))
+        return (f"Data mode: {self.mode} - {self.description}.\n"
+                f"{len(self.studies)} study folders with images; annotation files: "
+                f"{n_v1} (v1), {n_v2} (v2).")
+
+
+def _real_annotations() -> tuple[Path, Path] | None:
+    try:
+        return data.annotation_dir("v1"), data.annotation_dir("v2")
+    except DataNotFoundError as exc:
+        if not data.offline():
+            warnings.warn(f"falling back to the fully synthetic dataset: {exc}", stacklevel=3)
+        return None
+
+
+def setup(mode: str | None = None) -> DataSource:
+    """Find (and on first use build) the data a lesson runs on.
+
+    Parameters
+    ----------
+    mode : {"real", "phantom", "synthetic"}, optional
+        Force a mode; default: the first that is available (see the module doc).
+
+    Returns
+    -------
+    DataSource
+        ``print(source)`` says which data is used.
+    """
+    from .phantom import build_dataset
+
+    if mode not in (None, "real", "phantom", "synthetic"):
+        raise ValueError(f"unknown data mode {mode!r}: use 'real', 'phantom' or 'synthetic'")
+    root = data.data_root()
+    if mode == "real" or (mode is None and root is not None):
+        if root is None:
+            raise DataNotFoundError(f"mode 'real' needs {data.ENV_DATA_ROOT}: set it to the "
+                                    "CTLungCa-500 root that holds dicom/<Folder>/...")
+        return DataSource("real", root, data.annotation_dir("v1"), data.annotation_dir("v2"))
+    if mode in (None, "phantom") and not (mode is None and data.offline()):
+        found = _real_annotations()
+        if found is not None:
+            v1, v2 = found
+            demo = build_dataset(data.demo_dir("phantom"), studies=PHANTOM_STUDIES,
+                                 annotation_dir=v2)
+            return DataSource("phantom", demo, v1, v2)
+        if mode == "phantom":
+            raise DataNotFoundError("mode 'phantom' needs the real annotations: run `vfs fetch` "
+                                    f"or set {data.ENV_ANNOTATION_DIR} and "
+                                    f"{data.ENV_ANNOTATION_DIR_V2}.")
+    demo = build_dataset(data.demo_dir("synthetic"), seed=0)
+    return DataSource("synthetic", demo, demo / "annotation", demo / "annotation_v2")
