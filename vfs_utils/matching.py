@@ -246,7 +246,7 @@ def _match_positions(group: pd.DataFrame) -> np.ndarray:
 def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
     """Say which readings of different experts are the same vertebra.
 
-    Within each annotation file, readings get a common ``vertebra_id``: the
+    Within each annotation file (and version), readings get a common ``vertebra_id``: the
     index of the level in :data:`~vfs_utils.annotation.LEVELS` when every
     reading has a level (v2), otherwise a position index head -> feet found by
     one-to-one matching of vertebral-body centres (row, slice) across experts
@@ -265,7 +265,8 @@ def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
     """
     out = frame.copy()
     ids = np.zeros(len(out), dtype=np.int64)
-    for _, idx in out.groupby("file", sort=False).indices.items():
+    keys = ["file", "version"] if "version" in out.columns else ["file"]
+    for _, idx in out.groupby(keys, sort=False).indices.items():
         group = out.iloc[idx]
         levels = group["level"]
         if levels.notna().all():
