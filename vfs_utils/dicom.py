@@ -884,16 +884,22 @@ def write_series(
     origin_f = np.asarray(origin, dtype=float)
     if origin_f.shape != (3,):
         raise SeriesError(f"{target}: origin must be 3 LPS mm values; got {origin!r}.")
-    stored = np.round((values.astype(np.float64) - float(intercept)) / float(slope))
-    if not np.all(np.isfinite(stored)):
+    # check the range on the extremes, then convert one slice at a time (no full-size copies)
+    lo, hi = (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise SeriesError(f"{target}: array holds NaN or infinite values.")
-    if stored.min() < -32768 or stored.max() > 32767:
+    ends = np.round((np.array([lo, hi]) - float(intercept)) / float(slope))
+    if ends.min() < -32768 or ends.max() > 32767:
         raise SeriesError(
-            f"{target}: values {values.min()}..{values.max()} HU do not fit int16 with slope "
+            f"{target}: values {lo}..{hi} HU do not fit int16 with slope "
             f"{slope} and intercept {intercept}; clip the array or change slope/intercept."
         )
-    stored = stored.astype("<i2")
-    rows, cols, n = stored.shape
+
+    def stored_slice(k: int) -> np.ndarray:
+        plane = values[:, :, k].astype(np.float64)
+        return np.round((plane - float(intercept)) / float(slope)).astype("<i2")
+
+    rows, cols, n = values.shape
     normal = np.cross(row_cos, col_cos)
     slice_dir = -normal
     thickness = float(spacing_f[2] if slice_thickness is None else slice_thickness)
@@ -971,7 +977,7 @@ def write_series(
             ds.WindowWidth = "1800"
             for key, value in (extra or {}).items():
                 _set_element(ds, key, value, target)
-            ds.PixelData = np.ascontiguousarray(stored[:, :, k]).tobytes()
+            ds.PixelData = stored_slice(k).tobytes()
             name = f"{file_prefix}{k + 1:05d}.dcm"
             pydicom.dcmwrite(tmp / name, ds, enforce_file_format=True)
             names.append(name)
