@@ -497,3 +497,97 @@ def test_real_v1_agreement_uses_every_expert_pair_of_shared_vertebrae(v1_dir):
     labels = M.study_labels(table)
     assert len(labels) == 100
     assert (labels["label_moderate"] <= labels["label_any"]).all()
+
+
+# --------------------------------------------------------------------------- spacing from a dataset
+def _write_study(root: Path, folder: str, uid: str, spacing) -> None:
+    from vfs_utils.dicom import write_series
+
+    write_series(root / "dicom" / folder / "series-001", np.zeros((12, 6, 8), dtype=np.int16),
+                 spacing=spacing, series_uid=uid, study_uid=uid + ".1",
+                 frame_of_reference_uid=uid + ".2")
+
+
+def _two_studies(tmp_path: Path):
+    """A dataset root with studies A and B, and a frame with readings of A, B and absent C."""
+    root = tmp_path / "root"
+    spacings = {"A": (0.5, 0.5, 2.0), "B": (0.8, 0.8, 1.0), "C": (0.7, 0.7, 1.25)}
+    uids = {f: f"1.2.826.0.1.3680043.10.543.9.{i}" for i, f in enumerate(spacings, 1)}
+    for f in ("A", "B"):
+        _write_study(root, f, uids[f], spacings[f])
+    frame = pd.concat([frame_of({"e1": [vertebra(20, 19, 21, spacings[f]), vertebra(15, 12, 16,
+                                                                                    spacings[f])],
+                                 "e2": [vertebra(18, 18, 19, spacings[f])]},
+                                folder=f, series_uid=uids[f]) for f in spacings],
+                      ignore_index=True)
+    return root, frame, spacings
+
+
+def test_root_spacing_through_an_executor_gives_the_same_table(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, frame, spacings = _two_studies(tmp_path)
+    frame = frame[frame["folder"] != "C"]
+    serial = M.morphometry_table(frame, root=root)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parallel = M.morphometry_table(frame, root=root, executor=pool)
+    pd.testing.assert_frame_equal(serial, parallel)
+    by_hand = M.morphometry_table(frame, spacing={f: spacings[f] for f in ("A", "B")})
+    pd.testing.assert_frame_equal(serial, by_hand)
+    # The heights were drawn in mm with each study's spacing: the headers give them back.
+    np.testing.assert_allclose(serial[["ha", "hm", "hp"]],
+                               [[20, 19, 21], [15, 12, 16], [18, 18, 19]] * 2, rtol=1e-9)
+
+
+def test_dataset_spacing_uses_headers_where_present_and_the_default_elsewhere(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vfs_utils.errors import DataNotFoundError
+
+    root, frame, spacings = _two_studies(tmp_path)
+    got = M.dataset_spacing(frame, root, default=(1, 1, 1))
+    assert got == {"A": spacings["A"], "B": spacings["B"], "C": (1.0, 1.0, 1.0)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert M.dataset_spacing(frame, root, default=(1, 1, 1), executor=pool) == got
+    table = M.morphometry_table(frame, spacing=got)
+    c = table[table["folder"] == "C"]
+    # C keeps voxel units: heights in voxels, grades from the ratios.
+    np.testing.assert_allclose(c["hp"], [21 / 1.25, 16 / 1.25, 19 / 1.25], rtol=1e-9)
+    with pytest.raises(DataNotFoundError, match=r"'C'.*default="):
+        M.dataset_spacing(frame, root)
+    assert M.dataset_spacing(frame[frame["folder"] != "C"], root) == \
+        {"A": spacings["A"], "B": spacings["B"]}
+    with pytest.raises(DataNotFoundError, match="not a dataset root"):
+        M.dataset_spacing(frame, tmp_path / "nowhere", default=(1, 1, 1))
+    with pytest.raises(ValueError, match="spacing"):
+        M.dataset_spacing(frame, root, default=(1, 0, 1))
+
+
+def test_real_v2_experts_always_agree_on_the_vertebra_count(v2_dir):
+    files = sorted(v2_dir.glob("*.json"))
+    disagree = sum(len({len(v) for v in json.loads(p.read_text())["Annotation"].values()}) > 1
+                   for p in files)
+    assert (len(files), disagree) == (100, 0)
+    cd = M.count_disagreement(read_annotations(v2_dir))
+    assert (cd.n_files, cd.n_disagree) == (100, 0)
+
+
+def test_real_v1_readings_only_the_within_rule_calls_fractured(v1_dir):
+    # Lesson 04 counts the readings that the within-vertebra rule grades >= 1 and the
+    # neighbour rule 0 (210 there: it uses header spacing for the studies with images).
+    readings = _independent_readings(v1_dir)
+    within, neighbour = _independent_grades(readings)
+    only = {k for k in within if within[k] >= 1 and neighbour[k] == 0}
+    assert len(only) == 209
+    smallest = {}                                    # which height is the smallest
+    for file, expert, i, pts in readings:
+        if (file, expert, i) in only:
+            rows = [pts[2 * k:2 * k + 2, 0].mean() for k in range(3)]
+            h = [np.linalg.norm(pts[2 * k + 1] - pts[2 * k]) for k in np.argsort(rows)]
+            name = ("wedge", "biconcave", "crush")[int(np.argmin(h))]
+            smallest[name] = smallest.get(name, 0) + 1
+    table = M.morphometry_table(read_annotations(v1_dir), spacing=(1.0, 1.0, 1.0))
+    got = table[(table["grade"] >= 1) & (table["neighbour_grade"] == 0)]
+    assert len(got) == 209
+    assert got["deformity"].value_counts().to_dict() == smallest
+    assert smallest["biconcave"] > len(only) / 2      # mostly slightly biconcave vertebrae

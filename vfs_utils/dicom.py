@@ -65,6 +65,11 @@ __all__ = [
 
 LOGGER = logging.getLogger(__name__)
 
+# The MosMed SeriesInstanceUIDs (and so the annotations' and the phantom's copies of them)
+# are not valid DICOM UIDs: components with leading zeros and a trailing dot. pydicom
+# warns on every access; the values are read exactly as stored, so the warning is noise.
+warnings.filterwarnings("ignore", message=r"Invalid value for VR UI", category=UserWarning)
+
 #: Columns of the frame returned by :func:`scan`, in order.
 SCAN_COLUMNS = [
     "folder",

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .annotation import POINT_COLUMNS
-from .errors import SeriesError
+from .errors import DataNotFoundError, SeriesError
 
 __all__ = [
     "DEFORMITIES",
@@ -47,6 +47,7 @@ __all__ = [
     "compare_rounds",
     "consensus",
     "count_disagreement",
+    "dataset_spacing",
     "fleiss_kappa",
     "genant_grade",
     "grade_flip_rate",
@@ -271,21 +272,105 @@ def _study_keys(frame: pd.DataFrame) -> list[str]:
     return [k for k in _STUDY_KEYS if k in frame.columns]
 
 
-def _root_spacing(frame: pd.DataFrame, root) -> np.ndarray:
+def _series_spacings(root, pairs, executor) -> np.ndarray:
+    """(n, 3) header spacings of the (folder, series_uid) pairs, checked usable."""
     from .matching import series_spacing
 
-    _require(frame, ["folder", "series_uid"], "morphometry_table(root=...)")
-    pairs = pd.MultiIndex.from_frame(frame[["folder", "series_uid"]].astype(str))
-    uniq = pairs.unique()
-    table = np.empty((len(uniq), 3))
-    for i, (folder, uid) in enumerate(uniq):
-        sp = np.asarray(series_spacing(root, folder, uid), dtype=float)
+    folders = [f for f, _ in pairs]
+    uids = [u for _, u in pairs]
+    roots = [root] * len(pairs)
+    if executor is None:
+        found = [series_spacing(r, f, u) for r, f, u in zip(roots, folders, uids)]
+    else:
+        # A dask.distributed.Client's map gives futures; a concurrent.futures one, results.
+        found = [f.result() if hasattr(f, "result") else f
+                 for f in executor.map(series_spacing, roots, folders, uids)]
+    table = np.asarray(found, dtype=float).reshape(len(pairs), 3)
+    for (folder, uid), sp in zip(pairs, table):
         if not (np.isfinite(sp).all() and (sp > 0).all()):
             raise SeriesError(f"{os.fspath(root)}: series {uid} of folder {folder} has no usable "
                               f"spacing {tuple(sp)} (one slice, or missing PixelSpacing); remove "
                               "its readings from the frame or pass spacing= explicitly")
-        table[i] = sp
+    return table
+
+
+def _root_spacing(frame: pd.DataFrame, root, executor=None) -> np.ndarray:
+    _require(frame, ["folder", "series_uid"], "morphometry_table(root=...)")
+    pairs = pd.MultiIndex.from_frame(frame[["folder", "series_uid"]].astype(str))
+    uniq = pairs.unique()
+    table = _series_spacings(root, list(uniq), executor)
     return table[uniq.get_indexer(pairs)]
+
+
+def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
+                    executor=None) -> dict[str, tuple[float, float, float]]:
+    """Voxel spacing of every study of a frame, from the headers of the studies present.
+
+    A dataset may hold images for only some of the annotated studies (a partial
+    download, or the phantom demo, which renders a few of the 100). The
+    spacing of each study folder under ``root/dicom`` is read from the headers
+    of the annotated series (:func:`vfs_utils.matching.series_spacing`); a
+    folder that is absent gets ``default``. The result is the mapping
+    ``spacing=`` of :func:`morphometry_table` and :func:`heights` accept.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        From :func:`vfs_utils.annotation.read_annotations`; needs ``folder``
+        and ``series_uid``.
+    root : path-like
+        Dataset root holding ``dicom/<Folder>/...``.
+    default : sequence of 3 floats, optional
+        Spacing (row, col, slice) in mm for studies without images, e.g.
+        ``(1, 1, 1)`` for heights in voxels (a ratio-only analysis). Without
+        it an absent study is an error.
+    executor : concurrent.futures.Executor, optional
+        Runs the header scans in parallel (e.g. a ``ThreadPoolExecutor`` or a
+        ``dask.distributed.Client``).
+
+    Returns
+    -------
+    dict
+        Folder name -> (row, col, slice) spacing in mm, for every folder of the frame.
+
+    Raises
+    ------
+    DataNotFoundError
+        ``root`` is not a dataset root, or a study folder is absent and no
+        ``default`` is given.
+    SeriesError
+        A present study folder lacks the annotated series, or its spacing is unusable.
+    ValueError
+        The frame gives two series of different spacing for one folder, or
+        ``default`` is not three positive numbers.
+    """
+    from pathlib import Path
+
+    _require(frame, ["folder", "series_uid"], "dataset_spacing")
+    base = Path(root)
+    if not (base / "dicom").is_dir():
+        raise DataNotFoundError(f"{base}: not a dataset root (no dicom/ folder inside). Point at "
+                                "the folder that holds dicom/<Folder>/..., e.g. VFS_DATA_ROOT.")
+    if default is not None:
+        default = tuple(float(v) for v in _spacing_rows(default, 1)[0])
+    pairs = list(dict.fromkeys(zip(frame["folder"].astype(str), frame["series_uid"].astype(str))))
+    present = [p for p in pairs if (base / "dicom" / p[0]).is_dir()]
+    absent = sorted({f for f, _ in pairs} - {f for f, _ in present})
+    if absent and default is None:
+        raise DataNotFoundError(
+            f"{base / 'dicom' / absent[0]}: study folder {absent[0]!r} is not in this dataset "
+            f"({len(absent)} of {len({f for f, _ in pairs})} annotated studies have no images). "
+            "Download the missing studies, drop their readings from the frame, or pass "
+            "default=(row, col, slice) mm, e.g. (1, 1, 1) for heights in voxels.")
+    out: dict[str, tuple[float, float, float]] = {f: default for f in absent}
+    for (folder, uid), sp in zip(present, _series_spacings(root, present, executor)):
+        sp = tuple(float(v) for v in sp)
+        if folder in out and not np.allclose(out[folder], sp):
+            raise ValueError(f"dataset_spacing: folder {folder} has readings of two series with "
+                             f"different spacings {out[folder]} and {sp}; split the frame by "
+                             "series_uid")
+        out[folder] = sp
+    return out
 
 
 def _neighbour_mean(values: pd.Series, codes: np.ndarray, skip_nan: bool) -> np.ndarray:
@@ -306,7 +391,7 @@ def _neighbour_mean(values: pd.Series, codes: np.ndarray, skip_nan: bool) -> np.
 
 
 def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
-                      orientation=None) -> pd.DataFrame:
+                      orientation=None, executor=None) -> pd.DataFrame:
     """Heights, shape indices and Genant grades of every vertebra reading.
 
     Within-vertebra rule (``height_loss``, ``grade``, ``deformity``)
@@ -355,6 +440,10 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
         gives heights in voxels.
     orientation : see :func:`heights`, optional
         ImageOrientationPatient; without it the patient is taken to be supine.
+    executor : concurrent.futures.Executor, optional
+        With ``root``: runs the per-series header scans through
+        ``executor.map`` (a ``ThreadPoolExecutor``, a ``dask.distributed.Client``...);
+        the table is the same as without it. Ignored with ``spacing``.
 
     Returns
     -------
@@ -384,7 +473,8 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
         raise TypeError("morphometry_table needs exactly one of root= (a dataset root: spacing "
                         "from the DICOM headers) or spacing= (row, col, slice) in mm")
     n = len(frame)
-    sp = _root_spacing(frame, root) if root is not None else _spacing_rows(spacing, n, frame)
+    sp = (_root_spacing(frame, root, executor) if root is not None
+          else _spacing_rows(spacing, n, frame))
     pts = _as_points(frame)
     h = _pair_heights(pts, sp, _flipped(orientation, n, frame))
     ha, hm, hp = h.T
