@@ -15,7 +15,6 @@ export VFS_ANNOTATION_DIR_V2 ?= $(SHARED_DATA)/anchor-free-genant/annotation
 endif
 # Caches and demo datasets stay inside the checkout, so a fresh clone builds fresh.
 export VFS_CACHE_DIR ?= $(CURDIR)/.cache
-export MPLBACKEND ?= Agg
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
@@ -80,7 +79,7 @@ execute: $(VENV)/.installed-dev
 	done
 
 site: $(VENV)/.installed-dev
-	$(PY) -m vfs_utils.site --out _site
+	$(PY) docs/build_site.py --out _site
 
 bench: $(VENV)/.installed-dev
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
