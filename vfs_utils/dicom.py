@@ -52,6 +52,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from ._parallel import map_ordered
 from .errors import DatasetExistsError, DataNotFoundError, SeriesError
 
 __all__ = [
@@ -365,9 +366,7 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None) -> pd.Dat
         files, hidden = _list_files(unit)
         skipped += hidden
         jobs.append([str(p) for p in files])
-    results = list(executor.map(_scan_files, jobs)) if executor is not None else [
-        _scan_files(job) for job in jobs
-    ]
+    results = map_ordered(_scan_files, jobs, executor=executor)
     skipped += sum(n for _, n in results)
     top_records = results[0][0]
     unit_records = [recs for recs, _ in results[1:]]

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from .annotation import LEVELS, Annotation, load_annotation, points
+from ._parallel import map_ordered
 from .errors import AnnotationError, DataNotFoundError, SeriesError, VfsError
 
 __all__ = [
@@ -161,9 +162,9 @@ def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike
     annotation_dir : path-like, optional
         Folder of annotation files. Default: ``<dataset_root>/annotation`` when
         it exists, else the configured v1 set (:func:`vfs_utils.data.annotation_dir`).
-    executor : concurrent.futures.Executor, optional
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
         Runs the per-file checks (header scans) in parallel, e.g. a
-        ``ThreadPoolExecutor`` or a ``dask.distributed.Client``.
+        ``ThreadPoolExecutor`` or a Dask ``Client``.
 
     Returns
     -------
@@ -184,10 +185,7 @@ def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike
     files = sorted(Path(annotation_dir).glob("*.json"))
     if not files:
         raise DataNotFoundError(f"{annotation_dir}: no *.json annotation files.")
-    if executor is None:
-        rows = [_inventory_row(f, root) for f in files]
-    else:
-        rows = list(executor.map(_inventory_row, files, [root] * len(files)))
+    rows = map_ordered(_inventory_row, files, [root] * len(files), executor=executor)
     return pd.DataFrame(rows)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .annotation import POINT_COLUMNS
+from ._parallel import map_ordered
 from .errors import DataNotFoundError, SeriesError
 
 __all__ = [
@@ -279,12 +280,7 @@ def _series_spacings(root, pairs, executor) -> np.ndarray:
     folders = [f for f, _ in pairs]
     uids = [u for _, u in pairs]
     roots = [root] * len(pairs)
-    if executor is None:
-        found = [series_spacing(r, f, u) for r, f, u in zip(roots, folders, uids)]
-    else:
-        # A dask.distributed.Client's map gives futures; a concurrent.futures one, results.
-        found = [f.result() if hasattr(f, "result") else f
-                 for f in executor.map(series_spacing, roots, folders, uids)]
+    found = map_ordered(series_spacing, roots, folders, uids, executor=executor)
     table = np.asarray(found, dtype=float).reshape(len(pairs), 3)
     for (folder, uid), sp in zip(pairs, table):
         if not (np.isfinite(sp).all() and (sp > 0).all()):
