@@ -55,6 +55,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory nbtest
+	$(MAKE) --no-print-directory site SITE_FLAGS=--no-execute
 
 # Lessons under nbval twice: with the real annotations over phantom images (outputs
 # compared with the committed ones), and fully offline on the synthetic dataset.
@@ -68,6 +69,10 @@ else
 	@echo "no notebooks yet"
 endif
 
+# The course site; `make test` renders the committed outputs (nbval has just checked
+# that they are what the lessons produce), `make site` executes the lessons afresh.
+SITE_FLAGS ?=
+
 # Re-execute the lessons in place (the committed outputs students read on GitHub),
 # in the phantom mode that CI compares against.
 execute: $(VENV)/.installed-dev
@@ -79,7 +84,7 @@ execute: $(VENV)/.installed-dev
 	done
 
 site: $(VENV)/.installed-dev
-	$(PY) docs/build_site.py --out _site
+	$(PY) docs/build_site.py --out _site $(SITE_FLAGS)
 
 bench: $(VENV)/.installed-dev
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
