@@ -80,7 +80,8 @@ execute: $(VENV)/.installed-dev
 	@for nb in $(or $(NB),$(NOTEBOOKS) $(SOLUTIONS)); do \
 		echo "executing $$nb"; \
 		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --log-level=WARN \
-			--ExecutePreprocessor.timeout=600 "$$nb" || exit 1; \
+			--ExecutePreprocessor.timeout=600 \
+			--ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
 	done
 
 site: $(VENV)/.installed-dev
