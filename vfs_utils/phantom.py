@@ -332,6 +332,8 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
             pts[:, 0] += rng.normal(0, noise_mm, 6) / sp[0]
             pts[:, 2] += rng.normal(0, noise_mm, 6) / sp[2]
             pts[:, 1] = float(np.round(v.points[:, 1].mean() + rng.normal(0, 1.5)))
+            # a reader clicks inside the image: keep the noisy points in the volume
+            np.clip(pts, 0, np.asarray(truth.geometry.shape, dtype=float) - 1, out=pts)
             items.append(Vertebra(pts, v.level))
         readings[str(name)] = tuple(items)
     return readings
