@@ -27,6 +27,7 @@ from .errors import (
     DataNotFoundError,
     DatasetExistsError,
     DownloadError,
+    ModelFileError,
     SeriesError,
     VfsError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "DataNotFoundError",
     "DatasetExistsError",
     "DownloadError",
+    "ModelFileError",
     "SeriesError",
     "VfsError",
     *_SUBMODULES,

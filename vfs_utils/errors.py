@@ -13,6 +13,7 @@ __all__ = [
     "DataNotFoundError",
     "DatasetExistsError",
     "DownloadError",
+    "ModelFileError",
 ]
 
 
@@ -45,3 +46,7 @@ class DatasetExistsError(VfsError, FileExistsError):
 
 class DownloadError(VfsError, OSError):
     """A downloaded file does not match its pinned sha256 hash."""
+
+
+class ModelFileError(VfsError, ValueError):
+    """A model file cannot be used: not a skops file, or it holds types outside the allow-list."""
