@@ -248,6 +248,26 @@ def test_idempotent_and_refuses_foreign_folders(small_dataset, tmp_path, monkeyp
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
 
+def test_stale_build_is_replaced_only_when_asked(tmp_path, monkeypatch):
+    built = phantom.build_dataset(tmp_path / "ds", studies=1, seed=3, image_size=SMALL)
+    fresh = _hashes(built)
+    # pretend the dataset was made by other phantom code
+    monkeypatch.setattr(phantom, "_code_fingerprint", lambda: "0123456789abcdef")
+    with pytest.raises(DatasetExistsError, match="other parameters"):
+        phantom.build_dataset(built, studies=1, seed=3, image_size=SMALL)
+    assert _hashes(built) == fresh
+    phantom.build_dataset(built, studies=1, seed=3, image_size=SMALL, replace_stale=True)
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["parameters"]["code"] == "0123456789abcdef"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no leftovers
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetExistsError):
+        phantom.build_dataset(foreign, studies=1, image_size=SMALL, replace_stale=True)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
 def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
     real = phantom.write_study
     calls = []

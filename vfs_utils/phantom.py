@@ -64,6 +64,18 @@ _UID_SOURCE = "vfs-tutorials phantom v1"
 _MANIFEST = "manifest.json"
 _FORMAT = "vfs-phantom-1"
 
+
+def _code_fingerprint() -> str:
+    """sha256 (first 16 hex digits) of the code that renders and writes the phantom.
+
+    Stored in the manifest, so a cached demo dataset made by other code is rebuilt
+    (see ``replace_stale``) instead of silently reused.
+    """
+    digest = hashlib.sha256()
+    for module in ("phantom.py", "dicom.py", "annotation.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:16]
+
 #: Attenuation of the tissues, in HU.
 HU: dict[str, float] = {
     "air": -1000.0, "fat": -100.0, "muscle": 40.0, "soft": 35.0, "abdomen": 55.0,
@@ -1123,7 +1135,7 @@ Mode: {mode}. {detail}
 
 def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None = None,
                   seed: int = 0, annotation_dir: str | os.PathLike | None = None,
-                  image_size: int = 512) -> Path:
+                  image_size: int = 512, replace_stale: bool = False) -> Path:
     """Build the phantom dataset (idempotent): ``dicom/``, ``annotation/``, ``annotation_v2/``.
 
     Parameters
@@ -1144,6 +1156,10 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
     image_size : int
         Rows and columns of the synthetic series (fully synthetic mode only; smaller
         sizes make quick test datasets). Real annotations always get 512 x 512.
+    replace_stale : bool
+        When ``out`` holds a phantom build with other parameters (or made by another
+        version of the phantom code), build anew and replace it instead of raising.
+        A folder without a phantom manifest is never touched.
 
     Returns
     -------
@@ -1154,7 +1170,8 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
     Raises
     ------
     DatasetExistsError
-        When ``out`` exists, is not empty and is not a phantom build with these parameters.
+        When ``out`` exists, is not empty and is not a phantom build with these parameters
+        (unless ``replace_stale`` and it is a phantom build).
     DataNotFoundError
         When ``annotation_dir`` holds no ``*.json`` file.
     """
@@ -1171,20 +1188,23 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
         if studies is not None:
             files = files[:max(int(studies), 1)]
         digest = _hash_files(files)
-        params = {"format": _FORMAT, "mode": "from-annotations", "seed": seed,
+        params = {"format": _FORMAT, "code": _code_fingerprint(), "mode": "from-annotations",
+                  "seed": seed,
                   "studies": len(files), "annotation_files_sha256": digest}
         name = f"from-annotations-{digest[:12]}-seed{seed}"
     else:
         n = int(studies) if studies is not None else DEFAULT_STUDIES
         if n < 1:
             raise ValueError(f"studies={n}: use at least 1")
-        params = {"format": _FORMAT, "mode": "synthetic", "seed": seed, "studies": n}
+        params = {"format": _FORMAT, "code": _code_fingerprint(), "mode": "synthetic",
+                  "seed": seed, "studies": n}
         name = f"synthetic-seed{seed}"
         if image_size != 512:
             params["image_size"] = int(image_size)
             name += f"-{int(image_size)}px"
     out = Path(out) if out is not None else demo_dir(name)
 
+    stale: Path | None = None
     if out.exists():
         manifest = out / _MANIFEST
         if manifest.is_file():
@@ -1194,10 +1214,12 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
                 previous = None
             if previous == params:
                 return out
-            raise DatasetExistsError(
-                f"{out}: holds a phantom dataset built with other parameters ({previous}); "
-                "pass another --out or delete that folder.")
-        if not out.is_dir() or any(out.iterdir()):
+            if not replace_stale:
+                raise DatasetExistsError(
+                    f"{out}: holds a phantom dataset built with other parameters ({previous}); "
+                    "pass another --out or delete that folder.")
+            stale = out
+        elif not out.is_dir() or any(out.iterdir()):
             raise DatasetExistsError(
                 f"{out}: exists and is not a phantom dataset (no {_MANIFEST}); it is left "
                 "untouched. Pass another --out or an empty folder.")
@@ -1223,9 +1245,15 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
                     "parameters": params, "studies": records}
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True),
                                      encoding="utf-8")
-        if out.exists():
-            out.rmdir()          # an empty folder the caller made for us
-        os.rename(tmp, out)
+        if stale is not None:    # our own older build: swap it out, then delete it
+            trash = out.parent / f".{out.name}.stale-{os.getpid()}"
+            os.rename(out, trash)
+            os.rename(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            if out.exists():
+                out.rmdir()      # an empty folder the caller made for us
+            os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

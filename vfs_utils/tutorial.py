@@ -11,7 +11,8 @@ Three data modes, tried in this order:
    offline with no annotation copy, and forced by ``VFS_OFFLINE=1``.
 
 Demo datasets are built on first use into the cache (``VFS_CACHE_DIR``) and
-reused afterwards. ``vfs prepare`` builds them ahead of time.
+reused afterwards, until the phantom code or its parameters change: then they are
+rebuilt. ``vfs prepare`` builds them ahead of time.
 """
 from __future__ import annotations
 
@@ -114,11 +115,11 @@ def setup(mode: str | None = None) -> DataSource:
         if found is not None:
             v1, v2 = found
             demo = build_dataset(data.demo_dir("phantom"), studies=PHANTOM_STUDIES,
-                                 annotation_dir=v2)
+                                 annotation_dir=v2, replace_stale=True)
             return DataSource("phantom", demo, v1, v2)
         if mode == "phantom":
             raise DataNotFoundError("mode 'phantom' needs the real annotations: run `vfs fetch` "
                                     f"or set {data.ENV_ANNOTATION_DIR} and "
                                     f"{data.ENV_ANNOTATION_DIR_V2}.")
-    demo = build_dataset(data.demo_dir("synthetic"), seed=0)
+    demo = build_dataset(data.demo_dir("synthetic"), seed=0, replace_stale=True)
     return DataSource("synthetic", demo, demo / "annotation", demo / "annotation_v2")
