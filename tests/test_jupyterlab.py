@@ -7,7 +7,6 @@ execution count; no cell may show an error. A screenshot goes to the temporary f
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -22,24 +21,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _browser import CHROMIUM, CHROMIUM_ARGS, MARKS
 
 REPO = Path(__file__).resolve().parents[1]
 LESSON = REPO / "notebooks" / "01_loading.ipynb"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 RUN_TIMEOUT_S = 180
 START_TIMEOUT_S = 60
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="browser test: /usr/bin/chromium is missing "
-                              "(apt-get install chromium)"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="browser test: playwright is not installed (pip install playwright)"),
-]
+pytestmark = MARKS
 
 # Every notebook cell stays in the DOM (JupyterLab 4 may virtualise long notebooks), the
 # notebook's kernel starts without the "Select Kernel" dialog, and no news pop-up covers

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import re
@@ -23,23 +22,13 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from _browser import CHROMIUM, CHROMIUM_ARGS, MARKS
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 BINDER = "https://mybinder.org/v2/gh/vfs-tutorials/vfs-tutorials/main?labpath="
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="browser test: /usr/bin/chromium is missing "
-                              "(apt-get install chromium)"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="browser test: playwright is not installed (pip install playwright)"),
-]
+pytestmark = MARKS
 
 LESSONS = sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
 SOLUTIONS = sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))

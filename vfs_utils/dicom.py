@@ -71,6 +71,16 @@ LOGGER = logging.getLogger(__name__)
 # warns on every access; the values are read exactly as stored, so the warning is noise.
 warnings.filterwarnings("ignore", message=r"Invalid value for VR UI", category=UserWarning)
 
+
+class _QuietUIDs(logging.Filter):
+    """pydicom also logs that warning; drop it from the ``pydicom`` logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Invalid value for VR UI")
+
+
+logging.getLogger("pydicom").addFilter(_QuietUIDs())
+
 #: Columns of the frame returned by :func:`scan`, in order.
 SCAN_COLUMNS = [
     "folder",

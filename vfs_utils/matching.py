@@ -19,7 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .annotation import LEVELS, Annotation, load_annotation, points
 from ._parallel import map_ordered
-from .errors import AnnotationError, DataNotFoundError, SeriesError, VfsError
+from .errors import DataNotFoundError, SeriesError, VfsError
 
 __all__ = [
     "carry_levels",
