@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .annotation import LEVELS, Annotation, Vertebra, load_annotation, write_annotation
+from .annotation import (LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations,
+                         write_annotation)
 from .errors import AnnotationError, DataNotFoundError, DatasetExistsError
 
 __all__ = [
@@ -359,37 +360,20 @@ def _folder_spacing(folder: str) -> tuple[float, float, float]:
 
 
 def _group_vertebrae(annotation: Annotation) -> list[np.ndarray]:
-    """Per vertebra, the stacked readings (k, 6, 3) of the experts who marked it."""
-    experts = {e: vs for e, vs in annotation.experts.items() if vs}
-    if not experts:
+    """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it.
+
+    Readings are paired across experts by :func:`vfs_utils.matching.match_vertebrae`
+    (by level in v2, by position in v1).
+    """
+    from .matching import match_vertebrae
+
+    if not any(annotation.experts.values()):
         raise AnnotationError(f"{annotation.path or annotation.folder}: no expert marked any "
                               "vertebra; the phantom needs at least one reading.")
-    by_level = all(v.level for vs in experts.values() for v in vs)
-    groups: dict = {}
-    if by_level:
-        for vs in experts.values():
-            for v in vs:
-                groups.setdefault(v.level, []).append(v.points)
-        return [np.stack(groups[k]) for k in sorted(groups, key=lambda lv: _level_index(lv, 99))]
-    ref_name = max(experts, key=lambda e: len(experts[e]))
-    clusters = [[v.points] for v in experts[ref_name]]
-    centres = [p.mean(axis=0) for p in (c[0] for c in clusters)]
-    steps = np.diff(sorted(c[2] for c in centres))
-    tol = 0.5 * float(np.median(steps)) if len(steps) else 10.0
-    for name, vs in experts.items():
-        if name == ref_name:
-            continue
-        for v in vs:
-            c = v.points.mean(axis=0)
-            d = [np.linalg.norm(c - r) for r in centres]
-            j = int(np.argmin(d))
-            if d[j] <= tol:
-                clusters[j].append(v.points)
-            else:
-                clusters.append([v.points])
-                centres.append(c)
-    order = np.argsort([c[2] for c in centres])
-    return [np.stack(clusters[i]) for i in order]
+    frame = match_vertebrae(read_annotations([annotation]))
+    pts = points(frame)
+    ids = frame["vertebra_id"].to_numpy()
+    return [pts[ids == k] for k in np.unique(ids)]
 
 
 def _separate(points: list[np.ndarray], spacing: np.ndarray) -> list[np.ndarray]:
