@@ -81,7 +81,8 @@ execute: $(VENV)/.installed-dev
 		echo "executing $$nb"; \
 		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --log-level=WARN \
 			--ExecutePreprocessor.timeout=600 \
-			--ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
+			--ExecutePreprocessor.store_widget_state=False \
+			--ExecutePreprocessor.record_timing=False "$$nb" || exit 1; \
 	done
 
 site: $(VENV)/.installed-dev
