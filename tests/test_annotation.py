@@ -198,25 +198,20 @@ V2_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(V1_CASES))
-def test_v1_validation(case, tmp_path):
-    mutate, where = V1_CASES[case]
-    path = _write(tmp_path, mutate(copy.deepcopy(v1_doc())))
+VALIDATION_CASES = [("v1", case) for case in sorted(V1_CASES)] + [
+    ("v2", case) for case in sorted(V2_CASES)]
+
+
+@pytest.mark.parametrize("version,case", VALIDATION_CASES)
+def test_validation(version, case, tmp_path):
+    cases, doc = (V1_CASES, v1_doc) if version == "v1" else (V2_CASES, v2_doc)
+    mutate, where = cases[case]
+    path = _write(tmp_path, mutate(copy.deepcopy(doc())))
     with pytest.raises(AnnotationError) as info:
         load_annotation(path)
     message = str(info.value)
     assert str(path) in message
     assert f"{where}:" in message
-
-
-@pytest.mark.parametrize("case", sorted(V2_CASES))
-def test_v2_validation(case, tmp_path):
-    mutate, where = V2_CASES[case]
-    path = _write(tmp_path, mutate(copy.deepcopy(v2_doc())))
-    with pytest.raises(AnnotationError) as info:
-        load_annotation(path)
-    assert str(path) in str(info.value)
-    assert f"{where}:" in str(info.value)
 
 
 def test_no_expert_has_vertebrae(tmp_path):
