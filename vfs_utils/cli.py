@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
+    from .dicom import quiet_uid_warnings
+    quiet_uid_warnings()
     try:
         return args.func(args)
     except VfsError as exc:

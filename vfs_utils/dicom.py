@@ -60,26 +60,37 @@ __all__ = [
     "SeriesWarning",
     "Volume",
     "load_series",
+    "quiet_uid_warnings",
     "scan",
     "write_series",
 ]
 
 LOGGER = logging.getLogger(__name__)
 
-# The MosMed SeriesInstanceUIDs (and so the annotations' and the phantom's copies of them)
-# are not valid DICOM UIDs: components with leading zeros and a trailing dot. pydicom
-# warns on every access; the values are read exactly as stored, so the warning is noise.
-warnings.filterwarnings("ignore", message=r"Invalid value for VR UI", category=UserWarning)
-
-
 class _QuietUIDs(logging.Filter):
-    """pydicom also logs that warning; drop it from the ``pydicom`` logger."""
+    """Drops pydicom's "Invalid value for VR UI" log records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Invalid value for VR UI")
 
 
-logging.getLogger("pydicom").addFilter(_QuietUIDs())
+_UID_FILTER = _QuietUIDs()
+
+
+def quiet_uid_warnings() -> None:
+    """Silence pydicom's warning about the MosMed SeriesInstanceUIDs (idempotent).
+
+    The MosMed SeriesInstanceUIDs (and so the annotations' and the phantom's copies of
+    them) are not valid DICOM UIDs: components with leading zeros and a trailing dot.
+    pydicom warns (and logs) on every access although the values are read exactly as
+    stored. Importing this module changes no process-wide state; ``tutorial.setup()``
+    and the ``vfs`` command call this function.
+    """
+    warnings.filterwarnings("ignore", message=r"Invalid value for VR UI", category=UserWarning)
+    logger = logging.getLogger("pydicom")
+    if _UID_FILTER not in logger.filters:
+        logger.addFilter(_UID_FILTER)
+
 
 #: Columns of the frame returned by :func:`scan`, in order.
 SCAN_COLUMNS = [

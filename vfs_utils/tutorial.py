@@ -100,8 +100,10 @@ def setup(mode: str | None = None) -> DataSource:
     DataSource
         ``print(source)`` says which data is used.
     """
+    from .dicom import quiet_uid_warnings
     from .phantom import build_dataset
 
+    quiet_uid_warnings()
     if mode not in (None, "real", "phantom", "synthetic"):
         raise ValueError(f"unknown data mode {mode!r}: use 'real', 'phantom' or 'synthetic'")
     root = data.data_root()
