@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import data
+from ._fs import dicom_root, study_dir
 from .errors import DataNotFoundError
 
 __all__ = ["DataSource", "PHANTOM_STUDIES", "setup"]
@@ -63,7 +64,11 @@ class DataSource:
     @property
     def studies(self) -> list[str]:
         """Names of the study folders under ``root/dicom``."""
-        return sorted(p.name for p in (self.root / "dicom").iterdir() if p.is_dir())
+        return sorted(p.name for p in dicom_root(self.root).iterdir() if p.is_dir())
+
+    def study_dir(self, folder: str) -> Path:
+        """The study folder ``root/dicom/<folder>``, checked to exist."""
+        return study_dir(self.root, folder)
 
     @property
     def description(self) -> str:
