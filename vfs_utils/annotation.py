@@ -13,25 +13,42 @@ the first point of a pair on the upper endplate (smaller slice index).
 
 Every fault is reported as an :class:`~vfs_utils.errors.AnnotationError` that
 names the file and the JSON path, such as ``Annotation.expert3[4][2]``.
+
+Limits (documented, so that an absurd file is refused rather than half-read):
+
+- a file is a regular file (a FIFO, device or folder is refused after ``stat``,
+  without opening it for reading) of at most :data:`MAX_FILE_BYTES`, in UTF-8;
+- JSON nesting at most :data:`MAX_DEPTH` levels (the schemas need 7);
+- every key at most once per object (a duplicate ``Folder`` is an error, not
+  "the last one wins");
+- every coordinate a finite voxel index in ``[0, MAX_COORDINATE]`` (the real
+  files stay below 600; 1e5 voxels is 10 m even at 0.1 mm spacing);
+- per expert, no level (v2) and no identical vertebra (v1) twice.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
-import tempfile
+import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from ._fs import atomic_file, folder_name_problem
 from .errors import AnnotationError, DataNotFoundError
 
 __all__ = [
     "LEVELS",
+    "MAX_COORDINATE",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
     "POINT_COLUMNS",
     "Annotation",
     "Vertebra",
@@ -54,6 +71,15 @@ _AXES = ("row", "col", "slice")
 POINT_COLUMNS: list[str] = [f"{axis}{i}" for i in range(6) for axis in _AXES]
 
 Version = Literal["v1", "v2"]
+
+#: Largest accepted voxel coordinate (a sanity bound: 1e5 voxels is 10 m at 0.1 mm).
+MAX_COORDINATE: float = 1e5
+#: Deepest accepted JSON nesting (the v2 schema needs 7 levels).
+MAX_DEPTH: int = 32
+#: Largest accepted annotation file (the real ones are below 60 kB).
+MAX_FILE_BYTES: int = 16 * 1024 * 1024
+#: Longest accepted SeriesInstanceUID or expert name.
+_MAX_NAME = 128
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,10 +170,15 @@ class _Checker:
         for axis, x in enumerate(value):
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 raise self.fail(f"{where}[{axis}]", f"expected a number, got {_short(x)}")
-            if not math.isfinite(x) or x < 0:
-                raise self.fail(f"{where}[{axis}]", f"{_AXES[axis]} index {x} is not a finite "
-                                "non-negative voxel index")
-            out.append(float(x))
+            try:
+                value_f = float(x)
+            except OverflowError:       # an integer too large for a float
+                value_f = math.inf
+            if not math.isfinite(value_f) or not 0 <= value_f <= MAX_COORDINATE:
+                raise self.fail(f"{where}[{axis}]", f"{_AXES[axis]} index {_short(x, 24)} is not "
+                                f"a finite voxel index in [0, {MAX_COORDINATE:g}]",
+                                "Fix the file or re-download it with `vfs fetch`.")
+            out.append(value_f)
         return out
 
     def six_points(self, value, where: str) -> np.ndarray:
@@ -169,22 +200,34 @@ class _Checker:
 
 
 def _short(value, limit: int = 60) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
     kind = type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return f"{kind} with {len(str(abs(value)))} digits"
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value[:limit + 1])
+    except (ValueError, RecursionError):
+        text = "..."
     return f"{kind} {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def _check_folder_name(check: _Checker, folder) -> str:
-    if not isinstance(folder, str) or not folder.strip():
-        raise check.fail("Folder", f"expected a non-empty folder name, got {_short(folder)}")
-    bad = ("/" in folder or "\\" in folder or "\0" in folder or folder in (".", "..")
-           or PurePosixPath(folder).is_absolute() or PureWindowsPath(folder).is_absolute()
-           or PureWindowsPath(folder).drive)
-    if bad:
-        raise check.fail("Folder", f"{folder!r} is not a plain folder name (no path separators, "
-                         "'..' or absolute paths: it is joined to <root>/dicom/)",
-                         "Fix the file or re-download it with `vfs fetch`.")
+    if isinstance(folder, str):
+        problem = folder_name_problem(folder)
+    else:
+        problem = f"expected a non-empty folder name, got {_short(folder)}"
+    if problem is None and not folder.isprintable():
+        problem = f"{folder[:80]!r} holds control characters"
+    if problem is not None:
+        raise check.fail("Folder", problem, "Fix the file or re-download it with `vfs fetch`.")
     return folder
+
+
+def _check_name(check: _Checker, value, where: str, what: str) -> str:
+    if (not isinstance(value, str) or not value.strip() or len(value) > _MAX_NAME
+            or not value.isprintable()):
+        raise check.fail(where, f"expected {what} (printable, 1 to {_MAX_NAME} characters), got "
+                         f"{_short(value)}", "Fix the file or re-download it with `vfs fetch`.")
+    return value
 
 
 def _detect_version(check: _Checker, readings: dict) -> Version:
@@ -200,6 +243,19 @@ def _detect_version(check: _Checker, readings: dict) -> Version:
     raise check.fail("Annotation", "no expert has any vertebra")
 
 
+def _check_unique(check: _Checker, vertebrae: list[Vertebra], where: str) -> None:
+    """One expert marks each vertebra once: no level twice (v2), no identical points (v1)."""
+    seen: dict[object, int] = {}
+    for i, v in enumerate(vertebrae):
+        key = v.level if v.level is not None else v.points.tobytes()
+        if key in seen:
+            what = f"level {v.level}" if v.level is not None else "the same six points"
+            raise check.fail(f"{where}[{i}]", f"{what} again (already at {where}[{seen[key]}]); "
+                             "an expert marks each vertebra once",
+                             "Remove the duplicate or re-download the file with `vfs fetch`.")
+        seen[key] = i
+
+
 def _parse(data, path: Path | str) -> Annotation:
     check = _Checker(path)
     if not isinstance(data, dict):
@@ -209,9 +265,7 @@ def _parse(data, path: Path | str) -> Annotation:
             raise check.fail(key, "missing key", "A file has Folder, SeriesInstanceUID and "
                              "Annotation; re-download it with `vfs fetch`.")
     folder = _check_folder_name(check, data["Folder"])
-    uid = data["SeriesInstanceUID"]
-    if not isinstance(uid, str) or not uid.strip():
-        raise check.fail("SeriesInstanceUID", f"expected a non-empty UID string, got {_short(uid)}")
+    uid = _check_name(check, data["SeriesInstanceUID"], "SeriesInstanceUID", "a UID string")
     readings = data["Annotation"]
     if not isinstance(readings, dict) or not readings:
         raise check.fail("Annotation", f"expected an object of expert readings, got "
@@ -219,7 +273,8 @@ def _parse(data, path: Path | str) -> Annotation:
     version = _detect_version(check, readings)
     experts: dict[str, tuple[Vertebra, ...]] = {}
     for expert, items in readings.items():
-        where = f"Annotation.{expert}"
+        where = f"Annotation.{expert[:40]}"
+        _check_name(check, expert, where, "an expert name")
         if not isinstance(items, list):
             raise check.fail(where, f"expected a list of vertebrae, got {_short(items)}")
         if not items:
@@ -245,9 +300,122 @@ def _parse(data, path: Path | str) -> Annotation:
                                      "one of C1..C7, Th1..Th12, L1..L5, S1")
                 vertebrae.append(Vertebra(check.segments(item["segments"], f"{w}.segments"),
                                           level))
+        _check_unique(check, vertebrae, where)
         experts[str(expert)] = tuple(vertebrae)
     return Annotation(folder, uid, version, experts, Path(path) if path is not None else None)
 
+
+
+# --------------------------------------------------------------------------- reading
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> float:
+    # NaN / Infinity / -Infinity are not JSON; let the checker name the field
+    return float(name.lower().replace("infinity", "inf"))
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a regular annotation file; special files are refused before opening."""
+    try:
+        info = os.stat(path)        # follows symlinks; a loop gives ELOOP
+    except FileNotFoundError:
+        hint = " (a symlink to a missing file)" if os.path.islink(path) else ""
+        raise DataNotFoundError(f"{path}: no such annotation file{hint}. Check the path, or run "
+                                "`vfs fetch` to download the annotation sets.") from None
+    except OSError as exc:
+        raise AnnotationError(f"{path}: cannot be read ({_os_reason(exc)}). Point at a readable "
+                              ".json file.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataNotFoundError(f"{path} is a folder: pass a .json file to load_annotation, or "
+                                "the folder to read_annotations.")
+    if not stat.S_ISREG(info.st_mode):
+        raise AnnotationError(f"{path}: not a regular file ({_file_kind(info.st_mode)}); it is "
+                              "not opened. Annotation files are plain .json files.")
+    if info.st_size > MAX_FILE_BYTES:
+        raise AnnotationError(f"{path}: {info.st_size} bytes, more than the {MAX_FILE_BYTES} an "
+                              "annotation file can reasonably hold. Re-download it with "
+                              "`vfs fetch`.")
+    try:
+        # O_NONBLOCK: should the file be swapped for a FIFO after stat, open does not hang
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise AnnotationError(f"{path}: not a regular file; annotation files are plain "
+                                      ".json files.")
+            return fh.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES + 1]
+    except OSError as exc:
+        raise AnnotationError(f"{path}: cannot be read ({_os_reason(exc)}). Check its "
+                              "permissions or point at a readable .json file.") from None
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symlink loop"
+    return exc.strerror or type(exc).__name__
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+_BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
+         (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    if len(raw) > MAX_FILE_BYTES:
+        raise AnnotationError(f"{path}: larger than {MAX_FILE_BYTES} bytes; not an annotation "
+                              "file. Re-download it with `vfs fetch`.")
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            raise AnnotationError(f"{path}: encoded as {name}; annotation files are UTF-8. Save "
+                                  "it as UTF-8 or re-download it with `vfs fetch`.")
+    if b"\x00" in raw:
+        raise AnnotationError(f"{path}: holds NUL bytes (UTF-16/UTF-32 text, or binary data); "
+                              "annotation files are UTF-8 JSON. Re-download it with `vfs fetch`.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise AnnotationError(f"{path}: not UTF-8 (byte {raw[exc.start]:#04x} at offset "
+                              f"{exc.start}, line {line}); annotation files are UTF-8 JSON. Save "
+                              "it as UTF-8 or re-download it with `vfs fetch`.") from None
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _check_depth(text: str, path: Path) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before the (recursive) JSON parser sees it."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for m in _TOKENS.finditer(text):
+        tok = m.group()
+        if tok in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = text.count("\n", 0, m.start()) + 1
+                raise AnnotationError(f"{path}: JSON nested deeper than {MAX_DEPTH} levels (line "
+                                      f"{line}); the annotation schemas need 7. Re-download it "
+                                      "with `vfs fetch`.")
+        elif tok in ("]", "}"):
+            depth -= 1
 
 # --------------------------------------------------------------------------- public API
 def load_annotation(path: str | os.PathLike) -> Annotation:
@@ -271,19 +439,21 @@ def load_annotation(path: str | os.PathLike) -> Annotation:
         the file and the JSON path of the fault.
     """
     path = Path(path)
+    raw = _read_bytes(path)
+    text = _decode(raw, path)
+    _check_depth(text, path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataNotFoundError(f"{path}: no such annotation file. Check the path, or run "
-                                "`vfs fetch` to download the annotation sets.") from None
-    except IsADirectoryError:
-        raise DataNotFoundError(f"{path} is a folder: pass a .json file to load_annotation, or "
-                                "the folder to read_annotations.") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                               f"{exc.msg}). Re-download it with `vfs fetch`.") from None
+    except _DuplicateKey as exc:
+        raise AnnotationError(f"{path}: key {exc.args[0][:60]!r} appears twice in one object; "
+                              "JSON readers disagree on which one counts. Remove the duplicate "
+                              "or re-download the file with `vfs fetch`.") from None
+    except (ValueError, RecursionError) as exc:   # e.g. an integer of 5,000 digits
+        raise AnnotationError(f"{path}: unreadable JSON value ({str(exc)[:120]}). Re-download "
+                              "it with `vfs fetch`.") from None
     return _parse(data, path)
 
 
@@ -307,15 +477,8 @@ def write_annotation(annotation: Annotation, path: str | os.PathLike,
     """
     path = Path(path)
     text = json.dumps(annotation.to_dict(version))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

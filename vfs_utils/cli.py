@@ -2,16 +2,26 @@
 
 This is the only module that prints; the library reports through return
 values, exceptions, warnings and logging.
+
+Every failure ends as one line on stderr and exit status 2: a bad argument
+(argparse's usage line), a project exception (``vfs <command>: <Type>: <message>``),
+or an operating-system error on a path (an unwritable output or cache folder).
+SIGTERM is turned into an exception, like Ctrl-C, so that writers remove their
+temporary folders; both end with one line and status 130 (SIGINT) or 143 (SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
 import os
+import re
+import signal
 import sys
 from pathlib import Path
 
-from .errors import VfsError
+from .errors import ModelFileError, VfsError
 
 __all__ = ["main"]
 
@@ -27,6 +37,67 @@ def _print_frame(frame, fmt: str) -> None:
             print(frame.to_string(index=False))
 
 
+# --------------------------------------------------------------------------- argument types
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0 or value > 1e3:
+        raise argparse.ArgumentTypeError(f"{text!r}: a voxel spacing is a positive finite number "
+                                         "of mm (at most 1000)")
+    return value
+
+
+def _int_in(low: int, high: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r}: {what} must be between {low} and "
+                                             f"{high}")
+        return value
+    parse.__name__ = what   # argparse names the type in "invalid <name> value"
+    return parse
+
+
+def _existing_folder(text: str) -> Path:
+    path = Path(text)
+    if path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a file; pass a folder")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    return path
+
+
+def _output_folder(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder; pass a new or an "
+                                         "empty folder")
+    parent = next((p for p in (path.absolute(), *path.absolute().parents) if p.exists()), None)
+    if parent is not None and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is not a writable folder")
+    return path
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; pass a file")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a regular file")
+    return path
+
+
+_STUDY_GB = 0.24     # disk per study rendered from a real annotation (512 x 512, ~300 slices)
+
+
+# --------------------------------------------------------------------------- commands
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .data import fetch
 
@@ -35,9 +106,30 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_dead_partials(folder: Path) -> None:
+    """Remove ``.<name>.partial-<pid>`` folders in ``folder`` left by killed processes."""
+    from ._fs import remove_stale_partials
+
+    with contextlib.suppress(OSError):
+        for p in list(folder.iterdir()):
+            m = re.fullmatch(r"\.(.+)\.partial-\d+", p.name)
+            if m:
+                remove_stale_partials(folder / m.group(1))
+
+
 def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from .data import demo_dir
     from .phantom import build_dataset
 
+    if args.from_annotations is not None:
+        files = sorted(args.from_annotations.glob("*.json"))
+        n = len(files) if args.studies is None else min(args.studies, len(files))
+        if args.studies is None and n > 4:
+            print(f"vfs demo-data: rendering all {n} studies of {args.from_annotations} "
+                  f"(about {n * _STUDY_GB:.0f} GB); pass --studies N for fewer",
+                  file=sys.stderr)
+    _remove_dead_partials(args.out.absolute().parent if args.out is not None
+                          else demo_dir("x").parent)
     root = build_dataset(args.out, studies=args.studies, seed=args.seed,
                          annotation_dir=args.from_annotations)
     print(root)
@@ -53,8 +145,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from .dicom import scan
+    from .errors import DataNotFoundError
 
     table = scan(args.path)
+    if table.empty:
+        skipped = table.attrs.get("skipped_files", 0)
+        raise DataNotFoundError(f"{args.path}: no DICOM series found"
+                                + (f" ({skipped} non-DICOM files skipped)" if skipped else "")
+                                + "; pass a study folder or a dataset root holding DICOM files.")
     _print_frame(table, args.format)
     skipped = table.attrs.get("skipped_files", 0)
     if skipped:
@@ -85,9 +183,19 @@ def _cmd_morphometry(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .baseline import predict_study
+    from .baseline import default_model, load_model, predict_study
 
-    table = predict_study(args.root, args.annotation, model=args.model)
+    where = args.model if args.model is not None else "the cached default model"
+    try:
+        model = load_model(args.model) if args.model is not None else default_model()
+    except VfsError:
+        raise
+    except Exception as exc:  # skops/zipfile/pickle errors of a damaged file: one line
+        hint = ("delete it to have it trained again" if args.model is None
+                else "save models with vfs_utils.baseline.save_model()")
+        raise ModelFileError(f"{where}: cannot be loaded as a skops model ({type(exc).__name__}: "
+                             f"{str(exc)[:120]}); {hint}.") from None
+    table = predict_study(args.root, args.annotation, model=model)
     _print_frame(table, args.format)
     return 0
 
@@ -103,11 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("demo-data", help="write the synthetic phantom dataset (idempotent)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=_output_folder, default=None,
                    help="dataset root to write (default: the demo folder in the cache)")
-    p.add_argument("--studies", type=int, default=None, help="number of studies")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    p.add_argument("--from-annotations", type=Path, default=None, metavar="DIR",
+    p.add_argument("--studies", type=_int_in(1, 10_000, "studies"), default=None,
+                   help="number of studies (with --from-annotations: the first N files)")
+    p.add_argument("--seed", type=_int_in(0, 2**32 - 1, "seed"), default=0,
+                   help="random seed (same seed, same bytes)")
+    p.add_argument("--from-annotations", type=_existing_folder, default=None, metavar="DIR",
                    help="render studies that match these real annotation files (v1 or v2)")
     p.set_defaults(func=_cmd_demo_data)
 
@@ -117,33 +227,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("scan", help="list the DICOM series under a study folder or dataset root")
-    p.add_argument("path", type=Path)
+    p.add_argument("path", type=_existing_folder, help="a study folder or a dataset root")
     p.add_argument("--format", choices=["table", "csv"], default="table")
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("inventory", help="match every annotation file to its series")
-    p.add_argument("root", type=Path, help="dataset root holding dicom/<Folder>/...")
-    p.add_argument("--annotation-dir", type=Path, default=None,
+    p.add_argument("root", type=_existing_folder, help="dataset root holding dicom/<Folder>/...")
+    p.add_argument("--annotation-dir", type=_existing_folder, default=None,
                    help="annotation folder (default: ROOT/annotation, else the configured v1 set)")
     p.add_argument("--format", choices=["table", "csv"], default="table")
     p.set_defaults(func=_cmd_inventory)
 
     p = sub.add_parser("morphometry", help="heights, ratios and Genant grades per vertebra reading")
-    p.add_argument("--annotation-dir", type=Path, required=True)
+    p.add_argument("--annotation-dir", type=_existing_folder, required=True)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--root", type=Path, help="dataset root: spacing from each series' headers")
-    g.add_argument("--spacing", type=float, nargs=3, metavar=("ROW", "COL", "SLICE"),
+    g.add_argument("--root", type=_existing_folder,
+                   help="dataset root: spacing from each series' headers")
+    g.add_argument("--spacing", type=_positive_float, nargs=3, metavar=("ROW", "COL", "SLICE"),
                    help="one voxel spacing in mm for every series")
     p.add_argument("--format", choices=["table", "csv"], default="table")
     p.set_defaults(func=_cmd_morphometry)
 
     p = sub.add_parser("predict", help="per-vertebra fracture probabilities for one study")
-    p.add_argument("--root", type=Path, required=True, help="dataset root")
-    p.add_argument("--annotation", type=Path, required=True, help="the study's annotation file")
-    p.add_argument("--model", type=Path, default=None, help="a model saved with skops")
+    p.add_argument("--root", type=_existing_folder, required=True, help="dataset root")
+    p.add_argument("--annotation", type=_existing_file, required=True,
+                   help="the study's annotation file")
+    p.add_argument("--model", type=_existing_file, default=None, help="a model saved with skops")
     p.add_argument("--format", choices=["table", "csv"], default="table")
     p.set_defaults(func=_cmd_predict)
     return parser
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that ``finally``/``except`` cleanups run."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,11 +273,33 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     from .dicom import quiet_uid_warnings
     quiet_uid_warnings()
+    previous = None
+    with contextlib.suppress(ValueError):     # only the main thread may set handlers
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except VfsError as exc:
-        print(f"vfs {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"vfs {args.command}: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `vfs ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:   # an unwritable output/cache folder, a full disk: one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vfs {args.command}: {type(exc).__name__}: {where}{exc.strerror or exc}. Check "
+              "the folder (and VFS_CACHE_DIR) is writable and has space.", file=sys.stderr)
+        return 2
+    except _Terminated:
+        print(f"vfs {args.command}: terminated (SIGTERM); partial output removed",
+              file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"vfs {args.command}: interrupted; partial output removed", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -13,19 +13,33 @@ VFS_ANNOTATION_DIR_V2
     A folder of v2 annotation files (anchor-free-genant).
 VFS_DATA_ROOT
     A CTLungCa-500 dataset root holding ``dicom/<Folder>/...`` (the real CT).
+VFS_SHARED_DIR
+    A read-only shared data folder (a classroom copy, like nilearn's shared data
+    folder) laid out like the cache: ``annotations/v1``, ``annotations/v2`` and
+    ``demo/<name>``. Looked in after the explicit variables and before the
+    per-user cache; nothing is ever written there.
 VFS_CACHE_DIR
     The cache folder (default: the user cache folder of ``vfs-tutorials``).
 VFS_OFFLINE
     ``1`` forbids downloads; the lessons then run on the fully synthetic dataset.
+
+Downloads are tried once per process, with a short connect timeout
+(:data:`CONNECT_TIMEOUT`); a failure is remembered in the cache for
+:data:`RETRY_AFTER` seconds, so that the next lessons fall back at once instead
+of waiting for the network again (``vfs fetch`` always tries).
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ._fs import write_text_atomic
 from .errors import DataNotFoundError, DownloadError
 
 __all__ = [
@@ -34,6 +48,10 @@ __all__ = [
     "ENV_DATA_ROOT",
     "ENV_CACHE_DIR",
     "ENV_OFFLINE",
+    "ENV_SHARED_DIR",
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "RETRY_AFTER",
     "SOURCES",
     "AnnotationSource",
     "annotation_dir",
@@ -43,6 +61,8 @@ __all__ = [
     "fetch",
     "offline",
     "registry",
+    "shared_demo_dir",
+    "shared_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +72,17 @@ ENV_ANNOTATION_DIR_V2 = "VFS_ANNOTATION_DIR_V2"
 ENV_DATA_ROOT = "VFS_DATA_ROOT"
 ENV_CACHE_DIR = "VFS_CACHE_DIR"
 ENV_OFFLINE = "VFS_OFFLINE"
+ENV_SHARED_DIR = "VFS_SHARED_DIR"
+
+#: Seconds to wait for a connection to the download server (one attempt per process).
+CONNECT_TIMEOUT: float = 5.0
+#: Seconds to wait for the server to answer once connected (files are below 60 kB).
+READ_TIMEOUT: float = 15.0
+#: Seconds a failed download is remembered (in the cache) before it is tried again.
+RETRY_AFTER: float = 300.0
+_FAILURE_FILE = ".download-failed"
+#: This process's download failures: version -> message (one attempt per process).
+_failed: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -132,9 +163,32 @@ def cache_dir() -> Path:
     return Path(pooch.os_cache("vfs-tutorials"))
 
 
+def shared_dir() -> Path | None:
+    """The read-only shared data folder from ``VFS_SHARED_DIR``, or None when it is not set.
+
+    It is laid out like the cache (``annotations/<version>/``, ``demo/<name>/``) and is
+    only ever read.
+    """
+    value = os.environ.get(ENV_SHARED_DIR, "").strip()
+    return Path(value).expanduser() if value else None
+
+
 def demo_dir(name: str) -> Path:
-    """Where a demo dataset called ``name`` lives: ``cache_dir() / "demo" / name``."""
+    """Where a demo dataset called ``name`` is built: ``cache_dir() / "demo" / name``."""
     return cache_dir() / "demo" / name
+
+
+def shared_demo_dir(name: str) -> Path | None:
+    """A complete demo dataset ``name`` in the shared folder (it has a ``manifest.json``).
+
+    Returns None when there is no shared folder or no complete build of that name in it.
+    The caller must only read it (never build into it).
+    """
+    shared = shared_dir()
+    if shared is None:
+        return None
+    folder = shared / "demo" / name
+    return folder if (folder / "manifest.json").is_file() else None
 
 
 def data_root() -> Path | None:
@@ -157,15 +211,77 @@ def data_root() -> Path | None:
 
 
 def _has_json(path: Path) -> bool:
-    return path.is_dir() and any(path.glob("*.json"))
+    try:
+        return path.is_dir() and any(path.glob("*.json"))
+    except OSError:
+        return False
 
 
 def _cached(version: str) -> Path:
     return cache_dir() / "annotations" / version
 
 
+def _shared(version: str) -> Path | None:
+    shared = shared_dir()
+    return shared / "annotations" / version if shared is not None else None
+
+
 def _cache_complete(folder: Path, files: dict[str, str]) -> bool:
-    return folder.is_dir() and all((folder / name).is_file() for name in files)
+    try:
+        return folder.is_dir() and all((folder / name).is_file() for name in files)
+    except OSError:
+        return False
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _mismatches(folder: Path, files: dict[str, str]) -> list[str]:
+    """Names of ``files`` that are missing from ``folder`` or differ from their sha256."""
+    return [name for name, digest in sorted(files.items())
+            if _sha256(folder / name) != digest]
+
+
+def _no_network_hint(source: AnnotationSource) -> str:
+    return (f"Without network, set {ENV_OFFLINE}=1 (the lessons then use the synthetic "
+            f"dataset), or point {ENV_ANNOTATION_DIR} (v1) and {ENV_ANNOTATION_DIR_V2} (v2) at "
+            f"local copies of the annotation folders")
+
+
+def _failure_file() -> Path:
+    return cache_dir() / "annotations" / _FAILURE_FILE
+
+
+def _remembered_failure(version: str) -> str | None:
+    """The message of a download failure of this process, or of any within RETRY_AFTER s."""
+    if version in _failed:
+        return _failed[version]
+    path = _failure_file()
+    try:
+        age = time.time() - path.stat().st_mtime
+        if 0 <= age < RETRY_AFTER:
+            reason = path.read_text(encoding="utf-8").strip()[:300]
+            return (f"{reason} (remembered {age:.0f} s ago; downloads are not tried again for "
+                    f"{RETRY_AFTER:.0f} s: run `vfs fetch` to try now)")
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _remember_failure(version: str, message: str) -> None:
+    _failed[version] = message
+    with contextlib.suppress(OSError):
+        write_text_atomic(_failure_file(), message)
+
+
+def _forget_failure() -> None:
+    _failed.clear()
+    with contextlib.suppress(OSError):
+        _failure_file().unlink(missing_ok=True)
 
 
 def annotation_dir(version: str = "v1", path: str | os.PathLike | None = None, *,
@@ -174,7 +290,9 @@ def annotation_dir(version: str = "v1", path: str | os.PathLike | None = None, *
 
     Looks in this order: ``path``; the environment variable
     (``VFS_ANNOTATION_DIR`` for v1, ``VFS_ANNOTATION_DIR_V2`` for v2); the
-    cache; a download of the pinned files (checked against the sha256 registry).
+    shared folder ``VFS_SHARED_DIR/annotations/<version>`` (only read); the
+    cache; a download of the pinned files (checked against the sha256 registry;
+    one attempt per process, a failure remembered for :data:`RETRY_AFTER` s).
 
     Parameters
     ----------
@@ -197,6 +315,11 @@ def annotation_dir(version: str = "v1", path: str | os.PathLike | None = None, *
     DownloadError
         When a downloaded file does not match its pinned sha256.
     """
+    return _find(version, path, download=download)
+
+
+def _find(version: str, path=None, *, download: bool | None = None,
+          retry: bool = False) -> Path:
     source = _check_version(version)
     if path is not None:
         folder = Path(path).expanduser()
@@ -212,6 +335,9 @@ def annotation_dir(version: str = "v1", path: str | os.PathLike | None = None, *
                 f"the {version} annotation folder or unset it to use `vfs fetch --version {version}`.")
         return folder
     files = registry(version)
+    shared = _shared(version)
+    if shared is not None and _cache_complete(shared, files):
+        return shared
     cached = _cached(version)
     if _cache_complete(cached, files):
         return cached
@@ -220,10 +346,29 @@ def annotation_dir(version: str = "v1", path: str | os.PathLike | None = None, *
     if not download:
         raise DataNotFoundError(
             f"no copy of the {version} annotations ({source.repository}): not in {source.env}, "
-            f"not in the cache {cached}, and downloads are off"
+            + (f"not in {ENV_SHARED_DIR} ({shared}), " if shared is not None else "")
+            + f"not in the cache {cached}, and downloads are off"
             f"{' (VFS_OFFLINE is set)' if offline() else ''}. Set {source.env} to a local copy, "
             f"or run `vfs fetch --version {version}` where there is network.")
+    if not retry:
+        remembered = _remembered_failure(version)
+        if remembered is not None:
+            raise DataNotFoundError(remembered)
     return _download(source, files, cached)
+
+
+@contextlib.contextmanager
+def _quiet_pooch():
+    """Silence pooch's per-file INFO lines and retry warnings; errors still raise."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _download(source: AnnotationSource, files: dict[str, str], target: Path,
@@ -231,30 +376,44 @@ def _download(source: AnnotationSource, files: dict[str, str], target: Path,
     """Download every file of ``files`` into ``target`` with pooch, checking sha256."""
     import pooch
 
-    target.mkdir(parents=True, exist_ok=True)
-    fetcher = pooch.create(path=target, base_url=base_url or source.base_url,
+    url = base_url or source.base_url
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataNotFoundError(
+            f"{target}: the annotation cache cannot be created ({exc.strerror or exc}). Point "
+            f"{ENV_CACHE_DIR} at a writable folder.") from None
+    fetcher = pooch.create(path=target, base_url=url,
                            registry={name: f"sha256:{digest}" for name, digest in files.items()},
-                           retry_if_failed=2)
+                           retry_if_failed=0)
+    downloader = pooch.HTTPDownloader(progressbar=False, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
     log.info("downloading %d %s annotation files into %s", len(files), source.version, target)
-    for name in sorted(files):
-        try:
-            # pooch writes to a temporary file and moves it into place once the hash matches
-            fetcher.fetch(name, progressbar=False)
-        except ValueError as exc:
-            raise DownloadError(
-                f"{name} ({source.version}) does not match its pinned sha256: {exc}. The download "
-                f"was corrupted or the file changed upstream; run `vfs fetch --version "
-                f"{source.version}` again, and report it if it persists.") from exc
-        except OSError as exc:  # requests' ConnectionError is an OSError
-            raise DataNotFoundError(
-                f"could not download {name} of the {source.version} annotations from "
-                f"{base_url or source.base_url} ({type(exc).__name__}: {exc}). Without network, set "
-                f"{source.env} to a local copy of {source.repository}/annotation.") from exc
+    with _quiet_pooch():
+        for name in sorted(files):
+            try:
+                # pooch writes to a temporary file and moves it into place once the hash matches
+                fetcher.fetch(name, downloader=downloader)
+            except ValueError as exc:
+                raise DownloadError(
+                    f"{name} ({source.version}) does not match its pinned sha256: {exc}. The "
+                    f"download was corrupted or the file changed upstream; run `vfs fetch "
+                    f"--version {source.version}` again, and report it if it persists.") from exc
+            except OSError as exc:  # requests' errors (connection, timeout, HTTP) are OSErrors
+                reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+                message = (f"could not download the {source.version} annotations ({name} from "
+                           f"{url}: {type(exc).__name__} {reason}). {_no_network_hint(source)}.")
+                _remember_failure(source.version, message)
+                raise DataNotFoundError(message) from None
     return target
 
 
 def fetch(version: str = "all") -> dict[str, Path]:
     """Make sure the pinned annotation set(s) are available locally (downloads unless VFS_OFFLINE).
+
+    Every file of the folder found (variable, shared folder or cache) is checked
+    against its pinned sha256, also when it was not downloaded now; a damaged
+    cached file is downloaded again (unless offline). A remembered download
+    failure is forgotten: ``fetch`` always tries the network.
 
     Parameters
     ----------
@@ -263,7 +422,49 @@ def fetch(version: str = "all") -> dict[str, Path]:
     Returns
     -------
     dict
-        Version -> folder of the annotation files (an env-var copy, or the cache).
+        Version -> folder of the annotation files (a variable's copy, the shared
+        folder, or the cache).
+
+    Raises
+    ------
+    DownloadError
+        When a file differs from its pinned sha256 and cannot be repaired (it is
+        in a variable's copy or the shared folder, or downloads are off).
+    DataNotFoundError
+        When no copy is found and the download fails or is forbidden.
     """
     versions = list(SOURCES) if version == "all" else [_check_version(version).version]
-    return {v: annotation_dir(v) for v in versions}
+    _forget_failure()       # an explicit fetch always tries the network again
+    out = {}
+    for v in versions:
+        folder = _find(v, retry=True)
+        out[v] = _verify(v, folder)
+    return out
+
+
+def _verify(version: str, folder: Path) -> Path:
+    """Check every pinned file of ``folder`` against its sha256; repair the cache if it can."""
+    source = SOURCES[version]
+    files = registry(version)
+    bad = _mismatches(folder, files)
+    if not bad:
+        return folder
+    listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if folder == _cached(version) and not offline():
+        log.info("re-downloading %d cached %s files that fail their sha256", len(bad), version)
+        # pooch re-downloads a file whose hash does not match, atomically
+        _download(source, {name: files[name] for name in bad}, folder)
+        if not _mismatches(folder, {name: files[name] for name in bad}):
+            return folder
+    if folder == _cached(version):
+        where = "the cache"
+    elif folder == _shared(version):
+        where = ENV_SHARED_DIR
+    else:
+        where = source.env
+    raise DownloadError(
+        f"{folder}: {len(bad)} {version} annotation file(s) in {where} are missing or differ from "
+        f"their pinned sha256: {listed}. "
+        + ("Run `vfs fetch` with network to repair the cache." if where == "the cache" else
+           f"Replace them with the pinned files ({source.repository} at {source.commit[:7]}) or "
+           f"unset {ENV_SHARED_DIR if where == ENV_SHARED_DIR else source.env}."))

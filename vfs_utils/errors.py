@@ -14,6 +14,7 @@ __all__ = [
     "DatasetExistsError",
     "DownloadError",
     "ModelFileError",
+    "UsageError",
 ]
 
 
@@ -50,3 +51,11 @@ class DownloadError(VfsError, OSError):
 
 class ModelFileError(VfsError, ValueError):
     """A model file cannot be used: not a skops file, or it holds types outside the allow-list."""
+
+
+class UsageError(VfsError, ValueError):
+    """An argument of a function or command cannot be used as given.
+
+    For example a path where a plain study folder name belongs, or a negative
+    voxel spacing. The message names the argument and the accepted values.
+    """

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from .annotation import LEVELS, Annotation, load_annotation, points
+from ._fs import dicom_root, folder_name_problem, study_dir
 from ._parallel import map_ordered
-from .errors import DataNotFoundError, SeriesError, VfsError
+from .annotation import LEVELS, MAX_COORDINATE, POINT_COLUMNS, Annotation, load_annotation, points
+from .errors import AnnotationError, DataNotFoundError, SeriesError, UsageError, VfsError
 
 __all__ = [
     "carry_levels",
@@ -38,21 +39,25 @@ _REISSUE_NOTE = ("Upstream re-issued the SeriesInstanceUIDs in February 2021: an
 def study_folder(dataset_root: str | os.PathLike, folder: str) -> Path:
     """``<dataset_root>/dicom/<folder>``, checked to exist.
 
+    ``folder`` must be a plain folder name (no path separators, ``..``, absolute
+    paths, or more than 255 bytes): it is joined to ``<dataset_root>/dicom/``.
+
     Raises
     ------
     DataNotFoundError
         When the dataset root or the study folder is missing.
+    UsageError
+        When ``folder`` is not a plain folder name.
     """
-    root = Path(dataset_root)
-    if not (root / "dicom").is_dir():
-        raise DataNotFoundError(f"{root}: not a dataset root (no dicom/ folder inside). Point at "
-                                "the folder that holds dicom/<Folder>/..., e.g. VFS_DATA_ROOT.")
-    path = root / "dicom" / folder
-    if not path.is_dir():
-        raise DataNotFoundError(f"{path}: study folder {folder!r} is not in this dataset. The "
-                                "annotation belongs to a study that was not downloaded (or was "
-                                "renamed); download it or leave this annotation out.")
-    return path
+    _check_folder(folder, f"study folder name under {Path(dataset_root) / 'dicom'}")
+    return study_dir(dataset_root, folder)
+
+
+def _check_folder(folder, where: str) -> str:
+    problem = folder_name_problem(folder)
+    if problem is not None:
+        raise UsageError(f"{where}: {problem}. Pass the Folder value of an annotation file.")
+    return folder
 
 
 @functools.lru_cache(maxsize=256)
@@ -63,13 +68,26 @@ def _scan_study(path: str, mtime: float) -> pd.DataFrame:
 
 
 def _scan(path: Path) -> pd.DataFrame:
-    return _scan_study(str(path), path.stat().st_mtime)
+    try:
+        return _scan_study(str(path), path.stat().st_mtime)
+    except OSError as exc:
+        raise SeriesError(f"{path}: the study folder cannot be read ({exc.strerror or exc}). "
+                          "Check its permissions.") from None
 
 
 def _describe(table: pd.DataFrame) -> str:
     rows = [f"{r.series_uid} ({r.n_slices} slices, {r.description or 'no description'})"
             for r in table.itertuples()]
     return "; ".join(rows) if rows else "no DICOM series"
+
+
+def _missing_series(source, uid: str, path: Path, table: pd.DataFrame) -> SeriesError:
+    if table.empty:     # nothing to mismatch: the UID re-issue is not the story here
+        return SeriesError(f"{source}: {path} holds no DICOM series, so SeriesInstanceUID {uid} "
+                           "cannot be found there. The study download is incomplete or not "
+                           "DICOM; download the study again.")
+    return SeriesError(f"{source}: SeriesInstanceUID {uid} is not in {path}; the folder holds "
+                       f"{_describe(table)}. {_REISSUE_NOTE}")
 
 
 def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.PathLike
@@ -96,25 +114,36 @@ def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.Pat
         When no series of the folder has the annotation's SeriesInstanceUID.
     """
     ann = annotation if isinstance(annotation, Annotation) else load_annotation(annotation)
-    path = study_folder(dataset_root, ann.folder)
+    source = ann.path or ann.folder
+    problem = folder_name_problem(ann.folder)
+    if problem is not None:
+        raise AnnotationError(f"{source}: Folder: {problem}.")
+    path = study_dir(dataset_root, ann.folder)
     table = _scan(path)
     hit = table[table["series_uid"] == ann.series_uid]
     if hit.empty:
-        source = ann.path or ann.folder
-        raise SeriesError(f"{source}: SeriesInstanceUID {ann.series_uid} is not in {path}; the "
-                          f"folder holds {_describe(table)}. {_REISSUE_NOTE}")
+        raise _missing_series(source, ann.series_uid, path, table)
     return hit.iloc[0]
 
 
 def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
                    ) -> tuple[float, float, float]:
-    """Voxel spacing (row, col, slice) in mm of one series, from its headers only."""
+    """Voxel spacing (row, col, slice) in mm of one series, from its headers only.
+
+    Raises
+    ------
+    UsageError
+        When ``folder`` is not a plain folder name or ``series_uid`` not a string.
+    DataNotFoundError, SeriesError
+        When the study folder or the series is missing.
+    """
     path = study_folder(dataset_root, folder)
+    if not isinstance(series_uid, str) or not series_uid.strip():
+        raise UsageError(f"series_uid: expected a SeriesInstanceUID string, got {series_uid!r}")
     table = _scan(path)
     hit = table[table["series_uid"] == series_uid]
     if hit.empty:
-        raise SeriesError(f"{path}: no series {series_uid}; the folder holds "
-                          f"{_describe(table)}. {_REISSUE_NOTE}")
+        raise _missing_series(path, series_uid, path, table)
     row = hit.iloc[0]
     dr, dc = row["pixel_spacing"]
     return float(dr), float(dc), float(row["slice_spacing"])
@@ -133,7 +162,7 @@ def _inventory_row(file: Path, root: Path) -> dict:
                vertebrae=" ".join(f"{e}:{n}" for e, n in ann.n_vertebrae.items()))
     try:
         row = match(ann, root)
-    except DataNotFoundError as exc:
+    except (DataNotFoundError, AnnotationError) as exc:
         out["problem"] = str(exc)
         return out
     except SeriesError as exc:
@@ -174,22 +203,58 @@ def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike
         True when the series is found and every annotated point lies inside it.
     """
     root = Path(dataset_root)
-    if not (root / "dicom").is_dir():
-        raise DataNotFoundError(f"{root}: not a dataset root (no dicom/ folder inside). Point at "
-                                "the folder that holds dicom/<Folder>/..., e.g. VFS_DATA_ROOT.")
+    dicom_root(root)
     if annotation_dir is None:
         from .data import annotation_dir as configured
 
         local = root / "annotation"
         annotation_dir = local if local.is_dir() else configured("v1")
-    files = sorted(Path(annotation_dir).glob("*.json"))
+    folder = Path(annotation_dir)
+    if not folder.is_dir():
+        raise DataNotFoundError(f"{folder}: no such annotation folder. Pass the folder of "
+                                "<Folder>.json files (see `vfs fetch`).")
+    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
     if not files:
-        raise DataNotFoundError(f"{annotation_dir}: no *.json annotation files.")
+        raise DataNotFoundError(f"{folder}: no *.json annotation files.")
     rows = map_ordered(_inventory_row, files, [root] * len(files), executor=executor)
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- vertebrae
+def _checked_points(frame: pd.DataFrame, what: str = "frame") -> np.ndarray:
+    """The (n, 6, 3) points of a frame, checked to be voxel indices within the sanity bound."""
+    if not isinstance(frame, pd.DataFrame):
+        raise UsageError(f"{what}: expected a DataFrame from annotation.read_annotations, got "
+                         f"{type(frame).__name__}")
+    missing = [c for c in POINT_COLUMNS + ["file", "expert"] if c not in frame.columns]
+    if missing:
+        raise UsageError(f"{what}: lacks the columns {missing[:3]}; build it with "
+                         "annotation.read_annotations().")
+    try:
+        pts = points(frame)
+    except (TypeError, ValueError):
+        pts = None
+    ok = pts is not None and np.isfinite(pts) & (np.abs(pts) <= MAX_COORDINATE)
+    if pts is None or not np.all(ok):
+        bad = (frame.index[0] if pts is None
+               else frame.index[int(np.flatnonzero(~np.all(ok, axis=(1, 2)))[0])])
+        raise AnnotationError(f"{frame.at[bad, 'file']}: expert {frame.at[bad, 'expert']}: a "
+                              f"point coordinate is not a number within +-{MAX_COORDINATE:g} "
+                              f"voxels (row of the frame: {bad}). Fix the file or the frame.")
+    return pts
+
+
+def _check_levels(frame: pd.DataFrame) -> None:
+    levels = frame["level"] if "level" in frame.columns else None
+    if levels is None:
+        return
+    bad = levels.notna() & ~levels.isin(LEVELS)
+    if bad.any():
+        i = frame.index[bad.to_numpy()][0]
+        raise AnnotationError(f"{frame.at[i, 'file']}: expert {frame.at[i, 'expert']}: unknown "
+                              f"level {frame.at[i, 'level']!r}; expected one of C1..S1.")
+
+
 def _centres(frame: pd.DataFrame) -> np.ndarray:
     """(n, 2) vertebral-body centres in (row, slice) voxel units."""
     pts = points(frame)
@@ -261,6 +326,8 @@ def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
     DataFrame
         A copy with an integer column ``vertebra_id``.
     """
+    _checked_points(frame)
+    _check_levels(frame)
     out = frame.copy()
     ids = np.zeros(len(out), dtype=np.int64)
     keys = ["file", "version"] if "version" in out.columns else ["file"]
@@ -269,6 +336,12 @@ def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
         levels = group["level"]
         if levels.notna().all():
             ids[idx] = [LEVELS.index(level) for level in levels]
+            twice = group.assign(_id=ids[idx]).duplicated(["expert", "_id"])
+            if twice.any():
+                row = group[twice.to_numpy()].iloc[0]
+                raise AnnotationError(f"{row['file']}: expert {row['expert']} marks level "
+                                      f"{row['level']} twice; an expert marks each vertebra once. "
+                                      "Remove the duplicate reading.")
         else:
             ids[idx] = _match_positions(group)
     out["vertebra_id"] = ids
@@ -293,6 +366,12 @@ def carry_levels(v1_frame: pd.DataFrame, v2_frame: pd.DataFrame) -> pd.DataFrame
     DataFrame
         A copy of ``v1_frame`` with ``level`` filled in.
     """
+    _checked_points(v1_frame, "v1_frame")
+    _checked_points(v2_frame, "v2_frame")
+    _check_levels(v2_frame)
+    if v2_frame["level"].isna().any() if "level" in v2_frame.columns else True:
+        raise UsageError("v2_frame: every reading needs a level; pass a frame read from the v2 "
+                         "annotation set.")
     out = v1_frame.copy()
     levels = out["level"].to_numpy(dtype=object).copy()
     v2_by_folder = dict(tuple(v2_frame.groupby("folder", sort=False)))

@@ -92,6 +92,20 @@ def _real_annotations() -> tuple[Path, Path] | None:
         return None
 
 
+def _demo(name: str, **params) -> Path:
+    """A demo dataset: a matching build in VFS_SHARED_DIR (only read), else built in the cache."""
+    from .errors import DatasetExistsError
+    from .phantom import build_dataset
+
+    shared = data.shared_demo_dir(name)
+    if shared is not None:
+        try:   # a complete build there: returned when its parameters match, else refused
+            return build_dataset(shared, replace_stale=False, **params)
+        except DatasetExistsError:
+            log.info("%s holds a demo build with other parameters; using the cache", shared)
+    return build_dataset(data.demo_dir(name), replace_stale=True, **params)
+
+
 def setup(mode: str | None = None) -> DataSource:
     """Find (and on first use build) the data a lesson runs on.
 
@@ -106,7 +120,6 @@ def setup(mode: str | None = None) -> DataSource:
         ``print(source)`` says which data is used.
     """
     from .dicom import quiet_uid_warnings
-    from .phantom import build_dataset
 
     quiet_uid_warnings()
     if mode not in (None, "real", "phantom", "synthetic"):
@@ -121,12 +134,11 @@ def setup(mode: str | None = None) -> DataSource:
         found = _real_annotations()
         if found is not None:
             v1, v2 = found
-            demo = build_dataset(data.demo_dir("phantom"), studies=PHANTOM_STUDIES,
-                                 annotation_dir=v2, replace_stale=True)
+            demo = _demo("phantom", studies=PHANTOM_STUDIES, annotation_dir=v2)
             return DataSource("phantom", demo, v1, v2)
         if mode == "phantom":
             raise DataNotFoundError("mode 'phantom' needs the real annotations: run `vfs fetch` "
                                     f"or set {data.ENV_ANNOTATION_DIR} and "
                                     f"{data.ENV_ANNOTATION_DIR_V2}.")
-    demo = build_dataset(data.demo_dir("synthetic"), seed=0, replace_stale=True)
+    demo = _demo("synthetic", seed=0)
     return DataSource("synthetic", demo, demo / "annotation", demo / "annotation_v2")
