@@ -11,6 +11,8 @@ import pytest
 
 from vfs_utils.annotation import (
     LEVELS,
+    MAX_COORDINATE,
+    MAX_DEPTH,
     POINT_COLUMNS,
     load_annotation,
     points,
@@ -176,6 +178,18 @@ V1_CASES = {
     "Windows drive Folder": (lambda d: _set(d, ["Folder"], "C:evil"), "Folder"),
     "empty Folder": (lambda d: _set(d, ["Folder"], ""), "Folder"),
     "numeric UID": (lambda d: _set(d, ["SeriesInstanceUID"], 12), "SeriesInstanceUID"),
+    "Folder of 2,000 characters": (lambda d: _set(d, ["Folder"], "F" * 2000), "Folder"),
+    "Folder with a newline": (lambda d: _set(d, ["Folder"], "STUDY\n1"), "Folder"),
+    "coordinate 1e308": (lambda d: _set(d, ["Annotation", "expert0", 1, 2, 0], 1e308),
+                         "Annotation.expert0[1][2][0]"),
+    "coordinate above the bound": (lambda d: _set(d, ["Annotation", "expert2", 0, 0, 2],
+                                                  MAX_COORDINATE + 1),
+                                   "Annotation.expert2[0][0][2]"),
+    "the same vertebra twice": (lambda d: _set(d, ["Annotation", "expert0", 1],
+                                               copy.deepcopy(d["Annotation"]["expert0"][0])),
+                                "Annotation.expert0[1]"),
+    "empty expert name": (lambda d: _set(d, ["Annotation"], {"": d["Annotation"]["expert0"]}),
+                          "Annotation."),
 }
 
 V2_CASES = {
@@ -195,6 +209,8 @@ V2_CASES = {
                                "Annotation.expert1[1].segments[2][1][1]"),
     "v1 item in a v2 file": (lambda d: _set(d, ["Annotation", "expert2", 0], _vertebra(3)),
                              "Annotation.expert2[0]"),
+    "a level twice for one expert": (lambda d: _set(d, ["Annotation", "expert1", 1, "type"],
+                                                    "Th7"), "Annotation.expert1[1]"),
 }
 
 
@@ -243,3 +259,87 @@ def test_points_needs_point_columns(tmp_path):
     frame = read_annotations(_write(tmp_path, v1_doc())).drop(columns=["slice5"])
     with pytest.raises(ValueError, match="read_annotations"):
         points(frame)
+
+
+# ----------------------------------------------------------------------------- damaged files
+def _raw(tmp_path: Path, data: bytes, name="STUDY-1.json") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("encoding,named", [("utf-16", "UTF-16"), ("utf-32", "UTF-32"),
+                                            ("utf-16-le", "NUL bytes")])
+def test_other_encodings_are_named(tmp_path, encoding, named):
+    path = _raw(tmp_path, json.dumps(v1_doc()).encode(encoding))
+    with pytest.raises(AnnotationError, match=named) as info:
+        load_annotation(path)
+    assert str(path) in str(info.value)
+
+
+def test_latin1_bytes_give_the_offset(tmp_path):
+    text = json.dumps({**v1_doc(), "Folder": "STUDY-\u00e9"}, ensure_ascii=False)
+    offset = text.encode("latin-1").index(b"\xe9")
+    path = _raw(tmp_path, text.encode("latin-1"))
+    with pytest.raises(AnnotationError, match=f"not UTF-8 \\(byte 0xe9 at offset {offset}, line 1"):
+        load_annotation(path)
+
+
+def test_utf8_with_bom_is_utf8(tmp_path):
+    path = _raw(tmp_path, json.dumps(v1_doc()).encode("utf-8-sig"))
+    assert load_annotation(path).folder == "STUDY-1"
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    text = json.dumps(v1_doc()).replace('{"Folder": "STUDY-1"',
+                                        '{"Folder": "OTHER", "Folder": "STUDY-1"')
+    with pytest.raises(AnnotationError, match="key 'Folder' appears twice"):
+        load_annotation(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("number", ["1" * 5000, "1e400", "-1e400"])
+def test_absurd_numbers(tmp_path, number):
+    text = json.dumps(v1_doc()).replace("100.5", number, 1)
+    assert number in text
+    with pytest.raises(AnnotationError, match="STUDY-1.json"):
+        load_annotation(_write(tmp_path, text))
+
+
+def test_nesting_limit(tmp_path):
+    deep = "[" * 1000 + "]" * 1000
+    text = json.dumps(v1_doc()).replace("[100.5, 50.0, 30]", deep, 1)
+    with pytest.raises(AnnotationError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        load_annotation(_write(tmp_path, text))
+    # brackets inside strings do not count
+    ok = {**v1_doc(), "Folder": "[" * 100}
+    assert load_annotation(_write(tmp_path, ok)).folder == "[" * 100
+
+
+def test_special_files_are_not_opened(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "fifo.json")           # opening it for reading would block
+    with pytest.raises(AnnotationError, match="fifo.json: not a regular file \\(a FIFO\\)"):
+        load_annotation(tmp_path / "fifo.json")
+    (tmp_path / "loop.json").symlink_to(tmp_path / "loop.json")
+    with pytest.raises(AnnotationError, match="loop.json: cannot be read \\(a symlink loop\\)"):
+        load_annotation(tmp_path / "loop.json")
+    (tmp_path / "null.json").symlink_to("/dev/null")
+    with pytest.raises(AnnotationError, match="a character device"):
+        load_annotation(tmp_path / "null.json")
+    # a folder read names the first bad file, in name order
+    with pytest.raises(AnnotationError, match="fifo.json"):
+        read_annotations(tmp_path)
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    import os
+    path = _write(tmp_path, v1_doc())
+    real_open = os.open
+
+    def refuse(p, *a, **k):
+        if str(p) == str(path):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, *a, **k)
+    monkeypatch.setattr(os, "open", refuse)      # root ignores chmod 000
+    with pytest.raises(AnnotationError, match="STUDY-1.json: cannot be read \\(Permission denied"):
+        load_annotation(path)

@@ -137,3 +137,173 @@ def test_cli_reports_errors_without_traceback(monkeypatch, capsys):
     assert main(["fetch", "--version", "v1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vfs fetch: DataNotFoundError:") and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- fetch re-checks
+def test_fetch_rechecks_and_repairs_cached_files(mirror, v1_dir, monkeypatch):
+    folder, names = mirror
+    cached = data.fetch("v1")["v1"]
+    damaged = cached / names[1]
+    damaged.write_bytes(damaged.read_bytes() + b" ")
+    # annotation_dir trusts a complete cache (no hashing on every lesson) ...
+    assert data.annotation_dir("v1") == cached
+    # ... fetch does not: offline it names the file, online it downloads it again
+    monkeypatch.setenv(data.ENV_OFFLINE, "1")
+    with pytest.raises(DownloadError, match=names[1]):
+        data.fetch("v1")
+    monkeypatch.delenv(data.ENV_OFFLINE)
+    assert data.fetch("v1") == {"v1": cached}
+    assert damaged.read_bytes() == (v1_dir / names[1]).read_bytes()
+
+
+# ----------------------------------------------------------------------------- offline behaviour
+@pytest.fixture
+def counting_server(monkeypatch):
+    """An HTTP server that answers 404 to everything and counts the requests."""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/annotation/"
+    monkeypatch.setattr(data.AnnotationSource, "base_url", property(lambda self: url))
+    monkeypatch.setattr(data, "registry", lambda version: {"X.json": "0" * 64})
+    monkeypatch.setattr(data, "_failed", {})
+    yield hits
+    server.shutdown()
+
+
+def test_one_attempt_then_a_remembered_failure(counting_server, capfd):
+    hits = counting_server
+    with pytest.raises(DataNotFoundError) as info:
+        data.annotation_dir("v1")
+    message = str(info.value)
+    for name in ("VFS_OFFLINE=1", data.ENV_ANNOTATION_DIR, data.ENV_ANNOTATION_DIR_V2):
+        assert name in message
+    assert len(hits) == 1                                   # no retries
+    assert "Downloading" not in capfd.readouterr().err      # no pooch noise
+    # the same process and (through the cache) the next process do not try again
+    for _ in range(2):
+        with pytest.raises(DataNotFoundError, match="VFS_OFFLINE=1"):
+            data.annotation_dir("v2")
+        data._failed.clear()                                # as in a new process
+    with pytest.raises(DataNotFoundError, match="not tried again"):
+        data.annotation_dir("v1")
+    assert len(hits) == 1
+    # an explicit fetch tries again
+    with pytest.raises(DataNotFoundError):
+        data.fetch("v1")
+    assert len(hits) == 2
+
+
+def test_a_server_that_never_answers_costs_one_short_wait(monkeypatch):
+    import socket
+
+    accepted = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)                     # held open, never answered
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setattr(data.AnnotationSource, "base_url",
+                        property(lambda self: f"http://127.0.0.1:{port}/annotation/"))
+    monkeypatch.setattr(data, "registry", lambda version: {"X.json": "0" * 64})
+    monkeypatch.setattr(data, "_failed", {})
+    monkeypatch.setattr(data, "READ_TIMEOUT", 0.2)
+    try:
+        with pytest.raises(DataNotFoundError, match="Timeout"):
+            data.annotation_dir("v1")
+        assert len(accepted) == 1                     # one attempt, not three
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_unwritable_cache_folder_is_named(monkeypatch, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv(data.ENV_CACHE_DIR, str(not_a_folder))
+    monkeypatch.setattr(data, "registry", lambda version: {"X.json": "0" * 64})
+    with pytest.raises(DataNotFoundError, match=data.ENV_CACHE_DIR):
+        data.annotation_dir("v1")
+    assert main(["fetch", "--version", "v1"]) == 2
+
+
+# ----------------------------------------------------------------------------- VFS_SHARED_DIR
+def _snapshot(folder):
+    """Every path under ``folder`` with its mtime and content hash."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        st = p.lstat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+        out[str(p)] = (st.st_mtime_ns, st.st_mode, digest)
+    out[str(folder)] = folder.stat().st_mtime_ns
+    return out
+
+
+def _read_only(folder):
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+def test_shared_dir_is_looked_in_and_never_written(monkeypatch, tmp_path, v1_dir, v2_dir):
+    from vfs_utils import tutorial
+    from vfs_utils.phantom import build_dataset
+
+    shared = tmp_path / "shared"
+    shutil.copytree(v1_dir, shared / "annotations" / "v1")
+    shutil.copytree(v2_dir, shared / "annotations" / "v2")
+    tiny = dict(seed=3, studies=1, image_size=64)
+    build_dataset(shared / "demo" / "tiny", **tiny)          # what an instructor prepares
+    _read_only(shared)
+    before = _snapshot(shared)
+    monkeypatch.setenv(data.ENV_SHARED_DIR, str(shared))
+    try:
+        # after the variable, before the cache and the download
+        assert data.annotation_dir("v1") == shared / "annotations" / "v1"
+        monkeypatch.setenv(data.ENV_ANNOTATION_DIR, str(v1_dir))
+        assert data.annotation_dir("v1") == v1_dir
+        monkeypatch.delenv(data.ENV_ANNOTATION_DIR)
+        shutil.copytree(v1_dir, data.cache_dir() / "annotations" / "v1")
+        assert data.annotation_dir("v1") == shared / "annotations" / "v1"
+        assert data.fetch("all") == {v: shared / "annotations" / v for v in ("v1", "v2")}
+        assert main(["fetch"]) == 0
+        # demo datasets: a matching shared build is used as it is ...
+        assert data.shared_demo_dir("tiny") == shared / "demo" / "tiny"
+        assert tutorial._demo("tiny", **tiny) == shared / "demo" / "tiny"
+        # ... one with other parameters is built in the cache instead
+        other = tutorial._demo("tiny", **{**tiny, "seed": 4})
+        assert other == data.demo_dir("tiny") and (other / "manifest.json").is_file()
+        assert data.shared_demo_dir("missing") is None
+        assert _snapshot(shared) == before
+    finally:
+        for p in [shared, *shared.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_a_damaged_shared_copy_is_reported_not_repaired(monkeypatch, tmp_path, v1_dir):
+    shared = tmp_path / "shared"
+    shutil.copytree(v1_dir, shared / "annotations" / "v1")
+    name = sorted(p.name for p in v1_dir.glob("*.json"))[7]
+    with (shared / "annotations" / "v1" / name).open("a") as fh:
+        fh.write("\n")
+    before = _snapshot(shared)
+    monkeypatch.setenv(data.ENV_SHARED_DIR, str(shared))
+    with pytest.raises(DownloadError, match=f"{name}.*{data.ENV_SHARED_DIR}"):
+        data.fetch("v1")
+    assert _snapshot(shared) == before

@@ -11,13 +11,14 @@ import pytest
 
 from vfs_utils.annotation import LEVELS, read_annotations
 from vfs_utils.dicom import write_series
-from vfs_utils.errors import DataNotFoundError, SeriesError
+from vfs_utils.errors import AnnotationError, DataNotFoundError, SeriesError, UsageError
 from vfs_utils.matching import (
     carry_levels,
     inventory,
     match,
     match_vertebrae,
     series_spacing,
+    study_folder,
 )
 
 THIN = "1.2.826.0.1.3680043.10.1.1"
@@ -158,3 +159,52 @@ def test_carry_levels_real(v1_dir, v2_dir):
     readings = carried.groupby(["file", "expert"]).ngroups
     for level in ("Th2", "Th5", "Th8"):  # mid-thoracic levels are in every reading once
         assert (carried["level"] == level).sum() == readings
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("folder", ["/etc", "..", "../../..", "a/b", "F" * 2000, "", "a\0b"])
+def test_folder_names_are_checked_where_they_are_taken(dataset, folder):
+    with pytest.raises(UsageError, match="not a plain folder name|folder name|characters long"):
+        study_folder(dataset, folder)
+    with pytest.raises(UsageError):
+        series_spacing(dataset, folder, THIN)
+
+
+def test_series_spacing_needs_a_uid_string(dataset):
+    with pytest.raises(UsageError, match="series_uid"):
+        series_spacing(dataset, "STUDY-A", None)
+
+
+def test_study_folder_without_dicom_gets_no_uid_reissue_hint(dataset, tmp_path):
+    root = tmp_path / "root"
+    (root / "dicom" / "STUDY-A").mkdir(parents=True)
+    (root / "dicom" / "STUDY-A" / "notes.txt").write_text("not DICOM")
+    with pytest.raises(SeriesError) as info:
+        match(dataset / "annotation" / "STUDY-A.json", root)
+    message = str(info.value)
+    assert "holds no DICOM series" in message and "STUDY-A.json" in message
+    assert "February 2021" not in message
+
+
+def test_match_vertebrae_refuses_frames_it_cannot_match(tmp_path):
+    doc = _annotation("S", "1.2", {"expert1": [_box(0), _box(8)], "expert2": [_box(1)]})
+    (tmp_path / "S.json").write_text(json.dumps(doc))
+    frame = read_annotations(tmp_path)
+    huge = frame.copy()
+    huge.loc[1, "row2"] = 1e308            # edited by hand, past the loader's checks
+    with pytest.raises(AnnotationError, match="S.json: expert expert1"):
+        match_vertebrae(huge)
+    with pytest.raises(UsageError, match="read_annotations"):
+        match_vertebrae(frame.drop(columns=["slice5"]))
+
+
+def test_match_vertebrae_refuses_a_level_twice(tmp_path):
+    def item(top, level):
+        p = _box(top)
+        return {"segments": [p[0:2], p[2:4], p[4:6]], "type": level}
+    doc = _annotation("S", "1.2", {"expert1": [item(0, "Th7"), item(8, "Th8")]})
+    (tmp_path / "S.json").write_text(json.dumps(doc))
+    frame = read_annotations(tmp_path)
+    frame.loc[1, "level"] = "Th7"           # edited by hand: the loader refuses this
+    with pytest.raises(AnnotationError, match="expert1 marks level Th7 twice"):
+        match_vertebrae(frame)

@@ -118,7 +118,10 @@ def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.Pat
     problem = folder_name_problem(ann.folder)
     if problem is not None:
         raise AnnotationError(f"{source}: Folder: {problem}.")
-    path = study_dir(dataset_root, ann.folder)
+    try:
+        path = study_dir(dataset_root, ann.folder)
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(f"{source}: {exc}") from None
     table = _scan(path)
     hit = table[table["series_uid"] == ann.series_uid]
     if hit.empty:
