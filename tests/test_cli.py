@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -102,3 +103,140 @@ def test_morphometry_needs_root_or_spacing(dataset):
     _, ann = dataset
     with pytest.raises(SystemExit):
         main(["morphometry", "--annotation-dir", str(ann)])
+
+
+# ----------------------------------------------------------------------------- bad input
+def _fails_with_usage(capsys, argv, fragment):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"vfs {argv[0]}: error: argument") and fragment in last, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("spacing,fragment", [(["-1", "0.7", "1.25"], "'-1'"),
+                                              (["nan", "0.7", "1.25"], "'nan'"),
+                                              (["0.5", "inf", "1"], "'inf'"),
+                                              (["0.5", "0", "1"], "'0'"),
+                                              (["0.5", "x", "1"], "'x' is not a number")])
+def test_bad_spacing(dataset, capsys, spacing, fragment):
+    _, ann = dataset
+    _fails_with_usage(capsys, ["morphometry", "--annotation-dir", str(ann), "--spacing",
+                               *spacing], fragment)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["demo-data", "--studies", "0"], "studies must be between 1"),
+    (["demo-data", "--studies", "-3"], "studies must be between 1"),
+    (["demo-data", "--seed", "-1"], "seed must be between 0"),
+    (["demo-data", "--seed", "1.5"], "not a whole number"),
+])
+def test_bad_numbers(capsys, argv, fragment):
+    _fails_with_usage(capsys, argv, fragment)
+
+
+def test_bad_folders(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    _fails_with_usage(capsys, ["scan", str(a_file)], "is a file; pass a folder")
+    _fails_with_usage(capsys, ["scan", str(tmp_path / "nope")], "no such folder")
+    _fails_with_usage(capsys, ["demo-data", "--out", str(a_file)], "is not a folder")
+    _fails_with_usage(capsys, ["demo-data", "--from-annotations", str(tmp_path), "--studies",
+                               "0"], "studies must be between 1")
+    _fails_with_usage(capsys, ["inventory", str(a_file)], "is a file")
+    _fails_with_usage(capsys, ["predict", "--root", str(tmp_path), "--annotation",
+                               str(tmp_path)], "is a folder; pass a file")
+
+
+def test_scan_of_a_folder_without_dicom(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    assert main(["scan", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"vfs scan: DataNotFoundError: {tmp_path}: no DICOM series")
+
+
+def test_model_files_that_are_not_skops(dataset, tmp_path, capsys, monkeypatch):
+    root, ann = dataset
+    not_skops = tmp_path / "model.skops"
+    not_skops.write_bytes(b"\x80\x04not a zip")
+    argv = ["predict", "--root", str(root), "--annotation", str(ann / f"{FOLDER}.json")]
+    assert main([*argv, "--model", str(not_skops)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ModelFileError" in err and str(not_skops) in err
+    # a damaged cached default model
+    monkeypatch.setenv("VFS_CACHE_DIR", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "models" / "baseline-logistic-v1.skops"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK\x03\x04 damaged")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(cached) in err and "delete it" in err
+
+
+def test_unusable_cache_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    monkeypatch.setenv("VFS_CACHE_DIR", str(a_file))
+    assert main(["demo-data", "--studies", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "VFS_CACHE_DIR" in err and "Traceback" not in err
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_demo_data_warns_before_rendering_every_file_and_removes_dead_leftovers(
+        tmp_path, capsys, monkeypatch):
+    from vfs_utils import phantom
+
+    calls = []
+    monkeypatch.setattr(phantom, "build_dataset", lambda out, **kw: calls.append(kw) or out)
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    for i in range(6):
+        (ann / f"S{i}.json").write_text("{}")
+    out = tmp_path / "out"
+    leftover = tmp_path / f".out.partial-{_dead_pid()}"
+    (leftover / "dicom").mkdir(parents=True)
+    alive = tmp_path / f".out.partial-{os.getpid()}"    # a live process's build: kept
+    alive.mkdir()
+    assert main(["demo-data", "--out", str(out), "--from-annotations", str(ann)]) == 0
+    err = capsys.readouterr().err
+    assert "rendering all 6 studies" in err and "--studies N" in err
+    assert calls[0]["studies"] is None
+    assert not leftover.exists() and alive.exists()
+    assert main(["demo-data", "--out", str(out), "--from-annotations", str(ann),
+                 "--studies", "2"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_sigterm_during_demo_data_leaves_nothing_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "demo"
+    env = {**os.environ, "VFS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "vfs_utils", "demo-data", "--out", str(out),
+                             "--studies", "20"], stderr=subprocess.PIPE, text=True, env=env)
+    partial = tmp_path / f".demo.partial-{proc.pid}"
+    # wait for the condition (the build has started writing), not for a time
+    while not partial.is_dir() and proc.poll() is None:
+        time.sleep(0.05)        # a poll interval, not a synchronisation by time
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip() == "vfs demo-data: terminated (SIGTERM); partial output removed"
+    assert not partial.exists() and not out.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".demo")]

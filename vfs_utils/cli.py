@@ -188,6 +188,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     where = args.model if args.model is not None else "the cached default model"
     try:
         model = load_model(args.model) if args.model is not None else default_model()
+    except ModelFileError as exc:
+        if args.model is not None:
+            raise
+        raise ModelFileError(f"{exc} It is the cached default model: delete it to have it "
+                             "trained again.") from None
     except VfsError:
         raise
     except Exception as exc:  # skops/zipfile/pickle errors of a damaged file: one line
