@@ -163,23 +163,28 @@ class _Checker:
         return AnnotationError(f"{self.path}: {where}: {problem}.{hint}")
 
     def point(self, value, where: str) -> list[float]:
-        if not isinstance(value, list) or len(value) != 3:
+        if type(value) is not list or len(value) != 3:
             raise self.fail(where, f"expected a point [row, col, slice] of 3 numbers, got "
                             f"{_short(value)}")
-        out = []
-        for axis, x in enumerate(value):
+        if all(type(x) is float or type(x) is int for x in value):    # the common case
+            try:
+                out = [float(x) for x in value]
+            except OverflowError:       # an integer too large for a float
+                out = None
+            if out is not None and all(0 <= v <= MAX_COORDINATE for v in out):   # NaN: False
+                return out
+        for axis, x in enumerate(value):    # find the axis at fault, for the message
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 raise self.fail(f"{where}[{axis}]", f"expected a number, got {_short(x)}")
             try:
                 value_f = float(x)
-            except OverflowError:       # an integer too large for a float
+            except OverflowError:
                 value_f = math.inf
             if not math.isfinite(value_f) or not 0 <= value_f <= MAX_COORDINATE:
                 raise self.fail(f"{where}[{axis}]", f"{_AXES[axis]} index {_short(x, 24)} is not "
                                 f"a finite voxel index in [0, {MAX_COORDINATE:g}]",
                                 "Fix the file or re-download it with `vfs fetch`.")
-            out.append(value_f)
-        return out
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def six_points(self, value, where: str) -> np.ndarray:
         if not isinstance(value, list) or len(value) != 6:
@@ -397,25 +402,27 @@ def _decode(raw: bytes, path: Path) -> str:
                               "it as UTF-8 or re-download it with `vfs fetch`.") from None
 
 
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def _check_depth(text: str, path: Path) -> None:
     """Refuse nesting deeper than MAX_DEPTH before the (recursive) JSON parser sees it."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return
-    depth = 0
-    for m in _TOKENS.finditer(text):
-        tok = m.group()
-        if tok in ("[", "{"):
-            depth += 1
-            if depth > MAX_DEPTH:
-                line = text.count("\n", 0, m.start()) + 1
-                raise AnnotationError(f"{path}: JSON nested deeper than {MAX_DEPTH} levels (line "
-                                      f"{line}); the annotation schemas need 7. Re-download it "
-                                      "with `vfs fetch`.")
-        elif tok in ("]", "}"):
-            depth -= 1
+    # brackets inside strings do not nest: blank the strings, then a running sum
+    # (JSON strings hold no raw newline, so line numbers survive the blanking)
+    blanked = _STRINGS.sub('""', text).encode("utf-8", "surrogatepass")
+    codes = np.frombuffer(blanked, dtype=np.uint8)
+    step = ((codes == 0x5B) | (codes == 0x7B)).astype(np.int32)
+    step -= (codes == 0x5D) | (codes == 0x7D)
+    depth = np.cumsum(step)
+    if depth.size and depth.max() > MAX_DEPTH:
+        at = int(np.argmax(depth > MAX_DEPTH))
+        line = blanked.count(b"\n", 0, at) + 1
+        raise AnnotationError(f"{path}: JSON nested deeper than {MAX_DEPTH} levels (line "
+                              f"{line}); the annotation schemas need 7. Re-download it with "
+                              "`vfs fetch`.")
+
 
 # --------------------------------------------------------------------------- public API
 def load_annotation(path: str | os.PathLike) -> Annotation:

@@ -118,10 +118,7 @@ def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.Pat
     problem = folder_name_problem(ann.folder)
     if problem is not None:
         raise AnnotationError(f"{source}: Folder: {problem}.")
-    try:
-        path = study_dir(dataset_root, ann.folder)
-    except DataNotFoundError as exc:
-        raise DataNotFoundError(f"{source}: {exc}") from None
+    path = study_dir(dataset_root, ann.folder)     # its message names the missing folder
     table = _scan(path)
     hit = table[table["series_uid"] == ann.series_uid]
     if hit.empty:
