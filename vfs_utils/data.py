@@ -77,7 +77,7 @@ ENV_SHARED_DIR = "VFS_SHARED_DIR"
 #: Seconds to wait for a connection to the download server (one attempt per process).
 CONNECT_TIMEOUT: float = 5.0
 #: Seconds to wait for the server to answer once connected (files are below 60 kB).
-READ_TIMEOUT: float = 15.0
+READ_TIMEOUT: float = 10.0
 #: Seconds a failed download is remembered (in the cache) before it is tried again.
 RETRY_AFTER: float = 300.0
 _FAILURE_FILE = ".download-failed"

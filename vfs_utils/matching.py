@@ -368,10 +368,10 @@ def carry_levels(v1_frame: pd.DataFrame, v2_frame: pd.DataFrame) -> pd.DataFrame
     """
     _checked_points(v1_frame, "v1_frame")
     _checked_points(v2_frame, "v2_frame")
+    if "level" not in v2_frame.columns:
+        raise UsageError("v2_frame: has no level column; pass a frame read from the v2 "
+                         "annotation set with annotation.read_annotations().")
     _check_levels(v2_frame)
-    if v2_frame["level"].isna().any() if "level" in v2_frame.columns else True:
-        raise UsageError("v2_frame: every reading needs a level; pass a frame read from the v2 "
-                         "annotation set.")
     out = v1_frame.copy()
     levels = out["level"].to_numpy(dtype=object).copy()
     v2_by_folder = dict(tuple(v2_frame.groupby("folder", sort=False)))
