@@ -332,7 +332,8 @@ def _find(version: str, path=None, *, download: bool | None = None,
         if not _has_json(folder):
             raise DataNotFoundError(
                 f"{source.env}={value}: no *.json annotation files there. Point {source.env} at "
-                f"the {version} annotation folder or unset it to use `vfs fetch --version {version}`.")
+                f"the {version} annotation folder or unset it to use "
+                f"`vfs fetch --version {version}`.")
         return folder
     files = registry(version)
     shared = _shared(version)
