@@ -784,12 +784,16 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     keys = [*_study_keys(table), "vertebra_id"]
     _check_unique(table, keys, "consensus")
     grouped = table.groupby(keys, sort=True, dropna=False)
-    out = grouped["expert"].agg(n_experts="size",
-                                experts=lambda s: ",".join(sorted(map(str, s))))
+    names = table[keys].assign(_e=table["expert"].astype(str)).sort_values("_e", kind="stable")
+    out = pd.DataFrame({"n_experts": grouped.size(),
+                        "experts": names.groupby(keys, sort=True, dropna=False)["_e"].agg(
+                            ",".join)})
     if "level" in table.columns:
         out.insert(0, "level", grouped["level"].first())
-    grades = table[keys].assign(_g=table["grade"].astype("Float64").astype(float)).groupby(
-        keys, sort=True, dropna=False)["_g"]
+    g_float = table["grade"].astype("Float64").astype(float)
+    grades = table[keys].assign(_g=g_float).groupby(keys, sort=True, dropna=False)["_g"]
+    positive = table[keys].assign(_p=np.where(np.isnan(g_float), np.nan, g_float >= 1)).groupby(
+        keys, sort=True, dropna=False)["_p"]
     for column, (measure, grade_fn) in _MEASURES.items():
         if column not in table.columns:
             continue
@@ -806,8 +810,7 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
                 out[measure] = grouped[measure].mean()
     out["grade_min"] = grades.min().round().astype("Int64")
     out["grade_max"] = grades.max().round().astype("Int64")
-    out["p_deformed"] = grades.agg(lambda g: float(np.mean(g >= 1)) if g.notna().any()
-                                   else float("nan"))
+    out["p_deformed"] = positive.mean()
     for c in ("centre_row", "centre_slice"):
         if c in table.columns:
             out[c] = grouped[c].mean()
