@@ -586,9 +586,9 @@ def test_real_v2_experts_always_agree_on_the_vertebra_count(v2_dir):
     assert (cd.n_files, cd.n_disagree) == (100, 0)
 
 
-def test_real_v1_readings_only_the_within_rule_calls_fractured(v1_dir):
-    # Lesson 04 counts the readings that the within-vertebra rule grades >= 1 and the
-    # neighbour rule 0 (the lesson uses header spacing for the studies with images).
+def test_real_v1_readings_only_the_within_rule_calls_deformed(v1_dir):
+    # Readings that the within-vertebra rule grades >= 1 and the two-sided neighbour rule 0:
+    # mostly slightly biconcave (normal endplate concavity against the vertebra's own Hp).
     readings = _independent_readings(v1_dir)
     within, neighbour = _independent_grades(readings)
     only = {k for k in within if within[k] >= 1 and neighbour[k] == 0}
