@@ -188,17 +188,29 @@ def test_indices_and_neighbour_rule_on_a_hand_built_reading():
     np.testing.assert_allclose(t["wedge_index"], [1, 1, 12 / 24, 1, 1])
     np.testing.assert_allclose(t["biconcave_index"], [1, 1, 20 / 24, 1, 1])
     np.testing.assert_allclose(t["biconcave_index_anterior"], [1, 1, 20 / 12, 1, 1])
-    np.testing.assert_allclose(t["crush_index"], [20 / 22, 22 / 22, 24 / 24, 26 / 26, 28 / 26])
+    # Both neighbours needed: NaN at the two ends of the reading.
+    np.testing.assert_allclose(t["crush_index"], [np.nan, 22 / 22, 24 / 24, 26 / 26, np.nan])
     np.testing.assert_allclose(t["height_loss"], [0, 0, 0.5, 0, 0], atol=1e-15)
     assert t["grade"].tolist() == [0, 0, 3, 0, 0]
     assert t["deformity"].tolist() == ["normal", "normal", "wedge", "normal", "normal"]
-    # Expected heights skip the graded vertebra 2: vertebra 1 uses vertebrae 0 and 3.
-    np.testing.assert_allclose(t["expected_height"], [22, (20 + 26) / 2, (22 + 26) / 2,
-                                                      (22 + 28) / 2, 26])
-    np.testing.assert_allclose(t["neighbour_loss"],
-                               [1 - 20 / 22, 1 - 22 / 23, 0.5, 1 - 26 / 25, 1 - 28 / 26])
-    assert t["neighbour_grade"].tolist() == [0, 0, 3, 0, 0]
-    assert t["neighbour_deformity"].tolist() == ["normal", "normal", "wedge", "normal", "normal"]
+    # Each height against the same height of the two adjacent vertebrae, whatever their grade:
+    # vertebra 1: Ha 22 / mean(20, 12) = 22/16, Hm 22/20, Hp 22/22 -> loss 0;
+    # vertebra 2: Ha 12 / 24 -> loss 0.5; vertebra 3: Ha 26 / mean(12, 28) = 26/20, ...
+    np.testing.assert_allclose(t["expected_height"], [np.nan, 22, 24, 26, np.nan])
+    np.testing.assert_allclose(t["neighbour_loss"], [np.nan, 0, 0.5, 0, np.nan], atol=1e-12)
+    assert t["neighbour_grade"].tolist()[1:4] == [0, 3, 0]
+    assert t["neighbour_grade"].iloc[0] is pd.NA and t["neighbour_grade"].iloc[4] is pd.NA
+    assert t["neighbour_deformity"].tolist() == [None, "normal", "wedge", "normal", None]
+
+
+def test_neighbour_rule_compares_like_with_like_heights():
+    # Normal thoracic wedging (Ha/Hp = 0.8 everywhere) is a 20 % loss within each vertebra
+    # but no loss against the neighbours' anterior heights.
+    verts = [vertebra(16, 18, 20), vertebra(16.8, 18.9, 21), vertebra(17.6, 19.8, 22)]
+    t = M.morphometry_table(frame_of({"e": verts}), spacing=(1, 1, 1))
+    assert t["grade"].tolist() == [1, 1, 1]
+    assert t["neighbour_loss"].iloc[1] == pytest.approx(0.0, abs=1e-12)
+    assert t["neighbour_grade"].iloc[1] == 0
 
 
 def test_neighbour_rule_sees_a_uniformly_flattened_vertebra_as_crush():
@@ -218,12 +230,13 @@ def test_a_lone_vertebra_has_no_neighbour_reference():
 
 
 def test_readings_are_kept_apart_and_ordered_by_vertebra_index():
-    e1 = [vertebra(20, 20, 20), vertebra(30, 30, 30)]
-    e2 = [vertebra(10, 10, 10), vertebra(40, 40, 40)]
-    frame = frame_of({"e1": e1, "e2": e2}).iloc[[3, 0, 2, 1]]   # shuffled rows
+    e1 = [vertebra(20, 20, 20), vertebra(30, 30, 30), vertebra(20, 20, 20)]
+    e2 = [vertebra(10, 10, 10), vertebra(40, 40, 40), vertebra(30, 30, 30)]
+    frame = frame_of({"e1": e1, "e2": e2}).iloc[[4, 0, 2, 1, 3, 5]]   # shuffled rows
     t = M.morphometry_table(frame, spacing=(1, 1, 1))
-    assert list(t.index) == [3, 0, 2, 1]
-    np.testing.assert_allclose(t["crush_index"], [40 / 10, 20 / 30, 10 / 40, 30 / 20])
+    assert list(t.index) == [4, 0, 2, 1, 3, 5]
+    np.testing.assert_allclose(t["crush_index"], [40 / 20, np.nan, np.nan, 30 / 20, np.nan,
+                                                  np.nan])
 
 
 def test_morphometry_table_columns_and_misuse():
@@ -265,6 +278,10 @@ def test_root_spacing_comes_from_series_spacing(monkeypatch):
 
 
 # --------------------------------------------------------------------------- consensus
+#: A loss inside each grade's band, for tables built from grades.
+BAND_MIDDLE = {0: 0.1, 1: 0.22, 2: 0.3, 3: 0.5}
+
+
 def grade_table(grades: dict, *, folder="F1", version="v1"):
     """A minimal morphometry-like table from {expert: [grade per vertebra_id or None]}."""
     rows = []
@@ -274,17 +291,18 @@ def grade_table(grades: dict, *, folder="F1", version="v1"):
                 continue
             rows.append({"version": version, "file": f"{folder}.json", "folder": folder,
                          "series_uid": "1.2.3", "expert": expert, "vertebra_id": vid,
-                         "grade": g, "neighbour_grade": g, "centre_slice": 20.0 * vid})
+                         "grade": g, "neighbour_grade": g, "centre_slice": 20.0 * vid,
+                         "height_loss": BAND_MIDDLE[g], "neighbour_loss": BAND_MIDDLE[g]})
     t = pd.DataFrame(rows)
     t["grade"] = t["grade"].astype("Int64")
     t["neighbour_grade"] = t["neighbour_grade"].astype("Int64")
     return t
 
 
-def test_consensus_is_the_lower_median():
+def test_consensus_lower_median_is_the_old_rule():
     t = grade_table({"a": [1, 0, 0, 3, 0], "b": [2, 0, 1, None, 1],
                      "c": [None, 2, 2, None, 1], "d": [None, 2, None, None, 1]})
-    c = M.consensus(t)
+    c = M.consensus(t, method="lower_median")
     assert c["vertebra_id"].tolist() == [0, 1, 2, 3, 4]
     assert c["n_experts"].tolist() == [2, 4, 3, 1, 4]
     # (1, 2) -> 1; (0, 0, 2, 2) -> 0; (0, 1, 2) -> 1; (3) -> 3; (0, 1, 1, 1) -> 1
@@ -306,7 +324,7 @@ def test_study_labels():
     t = pd.concat([grade_table({"a": [0, 2, 1], "b": [0, 2, 2]}, folder="S1"),
                    grade_table({"a": [0, 1], "b": [0, 0]}, folder="S2"),
                    grade_table({"a": [1, 0], "b": [1, 0]}, folder="S3")], ignore_index=True)
-    s = M.study_labels(t).set_index("folder")
+    s = M.study_labels(t, method="lower_median").set_index("folder")
     assert s["worst_grade"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
     assert s["label_any"].to_dict() == {"S1": True, "S2": False, "S3": True}
     assert s["label_moderate"].to_dict() == {"S1": True, "S2": False, "S3": False}
@@ -421,17 +439,13 @@ def _independent_grades(readings):
         by_reading.setdefault((file, expert), []).append((i, h))
     for (file, expert), verts in by_reading.items():
         verts.sort()
-        normal = [within[(file, expert, i)] == 0 for i, _ in verts]
         for j, (i, h) in enumerate(verts):
-            refs = []
-            for step in (-1, 1):
-                k = j + step
-                while 0 <= k < len(verts) and not normal[k]:
-                    k += step
-                if 0 <= k < len(verts):
-                    refs.append(verts[k][1][2])
-            neighbour[(file, expert, i)] = (grade(1 - min(h) / (sum(refs) / len(refs)))
-                                            if refs else None)
+            if j == 0 or j == len(verts) - 1:          # both neighbours needed
+                neighbour[(file, expert, i)] = None
+                continue
+            above, below = verts[j - 1][1], verts[j + 1][1]
+            rel = [h[k] / ((above[k] + below[k]) / 2) for k in range(3)]
+            neighbour[(file, expert, i)] = grade(1 - min(rel))
     return within, neighbour
 
 
@@ -456,9 +470,9 @@ def _compare_real(folder: Path, n_expected: int):
 # Counts of the independent recomputation above, pinned so that a change of the
 # annotation copy or of the grading rules shows up (unit spacing: heights in voxels).
 V1_WITHIN = {0: 2657, 1: 427, 2: 250, 3: 59}
-V1_NEIGHBOUR = {0: 2596, 1: 401, 2: 314, 3: 82, None: 0}
+V1_NEIGHBOUR = {0: 2752, 1: 36, 2: 43, 3: 20, None: 542}
 V2_WITHIN = {0: 2850, 1: 447, 2: 256, 3: 54}
-V2_NEIGHBOUR = {0: 2739, 1: 405, 2: 393, 3: 70, None: 0}
+V2_NEIGHBOUR = {0: 2973, 1: 34, 2: 40, 3: 22, None: 538}
 
 
 def test_real_v1_grades_at_unit_spacing_match_an_independent_count(v1_dir):
@@ -572,13 +586,13 @@ def test_real_v2_experts_always_agree_on_the_vertebra_count(v2_dir):
     assert (cd.n_files, cd.n_disagree) == (100, 0)
 
 
-def test_real_v1_readings_only_the_within_rule_calls_fractured(v1_dir):
-    # Lesson 04 counts the readings that the within-vertebra rule grades >= 1 and the
-    # neighbour rule 0 (210 there: it uses header spacing for the studies with images).
+def test_real_v1_readings_only_the_within_rule_calls_deformed(v1_dir):
+    # Readings that the within-vertebra rule grades >= 1 and the two-sided neighbour rule 0:
+    # mostly slightly biconcave (normal endplate concavity against the vertebra's own Hp).
     readings = _independent_readings(v1_dir)
     within, neighbour = _independent_grades(readings)
     only = {k for k in within if within[k] >= 1 and neighbour[k] == 0}
-    assert len(only) == 209
+    assert len(only) == 552
     smallest = {}                                    # which height is the smallest
     for file, expert, i, pts in readings:
         if (file, expert, i) in only:
@@ -588,6 +602,6 @@ def test_real_v1_readings_only_the_within_rule_calls_fractured(v1_dir):
             smallest[name] = smallest.get(name, 0) + 1
     table = M.morphometry_table(read_annotations(v1_dir), spacing=(1.0, 1.0, 1.0))
     got = table[(table["grade"] >= 1) & (table["neighbour_grade"] == 0)]
-    assert len(got) == 209
+    assert len(got) == 552
     assert got["deformity"].value_counts().to_dict() == smallest
     assert smallest["biconcave"] > len(only) / 2      # mostly slightly biconcave vertebrae

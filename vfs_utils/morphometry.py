@@ -1,22 +1,33 @@
-"""Vertebral morphometry: heights, indices, Genant grades, consensus and agreement.
+"""Vertebral morphometry: heights, QM deformity grades, level-normal references, consensus.
 
 Every vertebra reading of the annotation has six keypoints: three pairs that
 span the anterior, middle and posterior height of the vertebral body. This
-module turns them into heights in mm (Ha, Hm, Hp), shape indices, and a
-Genant-style grade under two rules:
+module turns them into heights in mm (Ha, Hm, Hp), shape indices, and
+**quantitative-morphometry (QM) deformity grades**. None of them is a
+radiologist's fracture diagnosis: Genant's semi-quantitative method (SQ) is a
+visual grade that excludes non-fracture deformity (normal wedging, Schmorl
+nodes, developmental short vertebrae); the annotation holds no such visual
+grade. Three QM rules:
 
-1. **within-vertebra** (``height_loss``, ``grade``, ``deformity``): the loss
-   ``1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)`` graded with Genant's bands;
-2. **neighbour-referenced** (``expected_height``, ``neighbour_loss``,
-   ``neighbour_grade``, ``neighbour_deformity``): the smallest height against
-   the posterior heights of the nearest within-vertebra-normal vertebrae above
-   and below in the same reading.
+1. **within-vertebra, Genant's bands** (``height_loss``, ``grade``,
+   ``deformity``): ``1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)`` graded with
+   Genant's 20/25/40 % height-reduction bands (:func:`genant_grade`);
+2. **neighbour, Genant's bands** (``neighbour_loss``, ``neighbour_grade``,
+   ``neighbour_deformity``): each height against the same height of the two
+   adjacent vertebrae of the reading (both needed; none at the ends);
+3. **SD scores against a level-normal reference** (:func:`level_reference`,
+   :func:`sd_scores`; ``sd_score``, ``sd_grade``): Eastell et al. (1991),
+   deformed when a ratio lies 3 SD or more below the level's normal mean.
 
-On top of the per-reading table it builds a consensus across experts
-(:func:`consensus`, :func:`study_labels`), inter-expert agreement
-(:func:`agreement`, :func:`fleiss_kappa`, :func:`count_disagreement`), a
-comparison of the two annotation rounds (:func:`compare_rounds`) and a Monte
+Then a consensus across readers whose meaning does not depend on how many
+experts read a study (:func:`consensus`: the grade of the mean over readers),
+study labels (:func:`study_labels`), the readers' own keypoint scatter
+(:func:`keypoint_scatter`), inter-expert agreement (:func:`agreement`,
+:func:`agreement_statistics`, :func:`fleiss_kappa`, :func:`count_disagreement`),
+a comparison of the two annotation rounds (:func:`compare_rounds`) and a Monte
 Carlo sensitivity of the grades to keypoint noise (:func:`grade_flip_rate`).
+The statistics themselves (Krippendorff's alpha, ICC, Bland-Altman,
+bootstrap) are in :mod:`vfs_utils.agreement`.
 
 Heights and grades are vectorised numpy over the whole frame; only the
 per-study and per-expert-pair steps loop in Python.
@@ -32,8 +43,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .annotation import POINT_COLUMNS
+from . import agreement as _stats
+from ._fs import check_spacing, dicom_root
 from ._parallel import map_ordered
+from .annotation import LEVELS, POINT_COLUMNS, points
 from .errors import DataNotFoundError, SeriesError
 
 __all__ = [
@@ -41,10 +54,14 @@ __all__ = [
     "GRADES",
     "GRADE_THRESHOLDS",
     "GRADE_TOLERANCE",
+    "LABEL_LEVELS",
+    "RATIOS",
+    "SD_THRESHOLDS",
     "Agreement",
     "CountDisagreement",
     "RoundComparison",
     "agreement",
+    "agreement_statistics",
     "compare_rounds",
     "consensus",
     "count_disagreement",
@@ -53,12 +70,18 @@ __all__ = [
     "genant_grade",
     "grade_flip_rate",
     "heights",
+    "keypoint_scatter",
+    "label_levels",
+    "level_reference",
     "morphometry_table",
+    "prevalence",
+    "sd_scores",
     "study_labels",
 ]
 
-#: Lower bounds of Genant grades 1, 2 and 3 as a fraction of height lost
+#: Lower bounds of Genant's grades 1, 2 and 3 as a fraction of height lost
 #: (Genant et al. 1993): grade 0 below 20 %, 1 from 20 %, 2 from 25 %, 3 from 40 %.
+#: Applied here to keypoint heights, they give a QM deformity grade, not an SQ grade.
 GRADE_THRESHOLDS: tuple[float, float, float] = (0.20, 0.25, 0.40)
 
 #: A loss within this distance below a threshold counts as reaching it, so that a
@@ -72,6 +95,19 @@ GRADES: tuple[int, ...] = (0, 1, 2, 3)
 #: Deformity type named by the smallest of (Ha, Hm, Hp); "normal" is used for grade 0.
 DEFORMITIES: tuple[str, str, str] = ("wedge", "biconcave", "crush")
 
+#: Levels graded by default (T4-L4, as in most morphometry and SQ studies: above T4 the
+#: shoulders hide the vertebrae on radiographs, and the published normal ranges start there).
+LABEL_LEVELS: tuple[str, ...] = tuple(f"Th{i}" for i in range(4, 13)) + tuple(
+    f"L{i}" for i in range(1, 5))
+
+#: The three shape ratios of Eastell et al. (1991): wedge Ha/Hp, mid-wedge (biconcave)
+#: Hm/Hp and compression Hp / mean Hp of the adjacent vertebrae (columns of the table).
+RATIOS: tuple[str, str, str] = ("wedge_index", "biconcave_index", "crush_index")
+
+#: SD-score bands (Eastell et al. 1991): grade 1 from 3 SD below the level's normal mean,
+#: grade 2 from 4 SD.
+SD_THRESHOLDS: tuple[float, float] = (3.0, 4.0)
+
 #: Columns that identify one annotation file (one study's series in one round).
 _STUDY_KEYS: tuple[str, ...] = ("version", "file", "folder", "series_uid")
 #: Columns carried from the frame into the morphometry table, when present.
@@ -83,11 +119,7 @@ _CARRIED: tuple[str, ...] = ("file", "folder", "series_uid", "version", "expert"
 def _as_points(frame_or_points) -> np.ndarray:
     """(n, 6, 3) float keypoints from a frame or an array of shape (6, 3) / (n, 6, 3)."""
     if isinstance(frame_or_points, pd.DataFrame):
-        missing = [c for c in POINT_COLUMNS if c not in frame_or_points.columns]
-        if missing:
-            raise ValueError(f"the frame lacks the point columns {missing[:3]}...: build it with "
-                             "vfs_utils.annotation.read_annotations()")
-        return frame_or_points[POINT_COLUMNS].to_numpy(dtype=float).reshape(-1, 6, 3)
+        return points(frame_or_points)
     pts = np.asarray(frame_or_points, dtype=float)
     if pts.shape[-2:] != (6, 3) or pts.ndim not in (2, 3):
         raise ValueError(f"keypoints must have shape (6, 3) or (n, 6, 3) [row, col, slice], not "
@@ -209,7 +241,7 @@ def _to_int64(codes: np.ndarray) -> pd.arrays.IntegerArray:
 
 
 def genant_grade(loss):
-    """Genant grade of a fractional height loss.
+    """Grade of a fractional height loss with Genant's bands (a QM deformity grade).
 
     Grade 0 below 20 %, 1 from 20 %, 2 from 25 %, 3 from 40 % (the bands of
     Genant HK, Wu CY, van Kuijk C, Nevitt MC (1993) Vertebral fracture
@@ -217,6 +249,11 @@ def genant_grade(loss):
     8(9):1137-1148); see :data:`GRADE_THRESHOLDS`. A loss of exactly 0.20 is
     grade 1, and so is one within :data:`GRADE_TOLERANCE` below it (floating
     point). A negative loss (taller than the reference) is grade 0.
+
+    Genant's SQ grade is a radiologist's visual estimate that first decides
+    whether a deformity is a fracture at all; applied to measured heights the
+    same bands give a quantitative-morphometry (QM) *deformity* grade, which
+    also counts normal wedging and endplate concavity.
 
     Parameters
     ----------
@@ -340,17 +377,13 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
         The frame gives two series of different spacing for one folder, or
         ``default`` is not three positive numbers.
     """
-    from pathlib import Path
-
     _require(frame, ["folder", "series_uid"], "dataset_spacing")
-    base = Path(root)
-    if not (base / "dicom").is_dir():
-        raise DataNotFoundError(f"{base}: not a dataset root (no dicom/ folder inside). Point at "
-                                "the folder that holds dicom/<Folder>/..., e.g. VFS_DATA_ROOT.")
+    dicom = dicom_root(root)
+    base = dicom.parent
     if default is not None:
-        default = tuple(float(v) for v in _spacing_rows(default, 1)[0])
+        default = check_spacing(default, "dataset_spacing(default=...)")
     pairs = list(dict.fromkeys(zip(frame["folder"].astype(str), frame["series_uid"].astype(str))))
-    present = [p for p in pairs if (base / "dicom" / p[0]).is_dir()]
+    present = [p for p in pairs if (dicom / p[0]).is_dir()]
     absent = sorted({f for f, _ in pairs} - {f for f, _ in present})
     if absent and default is None:
         raise DataNotFoundError(
@@ -369,57 +402,66 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
     return out
 
 
-def _neighbour_mean(values: pd.Series, codes: np.ndarray, skip_nan: bool) -> np.ndarray:
-    """Mean of the previous and next value within a reading (rows already in reading order).
+def _adjacent_mean(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Mean of the previous and next row of the same reading (rows in reading order).
 
-    With ``skip_nan`` the nearest non-NaN value on each side is used instead of
-    the immediate neighbour.
+    ``values`` is (n,) or (n, k); NaN where either neighbour is missing (the
+    first and last vertebra of a reading): no one-sided reference.
     """
-    grouped = values.groupby(codes, sort=False)
-    prev, nxt = grouped.shift(1), grouped.shift(-1)
-    if skip_nan:
-        prev = prev.groupby(codes, sort=False).ffill()
-        nxt = nxt.groupby(codes, sort=False).bfill()
-    both = np.column_stack([prev.to_numpy(dtype=float), nxt.to_numpy(dtype=float)])
-    count = np.isfinite(both).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.nansum(both, axis=1) / np.maximum(count, 1), np.nan)
+    v = np.asarray(values, dtype=float)
+    flat = v.reshape(len(v), -1) if v.size else v.reshape(len(v), *(v.shape[1:] or (1,)))
+    prev = np.full_like(flat, np.nan)
+    nxt = np.full_like(flat, np.nan)
+    same_prev = np.zeros(len(v), dtype=bool)
+    same_prev[1:] = codes[1:] == codes[:-1]
+    prev[same_prev] = flat[np.flatnonzero(same_prev) - 1]
+    same_next = np.zeros(len(v), dtype=bool)
+    same_next[:-1] = codes[:-1] == codes[1:]
+    nxt[same_next] = flat[np.flatnonzero(same_next) + 1]
+    return ((prev + nxt) / 2).reshape(v.shape)
 
 
 def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
                       orientation=None, executor=None) -> pd.DataFrame:
-    """Heights, shape indices and Genant grades of every vertebra reading.
+    """Heights, shape indices and QM deformity grades of every vertebra reading.
+
+    Every grade here is a quantitative-morphometry (QM) **deformity** grade
+    computed from the expert keypoints, not a radiologist's (SQ) fracture
+    grade: normal thoracic wedging and endplate concavity reach the bands too.
 
     Within-vertebra rule (``height_loss``, ``grade``, ``deformity``)
         ``height_loss = 1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)``, graded with
-        :func:`genant_grade`. Genant's semiquantitative method (Genant et al.
-        1993, J Bone Miner Res 8:1137-1148) is a visual estimate of the
-        reduction of the anterior, middle or posterior height; the ratio to the
-        vertebra's own tallest height is the usual quantitative stand-in for
-        it. It ignores Genant's area criterion and cannot see a vertebra that
-        is uniformly flattened.
-    Neighbour-referenced rule (``expected_height``, ``neighbour_loss``, ``neighbour_grade``, \
+        Genant's bands (:func:`genant_grade`). Genant's semiquantitative
+        method (Genant et al. 1993, J Bone Miner Res 8:1137-1148) is a visual
+        estimate of the reduction of the anterior, middle or posterior height
+        against the expected height; the ratio to the vertebra's own tallest
+        height is the usual quantitative stand-in. It ignores Genant's area
+        criterion, counts normal wedging and concavity, and cannot see a
+        vertebra that is uniformly flattened.
+    Neighbour rule (``expected_height``, ``neighbour_loss``, ``neighbour_grade``, \
 ``neighbour_deformity``)
-        The expected height of a vertebra is the mean posterior height Hp of
-        the nearest vertebra above and the nearest below, in the same reading
-        (vertebra index order), whose within-vertebra grade is 0 (one side
-        only at the ends of the reading; NaN when there is none).
-        ``neighbour_loss = 1 - min(Ha, Hm, Hp) / expected_height`` (negative
-        when the vertebra is taller than expected), graded with the same
-        bands. This follows the idea of predicting a vertebra's normal height
-        from its neighbours used by the McCloskey-Kanis method in the European
-        Vertebral Osteoporosis Study (O'Neill TW et al. 1996, J Bone Miner Res
-        11(7):1010-1018) and by the reference to adjacent vertebrae in Wang's
-        modified semi-quantitative (mSQ) grading (Wáng YXJ 2019, Quant
-        Imaging Med Surg, doi:10.21037/qims.2019.02.04). It is a
-        simplification for teaching, not a validated reimplementation of
-        either scheme.
+        Each height of a vertebra is compared with the **same** height of the
+        two adjacent vertebrae of the reading (mean of the vertebra above and
+        below, in vertebra index order): ``neighbour_loss = 1 - min_k (H_k /
+        mean(H_k of the neighbours))`` for k in (a, m, p), graded with the same
+        bands. Both neighbours are needed: the first and last vertebra of a
+        reading get NaN (no one-sided comparison with a single, differently
+        sized neighbour), and the neighbours are taken as they are, not chosen
+        with the rule being tested. A deformed neighbour lowers the reference
+        (a limitation shared with every neighbour-based method).
+        ``expected_height`` is the neighbours' mean Hp (mm). The idea of a
+        neighbour-predicted height is that of McCloskey et al. (1993, Osteoporos
+        Int 3:138-147); this is a simplification for teaching, not a
+        validated reimplementation.
+    SD-score rule
+        Not in this table: it needs a reference; see :func:`level_reference`
+        and :func:`sd_scores`.
 
     Deformity type: ``"normal"`` at grade 0, otherwise the smallest of (Ha,
     Hm, Hp) names the type: ``"wedge"`` (Ha), ``"biconcave"`` (Hm),
-    ``"crush"`` (Hp); ties go to the earlier name. Under the neighbour rule a
-    vertebra whose three heights are all reduced by at least 20 % of the
-    expected height is ``"crush"`` whatever the smallest height.
+    ``"crush"`` (Hp); ties go to the earlier name. Under the neighbour rule the
+    smallest of the three neighbour ratios names it, and a vertebra whose three
+    heights are all reduced by at least 20 % is ``"crush"``.
 
     Parameters
     ----------
@@ -449,10 +491,10 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
         vertebra_id`` (those present); ``ha, hm, hp`` (mm); ``wedge_index``
         (Ha/Hp), ``biconcave_index`` (Hm/Hp), ``biconcave_index_anterior``
         (Hm/Ha), ``crush_index`` (Hp over the mean Hp of the previous and next
-        vertebra of the reading; NaN without neighbours); ``height_loss``,
+        vertebra of the reading; NaN at the ends of a reading); ``height_loss``,
         ``grade`` (Int64), ``deformity``; ``expected_height`` (mm),
-        ``neighbour_loss``, ``neighbour_grade`` (Int64, <NA> without an
-        expected height), ``neighbour_deformity``; ``centre_row, centre_col,
+        ``neighbour_loss``, ``neighbour_grade`` (Int64, <NA> at the ends of a
+        reading), ``neighbour_deformity``; ``centre_row, centre_col,
         centre_slice`` (voxels, mean of the six points).
 
     Raises
@@ -486,23 +528,19 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
     reading = frame.groupby([*_study_keys(frame), "expert"], sort=False,
                             dropna=False).ngroup().to_numpy()
     order = np.lexsort((frame["vertebra"].to_numpy(), reading))
-    codes_sorted = reading[order]
-    hp_sorted = pd.Series(hp[order])
+    ref = np.empty_like(h)
+    ref[order] = _adjacent_mean(h[order], reading[order])
 
     loss = _within_loss(h)
     codes = _grade_codes(loss)
-    crush_ref = np.empty(n)
-    crush_ref[order] = _neighbour_mean(hp_sorted, codes_sorted, skip_nan=False)
-    expected = np.empty(n)
-    normal_hp = hp_sorted.where(codes[order] == 0)
-    expected[order] = _neighbour_mean(normal_hp, codes_sorted, skip_nan=True)
-
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["crush_index"] = hp / crush_ref
-        n_loss = 1.0 - h.min(axis=1) / expected
-        all_reduced = 1.0 - h.max(axis=1) / expected >= GRADE_THRESHOLDS[0] - GRADE_TOLERANCE
+        out["crush_index"] = hp / ref[:, 2]
+        rel = h / ref                                               # H_k / neighbours' H_k
+        n_loss = 1.0 - rel.min(axis=1)
+        all_reduced = 1.0 - rel.max(axis=1) >= GRADE_THRESHOLDS[0] - GRADE_TOLERANCE
     n_loss = np.where(np.isfinite(n_loss), n_loss, np.nan)
     n_codes = _grade_codes(n_loss)
+    expected = ref[:, 2]
 
     out["height_loss"] = loss
     out["grade"] = _to_int64(codes)
@@ -510,19 +548,172 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
     out["expected_height"] = expected
     out["neighbour_loss"] = n_loss
     out["neighbour_grade"] = _to_int64(n_codes)
-    out["neighbour_deformity"] = pd.Series(_deformity(h, n_codes, all_reduced),
+    out["neighbour_deformity"] = pd.Series(_deformity(np.where(np.isfinite(rel), rel, np.nan),
+                                                      n_codes, all_reduced),
                                            index=out.index, dtype=object)
     centre = pts.mean(axis=1)
     out["centre_row"], out["centre_col"], out["centre_slice"] = centre.T
     return out
 
 
+# --------------------------------------------------------------------------- levels, reference
+def label_levels(table: pd.DataFrame, levels: Sequence[str] | None = LABEL_LEVELS) -> pd.DataFrame:
+    """The rows whose ``level`` is among ``levels`` (default T4-L4, :data:`LABEL_LEVELS`).
+
+    v1 readings have no level: give them the v2 level first with
+    :func:`vfs_utils.matching.carry_levels`. ``levels=None`` keeps every row.
+    """
+    _require(table, ["level"], "label_levels")
+    if levels is None:
+        return table
+    unknown = sorted(set(levels) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"label_levels: unknown level names {unknown}; use names of "
+                         "vfs_utils.annotation.LEVELS such as 'Th4' or 'L1'")
+    return table[table["level"].isin(list(levels))]
+
+
+def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd: float = 3.0,
+                    max_iter: int = 50, min_n: int = 10) -> pd.DataFrame:
+    """Per-level normal mean and SD of the shape ratios, from the data themselves.
+
+    For each level, the mean and SD (ddof 1) of every ratio are estimated by
+    iterative trimming: start from every reading with that level, drop the
+    readings with any ratio more than ``n_sd`` SD from the current mean (in
+    either direction), re-estimate, and repeat until no reading is dropped
+    (or ``max_iter``). Readings are the units (each expert's reading counts
+    once). This is the way population normal ranges were derived for the
+    SD-score criteria of Eastell et al. (1991) and McCloskey et al. (1993):
+    the deformed vertebrae, being few and far out, are excluded, and what is
+    left estimates the level's normal shape, including its normal wedging
+    and concavity. The crush ratio needs both neighbours, so it is missing at
+    the ends of a reading and estimated from the readings that have it.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`morphometry_table`, with ``level`` (v2, or v1 after
+        :func:`vfs_utils.matching.carry_levels`).
+    ratios : sequence of str
+        Ratio columns (default :data:`RATIOS`).
+    n_sd : float
+        Trimming distance in SD.
+    max_iter : int
+        Maximum trimming rounds.
+    min_n : int
+        Levels with fewer retained readings get NaN (no reference).
+
+    Returns
+    -------
+    DataFrame
+        Index ``level`` (in :data:`~vfs_utils.annotation.LEVELS` order),
+        columns ``n`` (readings of the level), ``n_normal`` (retained),
+        ``iterations``, and ``mean_<ratio>``, ``sd_<ratio>`` per ratio.
+    """
+    _require(table, ["level", *ratios], "level_reference")
+    rows = {}
+    for level, group in table[table["level"].notna()].groupby("level", sort=False):
+        x = group[list(ratios)].to_numpy(dtype=float)
+        keep = np.isfinite(x).any(axis=1)
+        n_iter = 0
+        for n_iter in range(1, int(max_iter) + 1):
+            sub = np.where(keep[:, None], x, np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, sd = np.nanmean(sub, axis=0), np.nanstd(sub, axis=0, ddof=1)
+                z = np.abs(x - mean) / sd
+            out = np.nan_to_num(z, nan=0.0).max(axis=1) > n_sd
+            new = keep & ~out
+            if (new == keep).all():
+                break
+            keep = new
+        row = {"n": len(group), "n_normal": int(keep.sum()), "iterations": n_iter}
+        for j, r in enumerate(ratios):
+            ok = keep.sum() >= min_n
+            row[f"mean_{r}"] = float(mean[j]) if ok else float("nan")
+            row[f"sd_{r}"] = float(sd[j]) if ok else float("nan")
+        rows[level] = row
+    order = [lv for lv in LEVELS if lv in rows]
+    out = pd.DataFrame.from_dict(rows, orient="index").reindex(order)
+    out.index.name = "level"
+    return out
+
+
+def _sd_codes(score: np.ndarray) -> np.ndarray:
+    """SD grades 0..2 (int8) of SD scores (negative = below normal); -1 where NaN."""
+    score = np.asarray(score, dtype=float)
+    codes = np.asarray((-score[..., None] >= np.asarray(SD_THRESHOLDS) - GRADE_TOLERANCE).sum(
+        axis=-1), dtype=np.int8)
+    return np.where(np.isnan(score), np.int8(-1), codes)
+
+
+def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
+              ratios: Sequence[str] = RATIOS) -> pd.DataFrame:
+    """SD scores of the shape ratios against a level-normal reference (Eastell et al. 1991).
+
+    ``z_<ratio> = (ratio - mean_level) / sd_level``; ``sd_score`` is the
+    smallest of them (the most deformed ratio), ``sd_grade`` its grade: 0
+    above -3 SD, 1 from 3 SD below the normal mean, 2 from 4 SD
+    (:data:`SD_THRESHOLDS`), ``sd_deformity`` the ratio that is lowest
+    ("wedge" Ha/Hp, "biconcave" Hm/Hp, "crush" Hp/neighbours' Hp; "normal" at
+    grade 0). The reference is level-specific, so normal thoracic wedging and
+    endplate concavity are not counted. A ratio that is missing (crush at the
+    ends of a reading) is left out of the minimum; a level without a
+    reference gives NaN.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`morphometry_table` with ``level``.
+    reference : DataFrame
+        From :func:`level_reference`.
+    ratios : sequence of str
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``table`` with ``z_<ratio>``, ``sd_score``, ``sd_grade``
+        (Int64) and ``sd_deformity``.
+    """
+    _require(table, ["level", *ratios], "sd_scores")
+    missing = [f"{k}_{r}" for r in ratios for k in ("mean", "sd")
+               if f"{k}_{r}" not in reference.columns]
+    if missing:
+        raise ValueError(f"sd_scores: the reference lacks {missing}; build it with "
+                         "level_reference()")
+    out = table.copy()
+    ref = reference.reindex(out["level"].astype(object).where(out["level"].notna(), None))
+    z = np.column_stack([(out[r].to_numpy(float) - ref[f"mean_{r}"].to_numpy(float))
+                         / ref[f"sd_{r}"].to_numpy(float) for r in ratios])
+    for j, r in enumerate(ratios):
+        out[f"z_{r}"] = z[:, j]
+    any_z = np.isfinite(z).any(axis=1)
+    score = np.where(any_z, np.nanmin(np.where(np.isfinite(z), z, np.inf), axis=1), np.nan)
+    codes = _sd_codes(score)
+    out["sd_score"] = score
+    out["sd_grade"] = _to_int64(codes)
+    names = np.asarray(DEFORMITIES, dtype=object)[np.argmin(np.where(np.isfinite(z), z, np.inf),
+                                                            axis=1)]
+    sd_def = np.where(codes == 0, "normal", names).astype(object)
+    sd_def[codes < 0] = None
+    out["sd_deformity"] = pd.Series(sd_def, index=out.index, dtype=object)
+    return out
+
+
 # --------------------------------------------------------------------------- consensus
+_RULES = {"genant": "grade", "within": "grade", "qm": "grade", "neighbour": "neighbour_grade",
+          "sd": "sd_grade"}
+#: Grade column -> (continuous measure averaged over readers, grading function).
+_MEASURES = {"grade": ("height_loss", _grade_codes),
+             "neighbour_grade": ("neighbour_loss", _grade_codes),
+             "sd_grade": ("sd_score", _sd_codes)}
+
+
 def _grade_column(rule: str) -> str:
-    columns = {"genant": "grade", "within": "grade", "neighbour": "neighbour_grade"}
-    if rule not in columns:
-        raise ValueError(f"rule must be 'genant' (within-vertebra) or 'neighbour', not {rule!r}")
-    return columns[rule]
+    if rule not in _RULES:
+        raise ValueError(f"rule must be 'genant' (within-vertebra, also 'within' or 'qm'), "
+                         f"'neighbour' or 'sd', not {rule!r}")
+    return _RULES[rule]
 
 
 def _check_unique(table: pd.DataFrame, keys: list[str], what: str) -> None:
@@ -541,23 +732,39 @@ def _lower_median(table: pd.DataFrame, keys: list[str], column: str) -> pd.Serie
     return med.round().astype("Int64")
 
 
-def consensus(table: pd.DataFrame) -> pd.DataFrame:
+_METHODS = ("mean", "lower_median")
+
+
+def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     """One consensus grade per vertebra across the experts who read it.
 
     Vertebrae are identified across experts by the ``vertebra_id`` column of
     :func:`vfs_utils.matching.match_vertebrae` (carried through
-    :func:`morphometry_table`). The consensus grade is the **lower median** of
-    the experts' grades: the middle grade for an odd number of experts, the
-    smaller of the two middle grades for an even number. Equivalently, the
-    largest grade that more than half of the experts give at least: with two
-    experts grading 1 and 2 the consensus is 1; with (0, 0, 2, 2) it is 0.
-    It is always a grade some expert gave, and it is conservative: with two
-    experts a vertebra is called fractured only when both call it so.
+    :func:`morphometry_table`).
+
+    ``method="mean"`` (default): the grade of the **mean over readers** of the
+    continuous measure behind each rule (``height_loss`` for ``grade``,
+    ``neighbour_loss`` for ``neighbour_grade``, ``sd_score`` for ``sd_grade``;
+    missing values ignored). Every reader weighs the same whether a study had
+    two readers or three, so the consensus means the same thing for both; the
+    mean of more readers is only less noisy.
+
+    ``method="lower_median"``: the lower median of the readers' grades (the
+    previous default, kept to show its artefact): the median of three readers
+    but the *minimum* of two, so a vertebra read by two experts is called
+    deformed only when both call it so, and the consensus rate depends on how
+    many experts read a study.
+
+    ``p_deformed`` is the fraction of the readers grading the vertebra >= 1
+    (within-vertebra rule): its mean over vertebrae is the rate of the average
+    single reader, which no number of readers changes.
 
     Parameters
     ----------
     table : DataFrame
-        From :func:`morphometry_table`, with ``vertebra_id``.
+        From :func:`morphometry_table` (optionally through :func:`sd_scores`),
+        with ``vertebra_id``.
+    method : {"mean", "lower_median"}
 
     Returns
     -------
@@ -566,54 +773,79 @@ def consensus(table: pd.DataFrame) -> pd.DataFrame:
         (``version, file, folder, series_uid``, those present),
         ``vertebra_id``, ``level`` (first non-null), ``n_experts``,
         ``experts`` (comma-joined), ``grade`` (consensus, Int64),
-        ``grade_min``, ``grade_max``, ``neighbour_grade`` (consensus of the
-        neighbour rule, Int64, ignoring <NA>), ``height_loss`` (median),
-        ``centre_row``, ``centre_slice`` (mean, voxels) where present.
+        ``grade_min``, ``grade_max``, ``p_deformed``, and where present
+        ``neighbour_grade`` and ``sd_grade`` (consensus, Int64, <NA> when no
+        reader has a value), the means ``height_loss``, ``neighbour_loss``,
+        ``sd_score``, and ``centre_row``, ``centre_slice`` (mean, voxels).
     """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, not {method!r}")
     _require(table, ["expert", "vertebra_id", "grade"], "consensus")
     keys = [*_study_keys(table), "vertebra_id"]
     _check_unique(table, keys, "consensus")
     grouped = table.groupby(keys, sort=True, dropna=False)
-    out = grouped["expert"].agg(n_experts="size",
-                                experts=lambda s: ",".join(sorted(map(str, s))))
+    names = table[keys].assign(_e=table["expert"].astype(str)).sort_values("_e", kind="stable")
+    out = pd.DataFrame({"n_experts": grouped.size(),
+                        "experts": names.groupby(keys, sort=True, dropna=False)["_e"].agg(
+                            ",".join)})
     if "level" in table.columns:
         out.insert(0, "level", grouped["level"].first())
-    out["grade"] = _lower_median(table, keys, "grade")
-    grades = table[keys].assign(_g=table["grade"].astype("Float64").astype(float)).groupby(
-        keys, sort=True, dropna=False)["_g"]
+    g_float = table["grade"].astype("Float64").astype(float)
+    grades = table[keys].assign(_g=g_float).groupby(keys, sort=True, dropna=False)["_g"]
+    positive = table[keys].assign(_p=np.where(np.isnan(g_float), np.nan, g_float >= 1)).groupby(
+        keys, sort=True, dropna=False)["_p"]
+    for column, (measure, grade_fn) in _MEASURES.items():
+        if column not in table.columns:
+            continue
+        if method == "mean":
+            if measure not in table.columns:
+                raise ValueError(f"consensus(method='mean') needs the column {measure!r} behind "
+                                 f"{column!r}; pass a morphometry_table() table")
+            mean = grouped[measure].mean()
+            out[measure] = mean
+            out[column] = _to_int64(grade_fn(mean.to_numpy(dtype=float)))
+        else:
+            out[column] = _lower_median(table, keys, column)
+            if measure in table.columns:
+                out[measure] = grouped[measure].mean()
     out["grade_min"] = grades.min().round().astype("Int64")
     out["grade_max"] = grades.max().round().astype("Int64")
-    if "neighbour_grade" in table.columns:
-        out["neighbour_grade"] = _lower_median(table, keys, "neighbour_grade")
-    if "height_loss" in table.columns:
-        out["height_loss"] = grouped["height_loss"].median()
+    out["p_deformed"] = positive.mean()
     for c in ("centre_row", "centre_slice"):
         if c in table.columns:
             out[c] = grouped[c].mean()
     return out.reset_index()
 
 
-def study_labels(table: pd.DataFrame, *, rule: str = "genant") -> pd.DataFrame:
-    """Study-level fracture labels from the per-vertebra consensus.
+def study_labels(table: pd.DataFrame, *, rule: str = "genant",
+                 method: str = "mean") -> pd.DataFrame:
+    """Study-level deformity labels from the per-vertebra consensus.
 
     Parameters
     ----------
     table : DataFrame
         From :func:`morphometry_table`, with ``vertebra_id``.
-    rule : {"genant", "neighbour"}
-        Grade column to use: the within-vertebra ``grade`` or ``neighbour_grade``.
+    rule : {"genant", "neighbour", "sd"}
+        Grade column to use: the within-vertebra ``grade`` (QM, Genant's
+        bands), ``neighbour_grade`` or ``sd_grade``.
+    method : {"mean", "lower_median"}
+        See :func:`consensus`.
 
     Returns
     -------
     DataFrame
         One row per study (study keys), columns ``n_vertebrae``,
-        ``n_fractured`` (consensus grade >= 1), ``worst_grade`` (the highest
-        consensus grade, Int64), ``label_any`` (worst >= 1) and
+        ``n_fractured`` (vertebrae with consensus grade >= 1; the name is kept
+        for compatibility: these are QM deformities), ``worst_grade`` (the
+        highest consensus grade, Int64), ``label_any`` (worst >= 1) and
         ``label_moderate`` (worst >= 2), booleans (<NA> when no vertebra of
         the study has a grade).
     """
     column = _grade_column(rule)
-    cons = consensus(table)
+    cons = consensus(table, method=method)
+    if column not in cons.columns:
+        raise ValueError(f"study_labels(rule={rule!r}) needs the column {column!r}; for 'sd' "
+                         "pass the table through sd_scores() first")
     keys = _study_keys(cons)
     g = cons[keys].assign(_g=cons[column].astype("Float64").astype(float)).groupby(
         keys, sort=True, dropna=False)["_g"]
@@ -626,18 +858,108 @@ def study_labels(table: pd.DataFrame, *, rule: str = "genant") -> pd.DataFrame:
     return out.reset_index()
 
 
+def prevalence(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None = None
+               ) -> pd.DataFrame:
+    """Vertebra and patient prevalence of consensus grades >= 1 and >= 2, per rule.
+
+    Parameters
+    ----------
+    consensus_table : DataFrame
+        From :func:`consensus` (restrict the levels first, e.g. with
+        :func:`label_levels`); a patient is a ``folder``.
+    columns : mapping label -> grade column, optional
+        Default: every one of ``grade``, ``neighbour_grade``, ``sd_grade`` present.
+
+    Returns
+    -------
+    DataFrame
+        One row per rule: ``vertebrae`` (with a grade), ``vertebrae_ge1``,
+        ``vertebrae_ge2`` (fractions), ``patients`` (with a graded vertebra),
+        ``patients_ge1``, ``patients_ge2`` (fractions with at least one).
+    """
+    _require(consensus_table, ["folder"], "prevalence")
+    if columns is None:
+        names = {"grade": "within-vertebra, Genant bands", "neighbour_grade":
+                 "neighbour, Genant bands", "sd_grade": "SD score (Eastell, 3 SD)"}
+        columns = {v: k for k, v in names.items() if k in consensus_table.columns}
+    rows = {}
+    for label, column in columns.items():
+        t = consensus_table[consensus_table[column].notna()]
+        g = t[column].astype(int)
+        worst = g.groupby(t["folder"]).max()
+        rows[label] = {"vertebrae": len(t), "vertebrae_ge1": float(np.mean(g >= 1)) if len(t)
+                       else float("nan"),
+                       "vertebrae_ge2": float(np.mean(g >= 2)) if len(t) else float("nan"),
+                       "patients": len(worst),
+                       "patients_ge1": float(np.mean(worst >= 1)) if len(worst) else float("nan"),
+                       "patients_ge2": float(np.mean(worst >= 2)) if len(worst) else float("nan")}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "rule"
+    return out
+
+
+def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
+    """The experts' own scatter of corresponding keypoints, in mm, per axis.
+
+    For every vertebra read by two or more experts (same ``vertebra_id``), the
+    six points of each reading are put in a common order (pairs by row, as in
+    :func:`heights`; within a pair the annotation puts the smaller slice
+    first), converted to mm, and compared with the mean over the readers. The
+    pooled within-vertebra SD per axis is ``sqrt(sum of squared deviations /
+    (6 * (readings - vertebrae)))``: the SD of one expert's point around the
+    experts' mean position, the sigma of :func:`grade_flip_rate`.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        From :func:`vfs_utils.matching.match_vertebrae` (points, ``vertebra_id``).
+    spacing : sequence of 3 floats, array (n, 3) or mapping folder -> 3 floats
+        Voxel spacing (row, col, slice) in mm.
+
+    Returns
+    -------
+    DataFrame
+        One row per axis (``row``, ``col``, ``slice``): ``sd_mm``, and the
+        ``vertebrae`` and ``readings`` used.
+    """
+    _require(frame, ["expert", "vertebra_id", *POINT_COLUMNS], "keypoint_scatter")
+    pts = _as_points(frame)
+    n = len(pts)
+    sp = _spacing_rows(spacing, n, frame)
+    pairs = pts.reshape(n, 3, 2, 3)
+    order = np.argsort(pairs[:, :, :, 0].mean(axis=2), axis=1, kind="stable")
+    pairs = np.take_along_axis(pairs, order[:, :, None, None], axis=1)
+    mm = pairs.reshape(n, 6, 3) * sp[:, None, :]
+    keys = [*_study_keys(frame), "vertebra_id"]
+    group = frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    size = np.bincount(group)
+    multi = size[group] >= 2
+    g = pd.factorize(group[multi])[0]
+    x = mm[multi]
+    sums = np.zeros((g.max() + 1 if len(g) else 0, 6, 3))
+    np.add.at(sums, g, x)
+    mean = sums / np.bincount(g)[:, None, None] if len(g) else sums
+    dev = x - mean[g]
+    n_v = len(np.unique(g))
+    dof = 6 * (len(x) - n_v)
+    sd = np.sqrt((dev ** 2).sum(axis=(0, 1)) / dof) if dof > 0 else np.full(3, np.nan)
+    return pd.DataFrame({"sd_mm": sd, "vertebrae": n_v, "readings": len(x)},
+                        index=pd.Index(["row", "col", "slice"], name="axis"))
+
+
 # --------------------------------------------------------------------------- agreement
 @dataclass(frozen=True)
 class Agreement:
-    """Inter-expert agreement on per-vertebra grades.
+    """Inter-expert agreement on per-vertebra QM grades.
 
     Attributes
     ----------
     pairwise : DataFrame
         One row per expert pair that read common vertebrae: ``expert_a``,
-        ``expert_b``, ``n_vertebrae``, ``kappa`` (Cohen's, linearly weighted
-        over grades 0..3; NaN when undefined), ``exact`` (fraction with equal
-        grades).
+        ``expert_b``, ``n_vertebrae``, ``n_studies``, ``kappa`` (Cohen's,
+        linearly weighted over grades 0..3; NaN when undefined), ``exact``
+        (fraction with equal grades), and with a bootstrap ``ci_low``,
+        ``ci_high``.
     fleiss_kappa : float
         Fleiss' kappa (nominal grades) over the vertebrae read by exactly
         ``fleiss_raters`` experts (the most common number of raters >= 2).
@@ -695,35 +1017,56 @@ def fleiss_kappa(counts) -> float:
     return float((p_i.mean() - pe) / (1.0 - pe))
 
 
-def agreement(table: pd.DataFrame, *, rule: str = "genant") -> Agreement:
-    """Agreement of the experts' grades on the vertebrae they read in common.
+def _wide(table: pd.DataFrame, column: str, what: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Units (study, vertebra_id) x experts table of ``column`` and the units' folders."""
+    _require(table, ["expert", "vertebra_id", column], what)
+    keys = [*_study_keys(table), "vertebra_id"]
+    _check_unique(table, keys, what)
+    values = table[[*keys, "expert"]].assign(_v=table[column].astype("Float64").astype(float)
+                                             if str(table[column].dtype) == "Int64"
+                                             else table[column].astype(float))
+    values = values[values["_v"].notna()]
+    wide = values.set_index([*keys, "expert"])["_v"].unstack("expert")
+    folders = wide.index.get_level_values("folder").to_numpy() if "folder" in keys else \
+        wide.index.get_level_values(keys[0]).to_numpy()
+    return wide, folders
+
+
+def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = 0,
+              seed: int = 0) -> Agreement:
+    """Agreement of the experts' QM grades on the vertebrae they read in common.
+
+    What it measures: the reproducibility of the experts' *keypoints* as seen
+    through a grading rule, not agreement of visual (SQ) fracture grades,
+    which the annotation does not hold.
 
     Pairwise Cohen's kappa uses linear weights over the grade scale 0..3
-    (:func:`sklearn.metrics.cohen_kappa_score` with ``weights="linear"`` and
-    ``labels=[0, 1, 2, 3]``, so that disagreeing by two grades weighs twice
-    one grade even when a grade is unused). Fleiss' kappa (unweighted) needs a
+    (:func:`vfs_utils.agreement.cohen_kappa`, equal to
+    :func:`sklearn.metrics.cohen_kappa_score` with ``weights="linear"`` and
+    ``labels=[0, 1, 2, 3]``). Fleiss' kappa (unweighted, nominal) needs a
     common number of raters per item, so it is computed over the vertebrae
-    with the most common number of raters (>= 2); see :func:`fleiss_kappa`.
+    with the most common number of raters (>= 2) only; it is not comparable
+    with the weighted pairwise kappas. Krippendorff's alpha
+    (:func:`agreement_statistics`) has neither restriction.
 
     Parameters
     ----------
     table : DataFrame
         From :func:`morphometry_table`, with ``vertebra_id``.
-    rule : {"genant", "neighbour"}
+    rule : {"genant", "neighbour", "sd"}
         Which grade column to compare.
+    n_boot : int
+        When > 0, add ``ci_low``, ``ci_high`` to the pairwise table: 95 %
+        percentile bootstrap intervals of each kappa, resampling studies.
+    seed : int
+        Seed of the bootstrap.
 
     Returns
     -------
     Agreement
     """
-    from sklearn.metrics import cohen_kappa_score
-
     column = _grade_column(rule)
-    _require(table, ["expert", "vertebra_id", column], "agreement")
-    keys = [*_study_keys(table), "vertebra_id"]
-    _check_unique(table, keys, "agreement")
-    graded = table[table[column].notna()]
-    wide = graded.set_index([*keys, "expert"])[column].astype(float).unstack("expert")
+    wide, folders = _wide(table, column, "agreement")
     values = wide.to_numpy(dtype=float)
     experts = list(wide.columns)
 
@@ -732,14 +1075,21 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant") -> Agreement:
         both = ~np.isnan(values[:, a]) & ~np.isnan(values[:, b])
         if not both.any():
             continue
-        ga, gb = values[both, a].astype(int), values[both, b].astype(int)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            kappa = cohen_kappa_score(ga, gb, labels=list(GRADES), weights="linear")
-        rows.append({"expert_a": experts[a], "expert_b": experts[b], "n_vertebrae": int(both.sum()),
-                     "kappa": float(kappa), "exact": float(np.mean(ga == gb))})
-    pairwise = pd.DataFrame(rows, columns=["expert_a", "expert_b", "n_vertebrae", "kappa",
-                                           "exact"])
+        ga, gb = values[both, a], values[both, b]
+
+        def kappa(idx, ga=ga, gb=gb):
+            return _stats.cohen_kappa(ga[idx], gb[idx], categories=GRADES if column != "sd_grade"
+                                      else (0, 1, 2), weights="linear")
+
+        row = {"expert_a": experts[a], "expert_b": experts[b], "n_vertebrae": int(both.sum()),
+               "n_studies": int(len(np.unique(folders[both]))),
+               "kappa": kappa(np.arange(len(ga))), "exact": float(np.mean(ga == gb))}
+        if n_boot > 0:
+            _, row["ci_low"], row["ci_high"] = _stats.bootstrap_groups(
+                kappa, folders[both], n_boot=n_boot, seed=seed)
+        rows.append(row)
+    columns = ["expert_a", "expert_b", "n_vertebrae", "n_studies", "kappa", "exact"]
+    pairwise = pd.DataFrame(rows, columns=columns + (["ci_low", "ci_high"] if n_boot > 0 else []))
 
     raters = np.sum(~np.isnan(values), axis=1)
     multi = raters >= 2
@@ -755,6 +1105,61 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant") -> Agreement:
         m, kappa_f, n_f, exact = 0, float("nan"), 0, float("nan")
     return Agreement(pairwise=pairwise, fleiss_kappa=kappa_f, fleiss_raters=m, fleiss_items=n_f,
                      exact=exact, n_vertebrae=int(multi.sum()))
+
+
+def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = 200,
+                         seed: int = 0) -> pd.DataFrame:
+    """Krippendorff's alpha of the grades and of the continuous measure, with intervals.
+
+    Alpha uses every vertebra read by two or more experts, whatever their
+    number (missing readers are allowed), so it needs no restriction to
+    3-reader vertebrae. Three versions: the grades as ordinal and as nominal
+    categories, and the continuous measure behind the rule (``height_loss``,
+    ``neighbour_loss`` or ``sd_score``) with the interval metric. The 95 %
+    intervals are percentile bootstraps over studies
+    (:func:`vfs_utils.agreement.bootstrap_groups`).
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`morphometry_table` (and :func:`sd_scores` for ``"sd"``),
+        with ``vertebra_id``.
+    rule : {"genant", "neighbour", "sd"}
+    n_boot : int
+        Bootstrap resamples (0: no interval).
+    seed : int
+
+    Returns
+    -------
+    DataFrame
+        Index ``statistic``; columns ``estimate``, ``ci_low``, ``ci_high``,
+        ``vertebrae`` (with >= 2 readers), ``studies``.
+    """
+    column = _grade_column(rule)
+    measure = _MEASURES[column][0]
+    cats = GRADES if column != "sd_grade" else (0, 1, 2)
+    rows = {}
+    for label, col, level in ((f"alpha, ordinal {column}", column, "ordinal"),
+                              (f"alpha, nominal {column}", column, "nominal"),
+                              (f"alpha, interval {measure}", measure, "interval")):
+        wide, folders = _wide(table, col, "agreement_statistics")
+        x = wide.to_numpy(dtype=float)
+        keep = np.sum(~np.isnan(x), axis=1) >= 2
+        x, folders = x[keep], folders[keep]
+
+        def alpha(idx, x=x, level=level):
+            return _stats.krippendorff_alpha(x[idx].T, level, categories=None
+                                             if level == "interval" else cats)
+
+        if n_boot > 0:
+            est, low, high = _stats.bootstrap_groups(alpha, folders, n_boot=n_boot, seed=seed)
+        else:
+            est, low, high = alpha(np.arange(len(x))), float("nan"), float("nan")
+        rows[label] = {"estimate": est, "ci_low": low, "ci_high": high, "vertebrae": len(x),
+                       "studies": int(len(np.unique(folders)))}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "statistic"
+    return out
 
 
 @dataclass(frozen=True)
@@ -921,7 +1326,7 @@ def compare_rounds(v1_table: pd.DataFrame, v2_table: pd.DataFrame, *, tolerance:
 # --------------------------------------------------------------------------- sensitivity
 def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0),
                     n_draws: int = 50, seed: int = 0) -> pd.DataFrame:
-    """How often keypoint noise changes the within-vertebra Genant grade.
+    """How often keypoint noise changes the within-vertebra QM grade (Genant's bands).
 
     Every keypoint is moved by independent Gaussian noise of standard
     deviation ``sigma`` mm along the row and the slice axis (the sagittal

@@ -1,0 +1,198 @@
+"""Figures of lessons 04 and 05: level-normal shapes, prevalence by rule, reader agreement.
+
+Inside: :func:`plot_level_reference` (a level's normal ratio with its SD band),
+:func:`plot_prevalence_by_level` (one line per rule), :func:`plot_bland_altman`
+(differences against means with the limits of agreement) and
+:func:`plot_flip_rate_vs_observed` (the flip-rate curve with the experts' own
+keypoint scatter and their observed disagreement marked). Every function takes
+tables computed by :mod:`vfs_utils.morphometry` / :mod:`vfs_utils.agreement`
+and computes nothing a lesson would want as a number. Colours: Okabe-Ito.
+(To be moved into the ``vfs_utils.plotting`` package.)
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from .plotting import OKABE_ITO
+
+__all__ = [
+    "plot_bland_altman",
+    "plot_flip_rate_vs_observed",
+    "plot_level_reference",
+    "plot_prevalence_by_level",
+]
+
+_TITLE_SIZE = 10
+_COLORS = (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish green"],
+           OKABE_ITO["reddish purple"], OKABE_ITO["vermillion"], OKABE_ITO["sky blue"])
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_RATIO_LABELS = {"wedge_index": "wedge Ha/Hp", "biconcave_index": "biconcave Hm/Hp",
+                 "crush_index": "crush Hp / neighbours' Hp"}
+
+
+def plot_level_reference(reference: pd.DataFrame, *, ratios: Sequence[str] | None = None,
+                         n_sd: float = 3.0, ax: Axes | None = None,
+                         title: str | None = None) -> Axes:
+    """Normal mean of each shape ratio per level, with the band mean - ``n_sd`` SD.
+
+    Parameters
+    ----------
+    reference : DataFrame
+        From :func:`vfs_utils.morphometry.level_reference` (index: level).
+    ratios : sequence of str, optional
+        Default: every ``mean_<ratio>`` column.
+    n_sd : float
+        The SD-score threshold drawn as a dashed line.
+    ax : Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+    """
+    ref = reference.dropna(how="all", subset=[c for c in reference.columns
+                                              if c.startswith("mean_")])
+    ratios = ratios or [c[5:] for c in ref.columns if c.startswith("mean_")]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5.0, 0.4 * len(ref) + 1.5), 3.4), layout="constrained")
+    x = np.arange(len(ref))
+    for i, r in enumerate(ratios):
+        mean, sd = ref[f"mean_{r}"].to_numpy(float), ref[f"sd_{r}"].to_numpy(float)
+        color = _COLORS[i % len(_COLORS)]
+        ax.plot(x, mean, marker=_MARKERS[i % len(_MARKERS)], color=color,
+                label=_RATIO_LABELS.get(r, r))
+        ax.plot(x, mean - n_sd * sd, ls="--", color=color, lw=1,
+                label=f"{_RATIO_LABELS.get(r, r)}: mean - {n_sd:g} SD")
+    ax.set_xticks(x, list(ref.index), rotation=90)
+    ax.set_xlabel("vertebral level")
+    ax.set_ylabel("ratio (dimensionless)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=2, loc="lower left")
+    ax.set_title(title or "Level-normal shape ratios (trimmed mean) and the 3 SD limit",
+                 fontsize=_TITLE_SIZE)
+    return ax
+
+
+def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
+                             title: str | None = None,
+                             ylabel: str = "vertebrae with consensus grade >= 1 (%)") -> Axes:
+    """One line per rule: the fraction of vertebrae graded >= 1 at each level.
+
+    Parameters
+    ----------
+    rates : DataFrame
+        Index: levels in order; one column per rule, fractions 0..1.
+    ax : Axes, optional
+    title : str, optional
+    ylabel : str
+
+    Returns
+    -------
+    Axes
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5.0, 0.4 * len(rates) + 1.5), 3.4),
+                             layout="constrained")
+    x = np.arange(len(rates))
+    for i, column in enumerate(rates.columns):
+        ax.plot(x, 100 * rates[column].to_numpy(float), marker=_MARKERS[i % len(_MARKERS)],
+                color=_COLORS[i % len(_COLORS)], label=str(column))
+    ax.set_xticks(x, list(rates.index), rotation=90)
+    ax.set_xlabel("vertebral level")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "QM deformity prevalence by level, per rule", fontsize=_TITLE_SIZE)
+    return ax
+
+
+def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = None,
+                      labels: tuple[str, str] = ("reader A", "reader B"), scale: float = 100.0,
+                      unit: str = "%", title: str | None = None) -> Axes:
+    """Bland-Altman plot: differences against means, with the bias and 95 % limits.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Paired measurements (e.g. two experts' height loss of the same vertebrae).
+    limits : mapping
+        From :func:`vfs_utils.agreement.bland_altman` (``bias``, ``lower``, ``upper``).
+    ax : Axes, optional
+    labels : (str, str)
+        Names of the two readers.
+    scale : float
+        Multiplies values for display (100: fractions shown in percent).
+    unit : str
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+    """
+    a, b = np.asarray(a, float) * scale, np.asarray(b, float) * scale
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
+    ax.scatter((a + b) / 2, a - b, s=6, alpha=0.4, color=OKABE_ITO["blue"], label="vertebra")
+    for key, style, color in (("bias", "-", OKABE_ITO["black"]),
+                              ("lower", "--", OKABE_ITO["vermillion"]),
+                              ("upper", "--", OKABE_ITO["vermillion"])):
+        value = limits[key] * scale
+        ax.axhline(value, ls=style, color=color, lw=1.2,
+                   label=f"{'bias' if key == 'bias' else '95 % limit'} {value:+.1f} {unit}"
+                   if key != "upper" else None)
+    ax.set_xlabel(f"mean of {labels[0]} and {labels[1]} ({unit})")
+    ax.set_ylabel(f"{labels[0]} - {labels[1]} ({unit})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Bland-Altman plot", fontsize=_TITLE_SIZE)
+    return ax
+
+
+def plot_flip_rate_vs_observed(curve: pd.DataFrame, *, sigma: float, observed: float,
+                               predicted: float | None = None, ax: Axes | None = None,
+                               xlabel: str = "keypoint noise sigma (voxels)",
+                               title: str | None = None) -> Axes:
+    """The flip-rate curve with the experts' scatter and their observed disagreement.
+
+    Parameters
+    ----------
+    curve : DataFrame
+        From :func:`vfs_utils.morphometry.grade_flip_rate` (``sigma_mm``,
+        ``flip_rate``, ``flip_rate_sd``).
+    sigma : float
+        The noise that separates two experts' points (vertical line).
+    observed : float
+        The fraction of expert pairs whose grades differ (horizontal line).
+    predicted : float, optional
+        The curve's value at ``sigma`` (a marker).
+    ax : Axes, optional
+    xlabel, title : str
+
+    Returns
+    -------
+    Axes
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
+    ax.errorbar(curve["sigma_mm"], 100 * curve["flip_rate"], yerr=100 * curve["flip_rate_sd"],
+                marker="o", capsize=3, color=OKABE_ITO["blue"], label="grade flips under noise")
+    ax.axvline(sigma, color=OKABE_ITO["bluish green"], ls="--",
+               label=f"between-expert point scatter {sigma:.2f}")
+    ax.axhline(100 * observed, color=OKABE_ITO["vermillion"], ls=":",
+               label=f"observed expert disagreement {100 * observed:.1f} %")
+    if predicted is not None:
+        ax.plot([sigma], [100 * predicted], marker="D", color=OKABE_ITO["orange"], ls="none",
+                label=f"predicted at that scatter {100 * predicted:.1f} %")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("readings whose grade changes (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "Keypoint scatter and the QM grade", fontsize=_TITLE_SIZE)
+    return ax
