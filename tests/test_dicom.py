@@ -187,7 +187,7 @@ def test_scan_executor_gives_same_frame(tmp_path, study):
     with ThreadPoolExecutor(max_workers=2) as pool:
         threaded = scan(root, executor=pool)
     pd.testing.assert_frame_equal(threaded, serial)
-    assert threaded.attrs == serial.attrs == {"skipped_files": 6}
+    assert threaded.attrs == serial.attrs == {"skipped_files": 6, "problems": []}
     assert len(serial) == 6
 
 
@@ -265,8 +265,8 @@ def test_bits_stored_12_and_implicit_vr_match_reference(tmp_path, monkeypatch, e
 
     edit_files(paths, edit)
     calls = []
-    decode = dicom._decode_pixels
-    monkeypatch.setattr(dicom, "_decode_pixels", lambda p: calls.append(p) or decode(p))
+    decode = dicom._load._decode_pixels
+    monkeypatch.setattr(dicom._load, "_decode_pixels", lambda p: calls.append(p) or decode(p))
     vol = load_series(tmp_path, "1.2.3.4.5")
     np.testing.assert_array_equal(vol.array, reference_volume(tmp_path, "1.2.3.4.5"))
     assert vol.array.min() < 0
@@ -379,7 +379,7 @@ def test_compressed_without_decoder(tmp_path, monkeypatch):
 
     edit_files(paths, edit)
     if pydicom.pixels.get_decoder(JPEGLSLossless).is_available:
-        monkeypatch.setattr(dicom, "_get_decoder", lambda uid: _NoDecoder())
+        monkeypatch.setattr(dicom._load, "_get_decoder", lambda uid: _NoDecoder())
     with pytest.raises(SeriesError) as info:
         load_series(tmp_path, "1.2.3.4.5")
     message = str(info.value)
