@@ -81,11 +81,16 @@ class SliceHeaders(Sequence):
     """
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self.paths = [Path(p) for p in paths]
+        self._paths = list(paths)
         self._cache: dict[int, Dataset] = {}
 
+    @property
+    def paths(self) -> list[Path]:
+        """The files, in slice order."""
+        return [Path(p) for p in self._paths]
+
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self._paths)
 
     def __getitem__(self, item):  # type: ignore[override]
         if isinstance(item, slice):
@@ -95,9 +100,9 @@ class SliceHeaders(Sequence):
             from ..errors import SeriesError
 
             try:
-                self._cache[k] = pydicom.dcmread(self.paths[k], stop_before_pixels=True)
+                self._cache[k] = pydicom.dcmread(self._paths[k], stop_before_pixels=True)
             except Exception as exc:  # any parse failure of a file that changed since loading
-                raise SeriesError(f"{self.paths[k]}: cannot read the header any more "
+                raise SeriesError(f"{self._paths[k]}: cannot read the header any more "
                                   f"({type(exc).__name__}: {exc}); was the file changed?") from exc
         return self._cache[k]
 

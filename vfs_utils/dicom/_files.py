@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,53 @@ def signature(files: list[tuple[str, os.stat_result]], hidden: int,
 # --------------------------------------------------------------------------- fields
 
 
+#: Value representations of the numeric and UID fields read straight from the raw bytes.
+_RAW_VR = {
+    "SeriesInstanceUID": "UI", "StudyInstanceUID": "UI", "SOPClassUID": "UI",
+    "SeriesNumber": "IS", "InstanceNumber": "IS", "NumberOfFrames": "IS",
+    "ImagePositionPatient": "DS", "ImageOrientationPatient": "DS", "PixelSpacing": "DS",
+    "SliceThickness": "DS", "RescaleSlope": "DS", "RescaleIntercept": "DS",
+    "Rows": "US", "Columns": "US", "BitsAllocated": "US", "BitsStored": "US",
+    "PixelRepresentation": "US", "SamplesPerPixel": "US",
+}
+_RAW_TAGS = {kw: pydicom.datadict.tag_for_keyword(kw) for kw in _RAW_VR}
+
+
+def _raw(ds: Any, keyword: str) -> Any:
+    """The value of a numeric or UID field decoded from its raw bytes (pydicom's conversion
+    costs more than the rest of the header read); ``NotImplemented`` when pydicom must do it."""
+    elem = ds.get_item(_RAW_TAGS[keyword])
+    if elem is None:
+        return None
+    if not isinstance(elem, pydicom.dataelem.RawDataElement) or not elem.is_little_endian:
+        return NotImplemented
+    vr = _RAW_VR[keyword]
+    if elem.VR not in (None, vr):
+        return NotImplemented
+    data = elem.value or b""
+    if vr == "US":
+        if len(data) == 0:
+            return ""
+        if len(data) % 2:
+            raise _Bad(keyword, f"has {len(data)} bytes, not a multiple of 2 (US)")
+        values = struct.unpack(f"<{len(data) // 2}H", data)
+        return values[0] if len(values) == 1 else list(values)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise _Bad(keyword, f"holds non-ASCII bytes {data[:16]!r}") from exc
+    text = text.strip(" \0")
+    if vr == "UI" or not text:
+        return text
+    parts = [p.strip(" \0") for p in text.split("\\")]
+    return parts[0] if len(parts) == 1 else parts
+
+
 def _value(ds: Any, keyword: str) -> Any:
+    if keyword in _RAW_VR:
+        value = _raw(ds, keyword)
+        if value is not NotImplemented:
+            return value
     try:
         value = ds.get(keyword)
     except _PARSE_ERRORS as exc:
@@ -395,6 +442,11 @@ def _fields(ds: Any, ts: str, sop_class: str, pixel: tuple[int, int] | None, siz
     return rec
 
 
+#: A file modified this close (ns) before its listing was made may have changed again within
+#: the file system's timestamp granularity without its mtime changing: its header is re-read.
+_RACY_NS = 2_000_000_000
+
+
 def listing(folder: str | os.PathLike) -> dict:
     """Walk `folder` and read every file's header: the listing the index stores.
 
@@ -402,38 +454,46 @@ def listing(folder: str | os.PathLike) -> dict:
     -------
     dict
         ``folder`` (absolute path), ``signature`` (see :func:`signature`),
-        ``hidden`` (count of hidden files), ``problems`` (``[path, reason]``
-        for folders that could not be read) and ``records`` (one per file,
-        ``path`` relative to the folder, in path order).
+        ``built_ns`` (when the folder was walked), ``hidden`` (count of hidden
+        files), ``problems`` (``[path, reason]`` for folders that could not be
+        read) and ``records`` (one per file, ``path`` relative to the folder,
+        in path order).
     """
-    folder = Path(folder).absolute()
-    files, hidden, problems = walk(folder)
-    records = []
-    for rel, st in files:
-        records.append(_record(folder / rel, rel, st))
-    LOGGER.debug("read the headers of %d files under %s", len(records), folder)
-    return {"folder": str(folder), "signature": signature(files, hidden, problems),
-            "hidden": hidden, "problems": problems, "records": records}
+    return refresh(Path(folder), None)[0]
 
 
 def refresh(folder: Path, old: dict | None) -> tuple[dict, bool]:
-    """The listing of `folder`, reusing `old` where files are unchanged; and whether it changed."""
+    """The listing of `folder`, reusing `old` where files are unchanged; and whether it changed.
+
+    A file is unchanged when its size, modification time and inode are those
+    recorded, and it was not modified within 2 s before `old` was made (such
+    "racy" files are read again, as git does with its index).
+    """
     folder = Path(folder).absolute()
+    built_ns = time.time_ns()
     files, hidden, problems = walk(folder)
     sig = signature(files, hidden, problems)
-    if old is not None and old.get("signature") == sig:
-        return old, False
-    reuse = {}
+    reuse: dict[str, dict] = {}
+    racy_after = -1
     if old is not None:
+        racy_after = int(old.get("built_ns", 0)) - _RACY_NS
         for rec in old.get("records", []):
             reuse[rec.get("path")] = rec
     records = []
+    changed = old is None or old.get("signature") != sig
     for rel, st in files:
         prev = reuse.get(rel)
         if (prev is not None and prev.get("size") == st.st_size
-                and prev.get("mtime_ns") == st.st_mtime_ns and prev.get("ino") == st.st_ino):
+                and prev.get("mtime_ns") == st.st_mtime_ns and prev.get("ino") == st.st_ino
+                and st.st_mtime_ns < racy_after):
             records.append(prev)
-        else:
-            records.append(_record(folder / rel, rel, st))
-    return ({"folder": str(folder), "signature": sig, "hidden": hidden, "problems": problems,
-             "records": records}, True)
+            continue
+        rec = _record(folder / rel, rel, st)
+        if rec != prev:
+            changed = True
+        records.append(rec)
+    if not changed:
+        return old, False  # type: ignore[return-value]
+    LOGGER.debug("read the headers of %s", folder)
+    return ({"folder": str(folder), "signature": sig, "built_ns": built_ns, "hidden": hidden,
+             "problems": problems, "records": records}, True)

@@ -100,38 +100,55 @@ def _uniform(folder: Path, uid: str, paths: list[Path], recs: list[dict], field:
     for value, members in zip(values[1:], idx[1:]):
         if np.max(np.abs(np.subtract(value, values[0]))) > GEOMETRY_TOL:
             raise SeriesError(
-                f"{folder}: series {uid} mixes {what}: {paths[idx[0][0]].name} has "
-                f"{values[0]} but {paths[members[0]].name} has {value} ({len(members)} file(s) "
+                f"{folder}: series {uid} mixes {what}: {os.path.basename(paths[idx[0][0]])} has "
+                f"{values[0]} but {os.path.basename(paths[members[0]])} has {value} ({len(members)} file(s) "
                 "like it). The slices do not form one volume; remove the odd files."
             )
     return values[0]
 
 
-def _read_pixels(paths: list[Path], recs: list[dict], rows: int, cols: int) -> np.ndarray:
+def _read_pixels(paths: list[str], recs: list[dict], rows: int, cols: int,
+                 intercepts: np.ndarray | None) -> tuple[np.ndarray, bool]:
     """Native 16-bit stored values as a ``(slices, rows, cols)`` array, read straight from
-    the files at the recorded PixelData offsets."""
+    the files at the recorded PixelData offsets.
+
+    With `intercepts` (slope 1, integral intercepts) each slice is also rescaled to int16
+    HU right after it is read, while it is in the CPU cache; returns ``(array, True)``
+    then, or ``(stored values, False)`` when a slice would not fit int16.
+    """
     first = recs[0]
-    dtype = np.dtype("<i2") if first["pixel_representation"] == 1 else np.dtype("<u2")
-    buf = np.empty((len(paths), rows, cols), dtype=dtype)
+    signed = first["pixel_representation"] == 1
+    buf = np.empty((len(paths), rows, cols), dtype="<i2" if signed else "<u2")
+    as_int16 = buf.view(np.int16)
     nbytes = rows * cols * 2
+    stored = first["bits_stored"]
+    shift = 16 - stored
+    done = intercepts is not None
     for k, (path, rec) in enumerate(zip(paths, recs)):
-        target = memoryview(buf[k]).cast("B")
+        plane = buf[k]
         try:
             with open(path, "rb", buffering=0) as fh:
                 fh.seek(rec["pixel_offset"])
-                got = fh.readinto(target)
+                got = fh.readinto(memoryview(plane).cast("B"))
         except OSError as exc:
             raise SeriesError(f"{path}: cannot read the pixel data ({exc}).") from exc
         if got != nbytes:
             raise SeriesError(
                 f"{path}: PixelData ends after {got} of {nbytes} bytes; the file is truncated."
             )
-    stored = first["bits_stored"]
-    if stored < 16:  # ignore the unused high bits, as pydicom does
-        shift = 16 - stored
-        np.left_shift(buf, shift, out=buf)
-        np.right_shift(buf, shift, out=buf)
-    return buf
+        if shift:  # ignore the unused high bits, as pydicom does
+            np.left_shift(plane, shift, out=plane)
+            np.right_shift(plane, shift, out=plane)
+        if done:
+            icpt = int(intercepts[k])
+            lo, hi = int(plane.min()), int(plane.max())
+            if lo + icpt < -32768 or hi + icpt > 32767 or (not signed and hi > 32767):
+                for j in range(k):  # undo (int16 arithmetic wraps, so this is exact)
+                    as_int16[j] -= np.int16(int(intercepts[j]))
+                done = False
+            elif icpt:
+                as_int16[k] += np.int16(icpt)
+    return (as_int16 if done else buf), done
 
 
 def _decode_pixels(paths: list[Path]) -> np.ndarray:
@@ -185,8 +202,7 @@ def _rescale(buf: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.
 
 
 def _broken_members(folder: Path, listing: dict, series_uid: str) -> None:
-    """Raise for broken files of this series; warn about broken files of unknown series."""
-    unknown = []
+    """Raise for a damaged file of this series, or of a series that cannot be told."""
     for rec in listing["records"]:
         if rec["status"] != "broken":
             continue
@@ -198,22 +214,18 @@ def _broken_members(folder: Path, listing: dict, series_uid: str) -> None:
                     head = fh.read(1 << 16)
             except OSError:
                 head = b""
-            if series_uid.encode("ascii", "replace") in head:
-                uid = series_uid
+            if series_uid.encode("ascii", "replace") not in head:
+                raise SeriesError(
+                    f"{path}: a damaged DICOM file whose series cannot be told: {rec['reason']}. "
+                    f"If it belongs to series {series_uid} the volume would miss a slice; "
+                    "replace or remove the file."
+                )
+            uid = series_uid
         if uid == series_uid:
             raise SeriesError(
                 f"{path}: a file of series {series_uid} cannot be used: {rec['reason']}. "
                 "The volume would have a gap; replace or remove the file."
             )
-        if uid is None:
-            unknown.append(f"{path} ({rec['reason']})")
-    if unknown:
-        warnings.warn(
-            f"{folder}: {len(unknown)} damaged DICOM file(s) whose series cannot be told: "
-            f"{'; '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}. If one belongs to "
-            f"series {series_uid}, the volume misses that slice.",
-            SeriesWarning, stacklevel=3,
-        )
 
 
 def load_series(study_folder: str | os.PathLike, series_uid: str, *,
@@ -257,7 +269,8 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
         When `study_folder` does not exist.
     SeriesError
         When no file has `series_uid` (the message lists the series present);
-        when a file of the series is damaged (truncated header or pixel data,
+        when a file of the series, or a damaged file whose series cannot be
+        read, is damaged (truncated header or pixel data,
         a geometry, size or rescale field that is empty, not a finite number
         or of the wrong multiplicity: the message names the file and the
         field); or the slices have duplicate positions, mixed Rows/Columns,
@@ -269,8 +282,7 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
     SeriesWarning
         When the slice gaps are uneven (more than 1 % from the median gap) or
         the InstanceNumber order is not the order of the positions along the
-        slice normal (the array keeps the InstanceNumber order); when a
-        damaged file of unknown series lies in the folder.
+        slice normal (the array keeps the InstanceNumber order).
     """
     folder = Path(study_folder)
     if not folder.is_dir():
@@ -292,14 +304,15 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
     for rec in matches:
         _require(rec, folder / rec["path"], "instance", "InstanceNumber")
     matches.sort(key=lambda r: (r["instance"], r["path"]))
-    paths = [folder / r["path"] for r in matches]
+    folder_s = str(folder)
+    paths = [os.path.join(folder_s, r["path"]) for r in matches]
     n = len(paths)
 
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, rec in enumerate(matches):
         sizes.setdefault((rec["rows"], rec["cols"]), []).append(i)
     if len(sizes) > 1:
-        detail = "; ".join(f"{r}x{c} in {len(idx)} file(s), e.g. {paths[idx[0]].name}"
+        detail = "; ".join(f"{r}x{c} in {len(idx)} file(s), e.g. {os.path.basename(paths[idx[0]])}"
                            for (r, c), idx in sizes.items())
         raise SeriesError(
             f"{folder}: series {series_uid} mixes image sizes (Rows x Columns): {detail}. "
@@ -328,8 +341,8 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
     if dup.size:
         a, b = order[dup[0]], order[dup[0] + 1]
         raise SeriesError(
-            f"{folder}: series {series_uid} has duplicate slice positions: {paths[a].name} "
-            f"(InstanceNumber {matches[a]['instance']}) and {paths[b].name} (InstanceNumber "
+            f"{folder}: series {series_uid} has duplicate slice positions: {os.path.basename(paths[a])} "
+            f"(InstanceNumber {matches[a]['instance']}) and {os.path.basename(paths[b])} (InstanceNumber "
             f"{matches[b]['instance']}) both lie at {proj[a]:.3f} mm along the slice normal "
             f"({dup.size} duplicate(s)). The folder may hold two copies or two acquisitions of "
             "the series; remove the duplicates."
@@ -377,8 +390,14 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
     fast = (syntaxes <= set(NATIVE_LE) and len(layouts) == 1 and first["bits_allocated"] == 16
             and first["samples"] == 1 and first["frames"] == 1
             and all(r["pixel_offset"] is not None for r in matches))
+    slopes = np.array([r["slope"] for r in matches], dtype=float)
+    intercepts = np.array([r["intercept"] for r in matches], dtype=float)
+    integral = bool(np.all(slopes == 1.0) and np.all(intercepts == np.round(intercepts))
+                    and np.all(np.abs(intercepts) < 65536))
+    rescaled = False
     if fast:
-        buf = _read_pixels(paths, matches, rows, cols)
+        buf, rescaled = _read_pixels(paths, matches, rows, cols,
+                                     intercepts if integral else None)
     else:
         need = sum(r["rows"] * r["cols"] * r["samples"] * r["frames"]
                    * ((r["bits_allocated"] + 7) // 8) for r in matches)
@@ -390,9 +409,7 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
     if buf.shape[1:] != (rows, cols):
         raise SeriesError(f"{folder}: series {series_uid}: decoded slices have shape "
                           f"{buf.shape[1:]}, not Rows x Columns = {(rows, cols)}.")
-    slopes = np.array([r["slope"] for r in matches], dtype=float)
-    intercepts = np.array([r["intercept"] for r in matches], dtype=float)
-    array = _rescale(buf, slopes, intercepts).transpose(1, 2, 0)
+    array = (buf if rescaled else _rescale(buf, slopes, intercepts)).transpose(1, 2, 0)
 
     affine = np.eye(4)
     affine[:3, 0] = col_cos * pixel_spacing[0]

@@ -174,6 +174,7 @@ def write_series(
     normal = np.cross(row_cos, col_cos)
     slice_dir = -normal
     thickness = float(spacing_f[2] if slice_thickness is None else slice_thickness)
+    localizer = "LOCALIZER" in [str(v).upper() for v in image_type]
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
@@ -214,6 +215,7 @@ def write_series(
             ds.SeriesNumber = int(series_number)
             ds.SeriesDescription = series_description
             ds.PatientPosition = "HFS"
+            ds.Laterality = ""  # Type 2C in General Series: empty = not a paired structure
             # frame of reference
             ds.FrameOfReferenceUID = frame_of_reference_uid
             ds.PositionReferenceIndicator = ""
@@ -240,7 +242,8 @@ def write_series(
             # CT image
             ds.RescaleIntercept = _ds_number(intercept)
             ds.RescaleSlope = _ds_number(slope)
-            ds.RescaleType = "HU"
+            if not localizer:  # a localizer's values are not HU (CT Image IOD)
+                ds.RescaleType = "HU"
             ds.KVP = "120"
             ds.AcquisitionNumber = 1
             # VOI LUT: a bone window
