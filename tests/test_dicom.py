@@ -7,6 +7,7 @@ InstanceNumber, stack ``pixel_array`` on the last axis, apply slope/intercept.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,18 @@ def write_junk(folder: Path) -> None:
     pydicom.dcmwrite(folder / "DICOMDIR", ds, enforce_file_format=True)
     (folder / "README.txt").write_text("study exported for the tests\n")
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_index_cache(tmp_path_factory):
+    """The series index of these tests lives in a temporary cache folder."""
+    saved = os.environ.get("VFS_CACHE_DIR")
+    os.environ["VFS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("VFS_CACHE_DIR", None)
+    else:
+        os.environ["VFS_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="module")

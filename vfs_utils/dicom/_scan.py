@@ -71,6 +71,18 @@ def _series_rows(records: list[dict], folder: str, study_folder: Path) -> list[d
     return rows
 
 
+def _alias_inside(path: Path, base: Path) -> bool:
+    """A symbolic link to a folder under `base` (read there already; following it would count
+    its files twice, or loop)."""
+    if not path.is_symlink():
+        return False
+    try:
+        path.resolve().relative_to(base.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
 def _hidden_files(folder: Path) -> int:
     files, hidden, _ = walk(folder)
     return len(files) + hidden
@@ -134,7 +146,8 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
     except OSError as exc:
         raise DataNotFoundError(f"{base}: cannot list the folder ({exc}); check its "
                                 "permissions.") from exc
-    units = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    units = [p for p in entries if p.is_dir() and not p.name.startswith(".")
+             and not _alias_inside(p, base)]
     skipped = 0
     for p in entries:
         if p.name.startswith("."):
