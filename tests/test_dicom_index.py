@@ -266,3 +266,45 @@ def test_write_series_output_unchanged_by_the_index(tmp_path, arrays):  # noqa: 
     files = write_series(tmp_path / "s", arrays["loc"], spacing=(1, 1, 1), series_uid="1.2.8",
                          study_uid=STUDY_UID, frame_of_reference_uid=FOR_UID)
     assert load_series(tmp_path, "1.2.8").headers.paths == files
+
+
+def test_minimal_header_reader_agrees_with_pydicom(tmp_path, monkeypatch):
+    """Records from the minimal reader equal those from pydicom: sequences of undefined and
+    defined length (nested), a Cyrillic character set, implicit VR, odd private elements."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from vfs_utils.dicom import _files
+
+    small_series(tmp_path / "s", n=4)
+    paths = sorted((tmp_path / "s").glob("*.dcm"))
+
+    def edit(k, ds):
+        inner = Dataset()
+        inner.CodeValue, inner.CodeMeaning = "T-D3000", "Chest"
+        item = Dataset()
+        item.ReferencedSOPInstanceUID = "1.2.3.4.5.6"
+        item.AnatomicRegionSequence = Sequence([inner])
+        ds.ReferencedImageSequence = Sequence([item, item])
+        ds.add_new(0x00291010, "OB", bytes(range(40)))
+        if k in (0, 2):  # undefined lengths: the sequence, its items, the nested sequence
+            ds["ReferencedImageSequence"].is_undefined_length = True
+            for it in ds.ReferencedImageSequence:
+                it.is_undefined_length_sequence_item = True
+                it["AnatomicRegionSequence"].is_undefined_length = True
+        if k == 1:
+            ds.SpecificCharacterSet = "ISO_IR 144"
+            ds.SeriesDescription = "Грудная клетка"
+        if k == 2:
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        if k == 3:
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.SeriesDescription = "Грудь 1.0 мм"
+
+    edit_files(paths, edit)
+    fast = [_files._record(p, p.name, p.stat()) for p in paths]
+    monkeypatch.setattr(_files, "_fast_read", lambda fh, size: None)
+    slow = [_files._record(p, p.name, p.stat()) for p in paths]
+    assert fast == slow
+    assert [r["description"] for r in fast][1] == "Грудная клетка"
+    assert all(r["status"] == "image" and r["pixel_offset"] for r in fast)
