@@ -115,6 +115,12 @@ def write_series(
 
     Notes
     -----
+    The files pass dicom3tools' ``dciodvfy`` without errors for thin, thick
+    and localizer series when the UIDs are valid (the MosMed UIDs, with
+    leading zeros and a trailing ``.``, are not): Laterality (Type 2C) is
+    written empty, and a localizer (``"LOCALIZER"`` in `image_type`) gets no
+    RescaleType, whose value HU the CT Image IOD does not allow for it.
+
     Slice ``k`` has InstanceNumber ``k + 1`` and ImagePositionPatient
     ``origin + k * spacing[2] * slice_dir`` with
     ``slice_dir = -cross(row_cosine, col_cosine)`` (head to feet for the
