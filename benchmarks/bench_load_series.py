@@ -1,4 +1,4 @@
-"""Benchmark: ``load_series`` and ``scan``, cold and warm, against baselines measured in the same run.
+"""Benchmark: ``load_series`` and ``scan``, cold and warm, against baselines run alongside.
 
 Builds, in a temporary folder, one study with three series written by
 ``write_series``: a thin series (300 slices of 512x512 by default), a 5 mm
@@ -41,7 +41,7 @@ THIN_UID = "1.2.826.0.1.3680043.8.498.911"
 
 def build_study(folder: Path, slices: int, size: int, seed: int = 0,
                 study_uid: str = STUDY_UID, thin_uid: str = THIN_UID) -> None:
-    """Write the three series of a study into `folder`, then scatter the files under random names."""
+    """Write the three series of a study into `folder`; scatter the files under random names."""
     from vfs_utils.dicom import write_series
 
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def read_bytes(paths: list[Path]) -> int:
 
 
 def median_time(func, repeats: int, before=None) -> float:
-    """Median seconds of `func` over `repeats` runs after one warm-up; `before` runs untimed first."""
+    """Median seconds of `func` over `repeats` runs after a warm-up; `before` runs untimed."""
     if before is not None:
         before()
     func()

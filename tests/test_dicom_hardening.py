@@ -198,7 +198,8 @@ def test_mosmed_quirks_still_work(tmp_path):
     folder = tmp_path / "study"
     rng = np.random.default_rng(5)
     a = rng.integers(-1000, 1000, (8, 8, 5)).astype(np.int16)
-    for k, uid in enumerate(["1.2.643.5.1.13.13.12.2.77.8252.00.", "1.2.643.5.1.13.13.12.2.77.8252.01."]):
+    uids = ["1.2.643.5.1.13.13.12.2.77.8252.00.", "1.2.643.5.1.13.13.12.2.77.8252.01."]
+    for k, uid in enumerate(uids):
         write_series(folder / f"thin{k}", a, spacing=(0.7, 0.7, 1.0 + k), series_uid=uid,
                      study_uid=STUDY_UID, frame_of_reference_uid=FOR_UID, series_number=k + 1)
     write_series(folder / "noiop", a[:, :, :1], spacing=(1, 1, 1), series_uid="1.2.9.",

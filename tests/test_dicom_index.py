@@ -158,6 +158,7 @@ def test_corrupt_or_foreign_index_is_rebuilt(study, damage):
     load_series(study, THICK_UID)
     path = dindex.index_path()
     assert _is_valid_index(path)
+    dindex._drop_connection()  # as in a new process: this one keeps its open connection
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     if damage == "tampered row":

@@ -101,8 +101,9 @@ def _uniform(folder: Path, uid: str, paths: list[Path], recs: list[dict], field:
         if np.max(np.abs(np.subtract(value, values[0]))) > GEOMETRY_TOL:
             raise SeriesError(
                 f"{folder}: series {uid} mixes {what}: {os.path.basename(paths[idx[0][0]])} has "
-                f"{values[0]} but {os.path.basename(paths[members[0]])} has {value} ({len(members)} file(s) "
-                "like it). The slices do not form one volume; remove the odd files."
+                f"{values[0]} but {os.path.basename(paths[members[0]])} has {value} "
+                f"({len(members)} file(s) like it). The slices do not form one volume; remove "
+                "the odd files."
             )
     return values[0]
 
@@ -341,11 +342,11 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
     if dup.size:
         a, b = order[dup[0]], order[dup[0] + 1]
         raise SeriesError(
-            f"{folder}: series {series_uid} has duplicate slice positions: {os.path.basename(paths[a])} "
-            f"(InstanceNumber {matches[a]['instance']}) and {os.path.basename(paths[b])} (InstanceNumber "
-            f"{matches[b]['instance']}) both lie at {proj[a]:.3f} mm along the slice normal "
-            f"({dup.size} duplicate(s)). The folder may hold two copies or two acquisitions of "
-            "the series; remove the duplicates."
+            f"{folder}: series {series_uid} has duplicate slice positions: "
+            f"{os.path.basename(paths[a])} (InstanceNumber {matches[a]['instance']}) and "
+            f"{os.path.basename(paths[b])} (InstanceNumber {matches[b]['instance']}) both lie "
+            f"at {proj[a]:.3f} mm along the slice normal ({dup.size} duplicate(s)). The folder "
+            "may hold two copies or two acquisitions of the series; remove the duplicates."
         )
     steps = np.diff(proj)
     if n > 2 and not (np.all(steps > 0) or np.all(steps < 0)):

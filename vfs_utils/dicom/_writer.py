@@ -144,14 +144,16 @@ def write_series(
     if values.ndim == 2:
         values = values[:, :, None]
     if values.ndim != 3 or 0 in values.shape:
-        raise SeriesError(f"{target}: array must have shape (rows, cols, slices); got {values.shape}.")
+        raise SeriesError(f"{target}: array must have shape (rows, cols, slices); "
+                          f"got {values.shape}.")
     spacing_f = np.asarray(spacing, dtype=float)
     if spacing_f.shape != (3,) or not np.all(np.isfinite(spacing_f)) or np.any(spacing_f <= 0):
         raise SeriesError(f"{target}: spacing must be 3 positive mm values (row, col, slice); "
                           f"got {spacing!r}.")
     iop = np.asarray(orientation, dtype=float)
     if iop.shape != (6,):
-        raise SeriesError(f"{target}: orientation must be 6 direction cosines; got {orientation!r}.")
+        raise SeriesError(f"{target}: orientation must be 6 direction cosines; "
+                          f"got {orientation!r}.")
     row_cos, col_cos = iop[:3], iop[3:]
     if (abs(np.linalg.norm(row_cos) - 1) > _GEOMETRY_TOL or abs(np.linalg.norm(col_cos) - 1)
             > _GEOMETRY_TOL or abs(row_cos @ col_cos) > _GEOMETRY_TOL):

@@ -25,10 +25,10 @@ Where and how
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,13 +37,18 @@ from pathlib import Path
 
 import pandas as pd
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock; a repair race there only costs a rebuild
+    fcntl = None  # type: ignore[assignment]
+
 from .._parallel import map_ordered
 from ..errors import DataNotFoundError
 from ._common import LOGGER
 from ._files import RECORD_VERSION, refresh
 
-__all__ = ["ENV_NO_INDEX", "build_index", "folder_listing", "index_path", "index_enabled",
-           "progress_bar"]
+__all__ = ["ENV_NO_INDEX", "build_index", "count_folders", "folder_listing", "index_enabled",
+           "index_path", "progress_bar"]
 
 #: Set to 1 to bypass the index everywhere.
 ENV_NO_INDEX = "VFS_NO_INDEX"
@@ -89,7 +94,8 @@ def _fresh(path: Path) -> None:
     """Replace whatever is at `path` by an empty index (under a lock file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if path.exists():  # another process may have repaired it meanwhile
                 try:
@@ -119,7 +125,8 @@ def _fresh(path: Path) -> None:
                     pass
             os.replace(tmp, path)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _connect() -> sqlite3.Connection:
@@ -212,25 +219,62 @@ def folder_listing(folder: str | os.PathLike, *, index: bool | None = None) -> d
     key = str(folder_path)
     conn = None
     old = None
-    try:
-        conn = _connect()
-        old = _load(conn, key)
-    except (sqlite3.Error, OSError) as exc:
-        LOGGER.info("series index not used (%s: %s)", type(exc).__name__, exc)
-        if conn is not None:
-            conn.close()
-        conn = None
-    try:
-        listing, changed = refresh(folder_path, old)
-        if changed and conn is not None:
-            try:
-                _store(conn, listing)
-            except (sqlite3.Error, OSError) as exc:
-                LOGGER.info("series index not updated (%s: %s)", type(exc).__name__, exc)
-        return listing
-    finally:
-        if conn is not None:
-            conn.close()
+    for attempt in range(2):
+        try:
+            conn = _connection()
+            old = _load(conn, key)
+            break
+        except sqlite3.OperationalError as exc:
+            if attempt or ("not a database" not in str(exc) and "malformed" not in str(exc)):
+                LOGGER.info("series index not used (%s)", exc)
+                _drop_connection()
+                conn = None
+                break
+            _drop_connection()  # the file was damaged after we opened it: repair, retry
+        except (sqlite3.Error, OSError) as exc:
+            _drop_connection()
+            conn = None
+            if attempt:
+                LOGGER.info("series index not used (%s: %s)", type(exc).__name__, exc)
+                break
+    listing, changed = refresh(folder_path, old)
+    if changed and conn is not None:
+        try:
+            _store(conn, listing)
+        except (sqlite3.Error, OSError) as exc:
+            LOGGER.info("series index not updated (%s: %s)", type(exc).__name__, exc)
+            _drop_connection()
+    return listing
+
+
+_LOCAL = threading.local()
+
+
+def _connection() -> sqlite3.Connection:
+    """This thread's connection to the index (one per process, thread and index file).
+
+    Reused across calls: opening and checking the file costs more than a lookup. A
+    connection is reopened when the file has been deleted meanwhile.
+    """
+    path = index_path()
+    key = (os.getpid(), str(path))
+    cached = getattr(_LOCAL, "conn", None)
+    if cached is not None and cached[0] == key and path.exists():
+        return cached[1]
+    _drop_connection()
+    conn = _connect()
+    _LOCAL.conn = (key, conn)
+    return conn
+
+
+def _drop_connection() -> None:
+    cached = getattr(_LOCAL, "conn", None)
+    _LOCAL.conn = None
+    if cached is not None and cached[0][0] == os.getpid():
+        try:
+            cached[1].close()
+        except sqlite3.Error:
+            pass
 
 
 def _index_one(folder: str) -> tuple[int, int, int]:
