@@ -7,6 +7,7 @@ InstanceNumber, stack ``pixel_array`` on the last axis, apply slope/intercept.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,18 @@ def write_junk(folder: Path) -> None:
     pydicom.dcmwrite(folder / "DICOMDIR", ds, enforce_file_format=True)
     (folder / "README.txt").write_text("study exported for the tests\n")
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_index_cache(tmp_path_factory):
+    """The series index of these tests lives in a temporary cache folder."""
+    saved = os.environ.get("VFS_CACHE_DIR")
+    os.environ["VFS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("VFS_CACHE_DIR", None)
+    else:
+        os.environ["VFS_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +200,7 @@ def test_scan_executor_gives_same_frame(tmp_path, study):
     with ThreadPoolExecutor(max_workers=2) as pool:
         threaded = scan(root, executor=pool)
     pd.testing.assert_frame_equal(threaded, serial)
-    assert threaded.attrs == serial.attrs == {"skipped_files": 6}
+    assert threaded.attrs == serial.attrs == {"skipped_files": 6, "problems": []}
     assert len(serial) == 6
 
 
@@ -265,8 +278,8 @@ def test_bits_stored_12_and_implicit_vr_match_reference(tmp_path, monkeypatch, e
 
     edit_files(paths, edit)
     calls = []
-    decode = dicom._decode_pixels
-    monkeypatch.setattr(dicom, "_decode_pixels", lambda p: calls.append(p) or decode(p))
+    decode = dicom._load._decode_pixels
+    monkeypatch.setattr(dicom._load, "_decode_pixels", lambda p: calls.append(p) or decode(p))
     vol = load_series(tmp_path, "1.2.3.4.5")
     np.testing.assert_array_equal(vol.array, reference_volume(tmp_path, "1.2.3.4.5"))
     assert vol.array.min() < 0
@@ -379,7 +392,7 @@ def test_compressed_without_decoder(tmp_path, monkeypatch):
 
     edit_files(paths, edit)
     if pydicom.pixels.get_decoder(JPEGLSLossless).is_available:
-        monkeypatch.setattr(dicom, "_get_decoder", lambda uid: _NoDecoder())
+        monkeypatch.setattr(dicom._load, "_get_decoder", lambda uid: _NoDecoder())
     with pytest.raises(SeriesError) as info:
         load_series(tmp_path, "1.2.3.4.5")
     message = str(info.value)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 
@@ -79,17 +81,41 @@ def serial_features(root):
     return baseline.dataset_features(root / "annotation_v2", root=root)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    """The series index lives in a temporary cache folder (set before any worker starts)."""
+    saved = os.environ.get("VFS_CACHE_DIR")
+    os.environ["VFS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("VFS_CACHE_DIR", None)
+    else:
+        os.environ["VFS_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="module")
 def client():
-    """A Client on a LocalCluster of two single-threaded worker processes."""
+    """A Client on a LocalCluster of two single-threaded worker processes.
+
+    The dashboard takes a free port (":0": no "port 8787 is in use" warning). distributed's
+    log handlers write to the stream that was sys.stderr when it was imported, which under
+    pytest is a capture file closed before the interpreter exits; the cluster is closed here,
+    and the handlers are pointed at the real stderr, so a late log record (workers shutting
+    down) cannot fail with "ValueError: I/O operation on closed file".
+    """
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
     client = distributed.Client(cluster)
     client.get_task_stream()  # installs the scheduler's task-stream plugin: records from now on
     yield client
     client.close()
     cluster.close()
+    for name in ("distributed", "dask"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                    handler, logging.FileHandler):
+                handler.setStream(sys.__stderr__)
 
 
 @pytest.fixture(params=["threads", "dask"])

@@ -160,6 +160,25 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .dicom.index import build_index, count_folders, index_path, progress_bar
+
+    workers = args.workers or min(4, os.cpu_count() or 1)
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        with progress_bar(count_folders(args.root) if args.root.is_dir() else 0) as bar:
+            table = build_index(args.root, executor=pool, progress=bar)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    _print_frame(table, args.format)
+    print(f"indexed {len(table)} study folder(s), {int(table['images'].sum())} images, into "
+          f"{index_path()}", file=sys.stderr)
+    return 0
+
+
 def _cmd_inventory(args: argparse.Namespace) -> int:
     from .matching import inventory
 
@@ -235,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=_existing_folder, help="a study folder or a dataset root")
     p.add_argument("--format", choices=["table", "csv"], default="table")
     p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("index", help="read every study's headers into the series index now")
+    p.add_argument("root", type=Path, help="dataset root holding dicom/<Folder>/...")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: the cores, at most 4)")
+    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser("inventory", help="match every annotation file to its series")
     p.add_argument("root", type=_existing_folder, help="dataset root holding dicom/<Folder>/...")

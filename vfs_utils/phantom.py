@@ -73,7 +73,7 @@ def _code_fingerprint() -> str:
     (see ``replace_stale``) instead of silently reused.
     """
     digest = hashlib.sha256()
-    for module in ("phantom.py", "dicom.py", "annotation.py"):
+    for module in ("phantom.py", "dicom/_writer.py", "annotation.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()[:16]
 

@@ -1,0 +1,202 @@
+"""``scan``: one row per series under a study folder, a folder of studies or a dataset root."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._parallel import map_ordered
+from ..errors import DataNotFoundError
+from ._common import SCAN_COLUMNS, as_tuple, slice_spacing
+from ._files import _record, walk
+from .index import folder_listing
+
+__all__ = ["scan"]
+
+_SCAN_FIELDS = ("path", "study_uid", "series_uid", "instance", "modality", "description",
+                "image_type", "orientation", "position", "pixel_spacing", "rows", "cols",
+                "series_number")
+
+
+def _summary(records: list[dict], base: Path) -> tuple[list[dict], int, list[str]]:
+    """Image records (scan's fields only), the count of skipped files and the problems."""
+    images, skipped, problems = [], 0, []
+    for rec in records:
+        if rec["status"] == "image":
+            images.append({k: rec[k] for k in _SCAN_FIELDS})
+        else:
+            skipped += 1
+            if rec["status"] == "broken":
+                problems.append(f"{base / rec['path']}: {rec['reason']}")
+    return images, skipped, problems
+
+
+def _study_task(folder: str, index: bool | None) -> tuple[list[dict], int, list[str]]:
+    """The header summary of one study folder (one task of :func:`scan`)."""
+    listing = folder_listing(folder, index=index)
+    images, skipped, problems = _summary(listing["records"], Path(folder))
+    problems += [f"{path}: {why}" for path, why in listing["problems"]]
+    return images, skipped + listing["hidden"] + len(listing["problems"]), problems
+
+
+def _series_rows(records: list[dict], folder: str, study_folder: Path) -> list[dict]:
+    groups: dict[str, list[dict]] = {}
+    for rec in records:
+        groups.setdefault(rec["series_uid"], []).append(rec)
+    rows = []
+    for uid, recs in groups.items():
+        recs.sort(key=lambda r: (r["instance"] is None, r["instance"] or 0, r["path"]))
+        first = recs[0]
+        spacing = float("nan")
+        if first["orientation"] is not None and all(r["position"] is not None for r in recs):
+            spacing = slice_spacing(np.array([r["position"] for r in recs]), first["orientation"])
+        rows.append({
+            "folder": folder,
+            "study_folder": str(study_folder),
+            "series_uid": uid,
+            "n_slices": len(recs),
+            "modality": first["modality"],
+            "description": first["description"],
+            "image_type": first["image_type"],
+            "orientation": as_tuple(first["orientation"]),
+            "pixel_spacing": as_tuple(first["pixel_spacing"]),
+            "slice_spacing": spacing,
+            "rows": first["rows"],
+            "cols": first["cols"],
+            "series_number": first["series_number"],
+        })
+    return rows
+
+
+def _alias_inside(path: Path, base: Path) -> bool:
+    """A symbolic link to a folder under `base` (read there already; following it would count
+    its files twice, or loop)."""
+    if not path.is_symlink():
+        return False
+    try:
+        path.resolve().relative_to(base.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def _hidden_files(folder: Path) -> int:
+    files, hidden, _ = walk(folder)
+    return len(files) + hidden
+
+
+def scan(path: str | os.PathLike, *, executor: Executor | None = None,
+         index: bool | None = None) -> pd.DataFrame:
+    """List the DICOM series under a study folder, a folder of studies or a dataset root.
+
+    Reads headers only (no pixel data), through the series index
+    (:mod:`vfs_utils.dicom.index`): a study folder whose files have not
+    changed since it was last read costs no header parse at all. A *dataset
+    root* holds ``dicom/<Folder>/...``; each ``<Folder>`` is a study folder.
+    Otherwise `path` is taken as one study folder when it directly holds DICOM
+    images or when every image below it shares one StudyInstanceUID, and as a
+    folder of study folders (its subfolders) when not. Files are searched
+    recursively; symbolic links to folders are followed, but never into a loop.
+
+    Parameters
+    ----------
+    path : path-like
+        A dataset root, a folder of study folders or a study folder.
+    executor : concurrent.futures.Executor, optional
+        Runs one task per study folder (e.g. a ``ThreadPoolExecutor`` or a
+        Dask client's executor); None reads serially. The result is the same.
+    index : bool, optional
+        False bypasses the series index; None (default) uses it unless
+        ``VFS_NO_INDEX=1``. The result is the same.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per series, columns :data:`SCAN_COLUMNS`: ``folder`` (study
+        folder name), ``study_folder`` (path), ``series_uid``, ``n_slices``,
+        ``modality``, ``description``, ``image_type`` (values joined by
+        ``\\``), ``orientation`` (ImageOrientationPatient, 6 floats),
+        ``pixel_spacing`` ((row, col) mm), ``slice_spacing`` (mm along the
+        slice normal from ImagePositionPatient, NaN for one slice), ``rows``,
+        ``cols``, ``series_number``. Sorted by folder, series_number,
+        series_uid. ``frame.attrs["skipped_files"]`` counts the files that are
+        not usable DICOM images (text, DICOMDIR, hidden files, damaged files)
+        and the folders that could not be read; ``frame.attrs["problems"]``
+        lists the damaged files and unreadable folders, each as
+        ``"<path>: <reason>"`` (the reason names the header field at fault).
+
+    Raises
+    ------
+    DataNotFoundError
+        When `path` is not an existing folder.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataNotFoundError(
+            f"{root}: no such folder; scan() needs a study folder or a dataset root "
+            "(a folder holding dicom/<Folder>/...). Check the path or VFS_DATA_ROOT."
+        )
+    dataset_root = (root / "dicom").is_dir()
+    base = root / "dicom" if dataset_root else root
+    try:
+        entries = sorted(base.iterdir())
+    except OSError as exc:
+        raise DataNotFoundError(f"{base}: cannot list the folder ({exc}); check its "
+                                "permissions.") from exc
+    units = [p for p in entries if p.is_dir() and not p.name.startswith(".")
+             and not _alias_inside(p, base)]
+    skipped = 0
+    for p in entries:
+        if p.name.startswith("."):
+            skipped += _hidden_files(p) if p.is_dir() else 1
+    top_files = [p for p in entries if not p.name.startswith(".") and not p.is_dir()]
+    top_records: list[dict] = []
+    problems: list[str] = []
+    if dataset_root:
+        skipped += len(top_files)  # files lying in dicom/ belong to no study folder
+    else:
+        for p in top_files:
+            try:
+                st = p.stat()
+            except OSError:
+                skipped += 1
+                continue
+            recs, n, probs = _summary([_record(p, p.name, st)], root)
+            top_records += recs
+            skipped += n
+            problems += probs
+
+    results = map_ordered(_study_task, [str(u) for u in units], [index] * len(units),
+                          executor=executor)
+    for _, n, probs in results:
+        skipped += n
+        problems += probs
+    unit_records = [recs for recs, _, _ in results]
+
+    single_study = False
+    if not dataset_root:
+        study_uids = {r["study_uid"] for recs in unit_records for r in recs}
+        single_study = bool(top_records) or (len(study_uids) <= 1 and root.name != "dicom")
+    rows: list[dict] = []
+    if single_study:
+        every = list(top_records)
+        for unit, recs in zip(units, unit_records):
+            every += [{**r, "path": f"{unit.name}/{r['path']}"} for r in recs]
+        rows = _series_rows(every, root.name, root)
+    else:
+        for unit, recs in zip(units, unit_records):
+            rows.extend(_series_rows(recs, unit.name, unit))
+    frame = pd.DataFrame(rows, columns=SCAN_COLUMNS)
+    frame["n_slices"] = frame["n_slices"].astype("int64")
+    frame["rows"] = frame["rows"].astype("int64")
+    frame["cols"] = frame["cols"].astype("int64")
+    frame["slice_spacing"] = frame["slice_spacing"].astype("float64")
+    frame["series_number"] = frame["series_number"].astype("Int64")
+    frame = frame.sort_values(["folder", "series_number", "series_uid"], na_position="last")
+    frame = frame.reset_index(drop=True)
+    frame.attrs["skipped_files"] = int(skipped)
+    frame.attrs["problems"] = sorted(problems)
+    return frame
