@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vfs_utils import baseline
+from vfs_utils.baseline import evaluation
 
 
 class _Recorder(ClassifierMixin, BaseEstimator):
@@ -76,9 +77,9 @@ def test_bootstrap_replicates_equal_sklearn_with_study_weights():
     y = rng.random(n) < 0.3
     s = np.round(rng.random(n) + y * 0.4, 1)          # ties on purpose
     w = rng.integers(0, 3, size=(5, n)).astype(float)
-    pos, neg = baseline._weighted_curves(y, s, w)
-    roc = baseline._roc_auc(pos, neg)
-    ap = baseline._average_precision(pos, neg)
+    pos, neg = evaluation._weighted_curves(y, s, w)
+    roc = evaluation._roc_auc(pos, neg)
+    ap = evaluation._average_precision(pos, neg)
     for b in range(5):
         assert roc[b] == pytest.approx(roc_auc_score(y, s, sample_weight=w[b]))
         assert ap[b] == pytest.approx(average_precision_score(y, s, sample_weight=w[b]))

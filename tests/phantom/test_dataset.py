@@ -181,3 +181,76 @@ def test_real_annotations_match_phantom_dataset(v1_dir, v2_dir, tmp_path, monkey
     uids = {load_annotation(f).series_uid for f in given.glob("*.json")}
     assert set(table["series_uid"]) & uids == uids
     assert (table["series_uid"].isin(uids)).sum() == 5
+
+
+@pytest.mark.parametrize("content, why", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"parameters": {"format": "theirs"}, "generator": "another tool"}),
+     "not the manifest of a vfs_utils phantom dataset"),
+    (json.dumps(["a", "list"]), "not the manifest of a vfs_utils phantom dataset"),
+])
+def test_replace_stale_never_deletes_a_foreign_or_unparseable_manifest(tmp_path, content, why):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "manifest.json").write_text(content)
+    (theirs / "data.bin").write_bytes(b"precious")
+    with pytest.raises(DatasetExistsError) as info:
+        phantom.build_dataset(theirs, studies=1, image_size=SMALL, replace_stale=True)
+    message = str(info.value)
+    assert str(theirs / "manifest.json") in message and why in message
+    assert "--out" in message                                # says what to do
+    assert sorted(p.name for p in theirs.iterdir()) == ["data.bin", "manifest.json"]
+    assert (theirs / "data.bin").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs"]
+
+
+def test_exception_inside_write_study_leaves_nothing_partial(tmp_path, monkeypatch):
+    written = []
+
+    def series_then_crash(folder, *args, **kwargs):
+        if written:                       # the second of the three series
+            raise RuntimeError("simulated crash")
+        written.append(folder)
+        Path(folder).mkdir(parents=True)
+        (Path(folder) / "IM0001.dcm").write_bytes(b"half a study")
+
+    monkeypatch.setattr(dataset, "write_series", series_then_crash)
+    truth = phantom.sample_spine(np.random.default_rng(0), n_vertebrae=4, shape=(128, 128),
+                                 folder="STUDY", series_uid="1.2.3")
+    root = tmp_path / "root"
+    with pytest.raises(RuntimeError, match="simulated"):
+        phantom.write_study(root, truth, rng=np.random.default_rng(1))
+    assert written, "the first series was written before the crash"
+    assert [p.relative_to(root).as_posix() for p in root.rglob("*")] == ["dicom"]
+
+
+def test_fingerprint_covers_every_imported_project_module():
+    names = {p.relative_to(Path(dataset.__file__).parents[1]).as_posix()
+             for p in phantom.fingerprint_files()}
+    # imported by the phantom modules directly or through others, found from the imports
+    assert {"phantom/spine.py", "phantom/render.py", "phantom/dataset.py", "phantom/__init__.py",
+            "matching.py", "annotation.py", "errors.py", "_fs.py", "__init__.py"} <= names
+    assert any(n == "dicom.py" or n.startswith("dicom/") for n in names)
+    # what the phantom never imports stays out (a change there must not rebuild)
+    assert not any(n.startswith(("baseline", "plotting")) or n == "tutorial.py" for n in names)
+
+
+def test_a_change_to_matching_changes_the_fingerprint(tmp_path, monkeypatch):
+    before = dataset.code_fingerprint()
+    files = phantom.fingerprint_files()
+    matching = next(p for p in files if p.name == "matching.py")
+    changed = tmp_path / "matching.py"
+    changed.write_bytes(matching.read_bytes() + b"\n# changed\n")
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        return real_read(changed if self == matching else self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    dataset.code_fingerprint.cache_clear()
+    try:
+        assert dataset.code_fingerprint() != before
+    finally:
+        monkeypatch.undo()
+        dataset.code_fingerprint.cache_clear()
+    assert dataset.code_fingerprint() == before

@@ -28,3 +28,21 @@ def test_expert_colours_stable_by_number():
     b = plotting.expert_colors(["expert3", "expert2", "expert1"])
     assert a["expert1"] == b["expert1"] and a["expert3"] == b["expert3"]
     assert len(set(plotting.expert_colors([f"expert{i}" for i in range(7)]).values())) == 7
+
+
+def test_every_colour_is_from_the_one_okabe_ito_palette():
+    from vfs_utils.plotting import _style
+
+    palette = set(plotting.OKABE_ITO.values())
+    assert len(palette) == 8
+    assert set(_style._EXPERT_PALETTE) <= palette and "#000000" not in _style._EXPERT_PALETTE
+    assert set(plotting.GRADE_COLORS.values()) <= palette
+    assert set(plotting.expert_colors(["expert1", "expert2"]).values()) <= palette
+
+
+def test_plotting_all_is_complete():
+    import inspect
+
+    public = {name for name, obj in vars(plotting).items() if not name.startswith("_")
+              and not inspect.ismodule(obj) and name != "annotations"}
+    assert public == set(plotting.__all__)
