@@ -78,7 +78,7 @@ def test_plot_flip_rate_one_line_per_curve_in_percent():
                                   "flip_rate_sd": [0.005, 0.01, 0.02]}) for name in ("v1", "v2")}
     ax = plotting.plot_flip_rate(curves)
     _labelled(ax)
-    lines = [ln for ln in ax.get_lines() if ln.get_label() in ("v1", "v2")]
-    assert len(lines) == 2
-    np.testing.assert_allclose(lines[0].get_ydata(), [1, 5, 20])
+    bars = [c for c in ax.containers if c.get_label() in ("v1", "v2")]
+    assert len(bars) == 2
+    np.testing.assert_allclose(np.asarray(bars[0].lines[0].get_ydata(), float), [1, 5, 20])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["v1", "v2"]
