@@ -18,8 +18,8 @@ from vfs_utils._fs import atomic_file  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 # Okabe-Ito colour-blind-safe palette, one colour per expert
-COLOURS = [plotting.OKABE_ITO[name] for name in ("orange", "sky blue", "bluish green",
-                                                "reddish purple")]
+COLOURS = [plotting.OKABE_ITO[name]
+           for name in ("orange", "sky blue", "bluish green", "reddish purple")]
 WINDOW = dict(cmap="gray", vmin=-450, vmax=1050)    # a bone-ish window, HU
 
 

@@ -73,7 +73,8 @@ def shortest_files():
 
     def shortest(folder: Path, n: int) -> list[Path]:
         files = sorted(folder.glob("*.json"))
-        extent = [max(np.concatenate([v.points[:, 2] for vs in load_annotation(f).experts.values()
+        extent = [max(np.concatenate([v.points[:, 2]
+                                      for vs in load_annotation(f).experts.values()
                                       for v in vs])) for f in files]
         return [files[i] for i in np.argsort(extent, kind="stable")[:n]]
 

@@ -25,14 +25,11 @@ def fractured_studies(n: int, seed: int = 11) -> list[baseline.Study]:
     return studies
 
 
-
 @pytest.fixture(scope="module")
 def studies() -> list[baseline.Study]:
     return fractured_studies(8)
 
 
-
 @pytest.fixture(scope="module")
 def features(studies) -> pd.DataFrame:
     return baseline.dataset_features(studies)
-

@@ -26,7 +26,6 @@ class _Recorder(ClassifierMixin, BaseEstimator):
         return np.tile([0.5, 0.5], (len(X), 1))
 
 
-
 def test_no_study_in_training_and_test_of_a_fold(features):
     groups = features["folder"].to_numpy()
     codes = pd.factorize(groups)[0].astype(float)

@@ -69,4 +69,4 @@ def test_predict_study_equals_features_of_the_loaded_series(features, tiny_datas
     feats = baseline.dataset_features(studies)
     expected = model.predict_proba(feats[baseline.feature_columns(feats)])[:, 1]
     np.testing.assert_allclose(out["probability"].to_numpy(), expected)
-    assert studies[0].kind == "image"
+    assert studies[0].kind == "synthetic" and studies[0].root == root   # read from disk

@@ -157,7 +157,7 @@ def test_default_dataset_has_several_fractures():
 
 @pytest.mark.slow
 def test_real_annotations_match_phantom_dataset(v1_dir, v2_dir, tmp_path, monkeypatch,
-                                                 shortest_files):
+                                                shortest_files):
     from vfs_utils.dicom import scan
     from vfs_utils.matching import inventory
 

@@ -31,4 +31,3 @@ def _frame(n_experts: int = 3, n_vertebrae: int = 5, levels: bool = True):
                       f"Th{k + 3}" if levels else None) for k in range(n_vertebrae))
     ann = Annotation("F", "2.25.1", "v2" if levels else "v1", experts, None)
     return read_annotations(ann)
-

@@ -9,4 +9,3 @@ import pytest
 def _close_figures():
     yield
     plt.close("all")
-

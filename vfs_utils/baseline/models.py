@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,7 +47,6 @@ ALLOWED_TYPES: frozenset[str] = frozenset({
     "sklearn._loss.link.LogitLink",
     "sklearn._loss.link.Interval",
 })
-
 
 
 # --------------------------------------------------------------------------- models
@@ -130,8 +130,6 @@ def train_model(features, labels, model: str | object = "logistic", *, seed: int
     return est
 
 
-
-
 # --------------------------------------------------------------------------- persistence
 def save_model(model, path: str | os.PathLike) -> Path:
     """Save a fitted model with skops (atomic: a temporary file, then a rename).
@@ -170,8 +168,6 @@ def load_model(path: str | os.PathLike, *, allowed: Iterable[str] = ALLOWED_TYPE
     ModelFileError
         Not a skops file, or types outside the allow-list.
     """
-    import zipfile
-
     import skops.io as sio
 
     path = Path(path)

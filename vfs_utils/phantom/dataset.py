@@ -116,11 +116,8 @@ def code_fingerprint() -> str:
     cached demo dataset made by other code is rebuilt (see ``replace_stale``) instead
     of silently reused.
     """
-    digest = hashlib.sha256()
-    for path in fingerprint_files():
-        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
+    files = fingerprint_files()
+    return _hash_named([(p.relative_to(_PACKAGE_DIR).as_posix(), p) for p in files])[:16]
 
 
 def dataset_manifest(root: str | os.PathLike) -> dict | None:
@@ -334,12 +331,17 @@ def _sibling_dir(version: str) -> Path | None:
         return None
 
 
-def _hash_files(files: list[Path]) -> str:
+def _hash_named(named: list[tuple[str, Path]]) -> str:
+    """sha256 (hex) over (name, sha256 of the file's bytes) pairs, in the given order."""
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(hashlib.sha256(f.read_bytes()).digest())
+    for name, path in named:
+        h.update(name.encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
+
+
+def _hash_files(files: list[Path]) -> str:
+    return _hash_named([(f.name, f) for f in files])
 
 
 _README = """# Synthetic phantom dataset (vfs-tutorials)

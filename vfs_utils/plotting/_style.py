@@ -45,6 +45,7 @@ _LABEL_Y = "head-feet (mm)"
 #: Set to ``1`` to make :func:`slice_browser` always return a static figure.
 ENV_STATIC_FIGURES = "VFS_STATIC_FIGURES"
 
+
 # --------------------------------------------------------------------------- helpers
 def _one_file(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     if len(frame) == 0:
@@ -120,7 +121,6 @@ def _figsize(width_mm: float, height_mm: float, width_in: float = 5.0) -> tuple[
     return width_in, height_in
 
 
-
 def expert_colors(experts: Sequence[str]) -> dict[str, str]:
     """A colour-blind-safe colour per expert (Okabe-Ito).
 
@@ -148,7 +148,6 @@ def expert_colors(experts: Sequence[str]) -> dict[str, str]:
 def _marker(color: str, colors: Mapping[str, str]) -> str:
     palette = list(_EXPERT_PALETTE)
     return _MARKERS[palette.index(color) % len(_MARKERS)] if color in palette else "o"
-
 
 
 # --------------------------------------------------------------------------- lessons 04, 05

@@ -19,9 +19,11 @@ from .sagittal import _draw_readings, sagittal_column, show_sagittal
 
 __all__ = ["SliceBrowser", "slice_browser"]
 
+
 # --------------------------------------------------------------------------- browser
 def _has_widget_kernel() -> bool:
     """ipywidgets importable and an IPython kernel (with a comm manager) running."""
+    # imported here: ipywidgets and IPython are optional (the notebooks extra)
     try:
         import ipywidgets  # noqa: F401
         from IPython import get_ipython

@@ -24,7 +24,6 @@ __all__ = ["draw_vertebra_heights", "plot_distributions", "plot_flip_rate",
            "plot_grade_prevalence", "plot_kappa_heatmap"]
 
 
-
 def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
                           volume: Any = None, ax: Axes | None = None, margin_mm: float = 15.0,
                           title: str | None = None) -> Axes:

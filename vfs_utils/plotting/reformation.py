@@ -20,6 +20,7 @@ from .sagittal import show_sagittal
 
 __all__ = ["CurvedReformation", "curved_reformation", "show_curved_reformation"]
 
+
 # --------------------------------------------------------------------------- CPR
 class CurvedReformation(NamedTuple):
     """A straightened image along the spine.

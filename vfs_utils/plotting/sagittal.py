@@ -19,11 +19,13 @@ from matplotlib.lines import Line2D
 
 from ..annotation import points
 from ..matching import match_vertebrae
-from ._style import (_LABEL_X, _LABEL_Y, _TITLE_SIZE, _column_index, _figsize, _marker, _one_file, _spacing, _vmin_vmax,
-                     _window_name, expert_colors, sagittal_extent)
+from ._style import (_LABEL_X, _LABEL_Y, _TITLE_SIZE, _column_index, _figsize, _marker,
+                     _one_file, _spacing, _vmin_vmax, _window_name, expert_colors,
+                     sagittal_extent)
 
 __all__ = ["overlay_readings", "sagittal_column", "show_sagittal", "vertebra_centres",
            "vertebra_columns", "vertebra_montage", "zoom_to_readings"]
+
 
 # --------------------------------------------------------------------------- columns
 def sagittal_column(frame: pd.DataFrame) -> int:
@@ -137,8 +139,6 @@ def show_sagittal(volume: Any, column: float, *, window: str | tuple[float, floa
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="HU", shrink=0.8)
     return ax
-
-
 
 
 def _draw_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float],
@@ -257,7 +257,6 @@ def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
     ax.set_xlim(x0, x1)
     ax.set_ylim(y1, y0)
     return ax
-
 
 
 # --------------------------------------------------------------------------- montage
