@@ -101,3 +101,47 @@ def test_reader_baseline_compares_each_expert_with_the_others(studies):
     n_readings = sum(len(vs) for s in studies for vs in s.annotation.experts.values())
     assert len(rd) == n_readings * len(baseline.TARGETS)
     assert set(rd["unit"].str.split("/").str[1]) <= {f"expert{i}" for i in range(1, 5)}
+
+
+def _predictions() -> pd.DataFrame:
+    """Two studies, a model and the reader, target label_any; scores by hand."""
+    rows = []
+    for unit, (labels, scores) in {"A": ([1, 0, 0], [0.9, 0.2, 0.4]),
+                                   "B": ([0, 0, 1], [0.1, 0.3, 0.6])}.items():
+        for i, (y, s) in enumerate(zip(labels, scores)):
+            for model, score, pred in (("logistic", s, s >= 0.5),
+                                       (baseline.READER, s, bool(y) if i else not y)):
+                rows.append({"model": model, "target": "label_any", "row": i, "group": unit,
+                             "unit": unit, "fold": 0, "label": bool(y), "score": score,
+                             "predicted": pred})
+    return pd.DataFrame(rows)
+
+
+def test_roc_curves_are_sklearns_and_the_reader_point_is_its_calls():
+    from sklearn.metrics import roc_curve
+
+    pred = _predictions()
+    curves = baseline.roc_curves(pred, "label_any", "vertebra")
+    part = pred[pred["model"] == "logistic"]
+    fpr, tpr, _ = roc_curve(part["label"], part["score"])
+    mine = curves[(curves["model"] == "logistic") & (curves["kind"] == "curve")]
+    np.testing.assert_allclose(mine["fpr"], fpr)
+    np.testing.assert_allclose(mine["tpr"], tpr)
+    point = curves[curves["kind"] == "operating point"]
+    # reader: of 2 positives 1 called (row 0 of A is called negative), of 4 negatives 1 called
+    assert point[["fpr", "tpr"]].to_numpy().tolist() == [[0.25, 0.5]]
+    patient = baseline.roc_curves(pred, "label_any", "patient")
+    assert patient.empty              # both patients are positive: no ROC curve at that level
+
+
+def test_old_baseline_plot_names_still_draw_and_say_where_they_moved():
+    import matplotlib.pyplot as plt
+
+    pred = _predictions()
+    with pytest.warns(DeprecationWarning, match="vfs_utils.plotting.plot_roc"):
+        ax = baseline.plot_roc(pred, "label_any", "vertebra")
+    assert ax.get_title() == "ROC, vertebra level, consensus grade ≥ 1"
+    assert {ln.get_label() for ln in ax.get_lines()} >= {"logistic", baseline.READER}
+    with pytest.warns(DeprecationWarning):
+        assert baseline.OKABE_ITO["blue"] == "#0072B2"
+    plt.close("all")

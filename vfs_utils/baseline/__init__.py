@@ -94,5 +94,7 @@ def __getattr__(name: str):
     if name in _MOVED:
         from . import _moved
 
+        if name == "OKABE_ITO":          # the functions warn when called
+            _moved._moved(name, stacklevel=3)
         return getattr(_moved, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,10 +22,10 @@ from .evaluation import calibration_curves, roc_curves, target_title, worst_erro
 __all__ = ["OKABE_ITO", "plot_calibration", "plot_patches", "plot_roc", "plot_worst_patches"]
 
 
-def _moved(name: str) -> None:
+def _moved(name: str, stacklevel: int = 3) -> None:
     warnings.warn(f"vfs_utils.baseline.{name} moved to vfs_utils.plotting.{name}, which draws "
                   "the tables of vfs_utils.baseline (roc_curves, calibration_curves, "
-                  "worst_errors)", DeprecationWarning, stacklevel=3)
+                  "worst_errors)", DeprecationWarning, stacklevel=stacklevel)
 
 
 def plot_roc(predictions: pd.DataFrame, target: str = "label_any", level: str = "vertebra",
