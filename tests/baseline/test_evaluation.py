@@ -145,3 +145,20 @@ def test_old_baseline_plot_names_still_draw_and_say_where_they_moved():
     with pytest.warns(DeprecationWarning):
         assert baseline.OKABE_ITO["blue"] == "#0072B2"
     plt.close("all")
+
+
+def test_calibration_curves_and_worst_errors_from_hand_made_predictions():
+    pred = _predictions()
+    curves = baseline.calibration_curves(pred, "label_any", models=("logistic",), n_bins=2)
+    # quantile bins of the 6 scores: {0.1, 0.2, 0.3} (no positive), {0.4, 0.6, 0.9} (2 of 3)
+    np.testing.assert_allclose(curves["mean_predicted"], [0.2, 19 / 30])
+    np.testing.assert_allclose(curves["fraction_positive"], [0.0, 2 / 3])
+    features = pd.DataFrame({"folder": ["STUDY-A", "STUDY-A", "STUDY-B"],
+                             "level": ["Th7", None, "L1"], "vertebra_id": [0, 1, 2],
+                             "grade": [2, 0, 1]})
+    worst = baseline.worst_errors(pred[pred["unit"] == "B"], features, model="logistic", n=1)
+    # B: the positive (row 2, score 0.6) is the lowest-scored positive; the false alarm is
+    # the highest-scored negative (row 1, score 0.3)
+    assert worst[["error", "row"]].to_numpy().tolist() == [["missed", 2], ["false alarm", 1]]
+    assert worst["level"].tolist() == ["L1", "#1"]
+    assert worst["title"].iloc[0].startswith("missed: …STUDY-B L1")
