@@ -13,12 +13,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vfs_utils import phantom  # noqa: E402
+from vfs_utils import phantom, plotting  # noqa: E402
+from vfs_utils._fs import atomic_file  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 # Okabe-Ito colour-blind-safe palette, one colour per expert
-COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#CC79A7"]
+COLOURS = [plotting.OKABE_ITO[name]
+           for name in ("orange", "sky blue", "bluish green", "reddish purple")]
 WINDOW = dict(cmap="gray", vmin=-450, vmax=1050)    # a bone-ish window, HU
+
+
+def _save(fig, path: Path) -> None:
+    """Write the figure atomically (a reader never sees half a PNG) and close it."""
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
 
 
 def _study(seed: int, fracture: str):
@@ -61,8 +70,7 @@ def sagittal(seed: int, fracture: str, path: Path) -> None:
                  fontsize=10)
     ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def axial(seed: int, path: Path) -> None:
@@ -85,8 +93,7 @@ def axial(seed: int, path: Path) -> None:
     ax.set_title(f"Synthetic chest CT, axial slice {k} through {v.level}", fontsize=10)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def main() -> None:

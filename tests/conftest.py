@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real annotation copy is, and a headless matplotlib."""
+"""Shared fixtures: the real annotation copy, a headless matplotlib, and phantom data
+(a tiny dataset on disk, a fractured spine) used by several test packages."""
 from __future__ import annotations
 
 import os
@@ -33,3 +34,48 @@ def v1_dir() -> Path:
 def v2_dir() -> Path:
     """The real v2 annotation folder (VFS_ANNOTATION_DIR_V2, else ../shared/data)."""
     return _annotation_copy("v2", "VFS_ANNOTATION_DIR_V2", "anchor-free-genant")
+
+
+# --------------------------------------------------------------------------- phantom data
+#: Rows and columns of the quick test datasets.
+TINY_SIZE = 192
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A one-study phantom dataset on disk (192 x 192 px, seed 3): DICOM series and
+    annotations. Shared by every test module; treat it as read-only."""
+    from vfs_utils import phantom
+
+    return phantom.build_dataset(tmp_path_factory.mktemp("tiny") / "ds", studies=1, seed=3,
+                                 image_size=TINY_SIZE)
+
+
+@pytest.fixture(scope="session")
+def fractured_spine():
+    """A sampled 14-vertebra phantom spine with a wedge, a biconcave and a crush fracture."""
+    import numpy as np
+
+    from vfs_utils import phantom
+
+    rng = np.random.default_rng(7)
+    return phantom.sample_spine(rng, n_vertebrae=14, fractures=[("wedge", 3), ("biconcave", 2),
+                                                                 ("crush", 2)])
+
+
+@pytest.fixture(scope="session")
+def shortest_files():
+    """``f(folder, n)``: the n annotation files of a folder with the fewest slices (keeps
+    tests on real annotations quick)."""
+    import numpy as np
+
+    from vfs_utils.annotation import load_annotation
+
+    def shortest(folder: Path, n: int) -> list[Path]:
+        files = sorted(folder.glob("*.json"))
+        extent = [max(np.concatenate([v.points[:, 2]
+                                      for vs in load_annotation(f).experts.values()
+                                      for v in vs])) for f in files]
+        return [files[i] for i in np.argsort(extent, kind="stable")[:n]]
+
+    return shortest

@@ -11,10 +11,16 @@ and a baseline fracture classifier. One module per concept::
     dicom        header scan, load_series -> Volume, write_series
     matching     annotation <-> series, inventory, vertebrae across readings
     morphometry  heights, indices, Genant grades, agreement
-    phantom      the synthetic spine CT phantom and demo dataset
-    plotting     figures of the lessons
-    baseline     image features and a scikit-learn fracture classifier
-    tutorial     the setup step every notebook opens with
+    phantom/     the synthetic spine CT phantom and demo dataset
+                 (spine: geometry, truths, sampling; render; dataset: writer, manifest)
+    plotting/    every figure of the lessons (_style, sagittal, reformation, browser,
+                 morphometry, classifier)
+    baseline/    image features and a scikit-learn fracture classifier
+                 (studies, features, models, evaluation)
+    tutorial     the setup step every notebook opens with (data modes)
+
+Private helpers: ``_fs`` (atomic writes, the dataset layout, checks), ``_parallel``
+(the one ``executor=`` mechanism), ``_modes`` (the names of the data modes).
 
 Submodules are imported on first use, so ``import vfs_utils`` stays fast.
 """

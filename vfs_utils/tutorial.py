@@ -23,9 +23,12 @@ from pathlib import Path
 
 from . import data
 from ._fs import dicom_root, study_dir
+from ._modes import MODES
+from .dicom import quiet_uid_warnings
 from .errors import DataNotFoundError
+from .phantom import build_dataset
 
-__all__ = ["DataSource", "PHANTOM_STUDIES", "setup"]
+__all__ = ["MODES", "DataSource", "PHANTOM_STUDIES", "setup"]
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +122,9 @@ def setup(mode: str | None = None) -> DataSource:
     DataSource
         ``print(source)`` says which data is used.
     """
-    from .dicom import quiet_uid_warnings
-
     quiet_uid_warnings()
-    if mode not in (None, "real", "phantom", "synthetic"):
-        raise ValueError(f"unknown data mode {mode!r}: use 'real', 'phantom' or 'synthetic'")
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"unknown data mode {mode!r}: use one of {', '.join(map(repr, MODES))}")
     root = data.data_root()
     if mode == "real" or (mode is None and root is not None):
         if root is None:

@@ -1,0 +1,53 @@
+"""Tests of vfs_utils.baseline.studies: which studies, their kinds and labels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vfs_utils import baseline
+from vfs_utils.errors import DataNotFoundError
+
+
+def test_labels_are_the_consensus_of_the_readings(studies, features):
+    # every study has a wedge grade 3 and a second fracture of grade >= 2 in the truth
+    per_study = features.groupby("folder")["label_moderate"].sum()
+    assert (per_study >= 1).all()
+    assert features["label_any"].sum() >= len(studies)
+
+
+def test_load_studies_tops_up_with_sampled_spines(tmp_path, tiny_dataset):
+    root = tiny_dataset
+    got = baseline.load_studies(root / "annotation_v2", root=root, min_studies=3)
+    # the tiny dataset is a synthetic phantom (its manifest says so): read from disk,
+    # then topped up with sampled spines rendered in memory
+    assert [s.kind for s in got] == ["synthetic", "synthetic", "synthetic"]
+    assert got[0].root == root and got[0].truth is None
+    assert all(s.root is None and s.truth is not None for s in got[1:])
+    assert len({s.folder for s in got}) == 3
+    with pytest.raises(DataNotFoundError):
+        baseline.load_studies(tmp_path / "empty-folder-that-is-missing")
+
+
+def test_study_kind_is_the_data_mode_of_its_root(tmp_path, tiny_dataset):
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["parameters"]["mode"] = "from-annotations"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert baseline.load_studies(copy / "annotation_v2", root=copy)[0].kind == "phantom"
+    (copy / "manifest.json").unlink()           # no manifest: a real dataset root
+    assert baseline.load_studies(copy / "annotation_v2", root=copy)[0].kind == "real"
+
+
+def test_study_reads_the_old_kind_names_and_refuses_unknown_ones(studies):
+    s = studies[0]
+    assert baseline.Study(s.annotation, s.spacing, "sampled", None, s.truth).kind == "synthetic"
+    assert baseline.Study(s.annotation, s.spacing, "image", Path("/x")).kind == "real"
+    with pytest.raises(ValueError, match="unknown kind 'scan'"):
+        baseline.Study(s.annotation, s.spacing, "scan", None, s.truth)
+    with pytest.raises(ValueError, match="dataset root"):
+        baseline.Study(s.annotation, s.spacing, "real")

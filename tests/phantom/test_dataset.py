@@ -1,0 +1,256 @@
+"""Tests of vfs_utils.phantom.dataset: the dataset on disk, idempotence, stale and foreign
+folders, atomic writes, the code fingerprint."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vfs_utils import phantom
+from vfs_utils.annotation import load_annotation
+from vfs_utils.errors import DatasetExistsError
+from vfs_utils.phantom import dataset
+
+SMALL = 192          # rows and cols of the quick test datasets
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_dataset_layout_and_series(tiny_dataset):
+    from vfs_utils.dicom import scan
+
+    root = tiny_dataset
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["synthetic"] is True and manifest["parameters"]["seed"] == 3
+    study = manifest["studies"][0]
+    folder = study["folder"]
+    ann = load_annotation(root / "annotation" / f"{folder}.json")
+    ann2 = load_annotation(root / "annotation_v2" / f"{folder}.json")
+    assert ann.version == "v1" and ann2.version == "v2"
+    assert 2 <= len(ann.experts) <= 3
+    table = scan(root / "dicom" / folder)
+    assert len(table) == 3
+    assert (table["series_uid"] == ann.series_uid).sum() == 1
+    thin = table[table["series_uid"] == ann.series_uid].iloc[0]
+    others = table[table["series_uid"] != ann.series_uid]
+    assert thin["n_slices"] == study["shape"][2]
+    assert sorted(others["n_slices"]) == [1, thin["n_slices"] // round(5 / thin["slice_spacing"])]
+    assert "LOCALIZER" in set(others["image_type"].str.split("\\").sum())
+    assert 0.7 <= thin["pixel_spacing"][0] <= 0.8 and thin["slice_spacing"] in (1.0, 1.25)
+    # every reading is the truth plus about 1 mm of noise
+    truth = {v["level"]: np.array(v["points"]) for v in study["vertebrae"]}
+    sp = np.array(study["spacing"])
+    diffs = np.concatenate([((v.points - truth[v.level]) * sp)[:, [0, 2]].ravel()
+                            for vs in ann2.experts.values() for v in vs])
+    assert 0.6 < diffs.std() < 1.4
+
+
+def test_inventory_of_synthetic_dataset(tiny_dataset):
+    from vfs_utils.matching import inventory
+
+    table = inventory(tiny_dataset, tiny_dataset / "annotation")
+    assert table["ok"].all(), table
+    table = inventory(tiny_dataset, tiny_dataset / "annotation_v2")
+    assert table["ok"].all(), table
+
+
+def test_simpleitk_reads_the_thin_series(tiny_dataset):
+    sitk = pytest.importorskip("SimpleITK")
+    from vfs_utils.dicom import load_series
+
+    manifest = json.loads((tiny_dataset / "manifest.json").read_text())
+    study = manifest["studies"][0]
+    folder = tiny_dataset / "dicom" / study["folder"]
+    vol = load_series(folder, study["series_uid"])
+    reader = sitk.ImageSeriesReader()
+    names = reader.GetGDCMSeriesFileNames(str(folder / "series-001"), study["series_uid"])
+    reader.SetFileNames(names)
+    image = reader.Execute()
+    arr = sitk.GetArrayFromImage(image)          # (z, y, x) = (slice, row, col)
+    spacing = image.GetSpacing()                 # (x, y, z) = (col, row, slice)
+    np.testing.assert_allclose(spacing, (vol.spacing[1], vol.spacing[0], vol.spacing[2]),
+                               rtol=1e-5)
+    first = np.asarray(vol.headers[0].ImagePositionPatient, float)
+    last = np.asarray(vol.headers[-1].ImagePositionPatient, float)
+    origin = np.asarray(image.GetOrigin())
+    expected = vol.array.transpose(2, 0, 1)
+    if np.allclose(origin, last, atol=1e-3):
+        expected = expected[::-1]
+    else:
+        np.testing.assert_allclose(origin, first, atol=1e-3)
+    np.testing.assert_array_equal(arr, expected)
+
+
+def test_same_seed_same_bytes(tiny_dataset, tmp_path):
+    again = phantom.build_dataset(tmp_path / "again", studies=1, seed=3, image_size=SMALL)
+    assert _hashes(again) == _hashes(tiny_dataset)
+
+
+def test_idempotent_and_refuses_foreign_folders(tiny_dataset, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("must not rebuild")
+
+    monkeypatch.setattr(dataset, "write_study", boom)
+    assert phantom.build_dataset(tiny_dataset, studies=1, seed=3,
+                                 image_size=SMALL) == tiny_dataset
+    with pytest.raises(DatasetExistsError):
+        phantom.build_dataset(tiny_dataset, studies=1, seed=4, image_size=SMALL)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetExistsError, match="notes|not a phantom"):
+        phantom.build_dataset(foreign, studies=1, image_size=SMALL)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_stale_build_is_replaced_only_when_asked(tmp_path, monkeypatch):
+    built = phantom.build_dataset(tmp_path / "ds", studies=1, seed=3, image_size=SMALL)
+    fresh = _hashes(built)
+    # pretend the dataset was made by other phantom code
+    monkeypatch.setattr(dataset, "code_fingerprint", lambda: "0123456789abcdef")
+    with pytest.raises(DatasetExistsError, match="other parameters"):
+        phantom.build_dataset(built, studies=1, seed=3, image_size=SMALL)
+    assert _hashes(built) == fresh
+    phantom.build_dataset(built, studies=1, seed=3, image_size=SMALL, replace_stale=True)
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["parameters"]["code"] == "0123456789abcdef"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no leftovers
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetExistsError):
+        phantom.build_dataset(foreign, studies=1, image_size=SMALL, replace_stale=True)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
+    real = phantom.write_study
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dataset, "write_study", fail_second)
+    with pytest.raises(RuntimeError, match="simulated"):
+        phantom.build_dataset(tmp_path / "ds", studies=2, seed=1, image_size=128)
+    assert len(calls) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_dataset_has_several_fractures():
+    truths = dataset._synthetic_truths(phantom.DEFAULT_STUDIES, 0)
+    kinds = [v.deformity for t in truths for v in t.vertebrae if v.grade]
+    assert len(kinds) >= 2 and {"wedge", "biconcave"} <= set(kinds)
+    assert all(12 <= len(t.vertebrae) <= 17 for t in truths)
+
+
+@pytest.mark.slow
+def test_real_annotations_match_phantom_dataset(v1_dir, v2_dir, tmp_path, monkeypatch,
+                                                shortest_files):
+    from vfs_utils.dicom import scan
+    from vfs_utils.matching import inventory
+
+    monkeypatch.setenv("VFS_ANNOTATION_DIR_V2", str(v2_dir))
+    given = tmp_path / "given"
+    given.mkdir()
+    for f in shortest_files(v1_dir, 5):
+        shutil.copyfile(f, given / f.name)
+    root = phantom.build_dataset(tmp_path / "ds", annotation_dir=given, seed=0)
+    for sub, version in (("annotation", "v1"), ("annotation_v2", "v2")):
+        files = sorted((root / sub).glob("*.json"))
+        assert len(files) == 5
+        assert {load_annotation(f).version for f in files} == {version}
+        table = inventory(root, root / sub)
+        assert table["ok"].all(), table[["file", "problem"]]
+    for f in given.glob("*.json"):
+        assert (root / "annotation" / f.name).read_bytes() == f.read_bytes()
+        assert (root / "annotation_v2" / f.name).read_bytes() == (v2_dir / f.name).read_bytes()
+    table = scan(root)
+    assert len(table) == 15
+    uids = {load_annotation(f).series_uid for f in given.glob("*.json")}
+    assert set(table["series_uid"]) & uids == uids
+    assert (table["series_uid"].isin(uids)).sum() == 5
+
+
+@pytest.mark.parametrize("content, why", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"parameters": {"format": "theirs"}, "generator": "another tool"}),
+     "not the manifest of a vfs_utils phantom dataset"),
+    (json.dumps(["a", "list"]), "not the manifest of a vfs_utils phantom dataset"),
+])
+def test_replace_stale_never_deletes_a_foreign_or_unparseable_manifest(tmp_path, content, why):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "manifest.json").write_text(content)
+    (theirs / "data.bin").write_bytes(b"precious")
+    with pytest.raises(DatasetExistsError) as info:
+        phantom.build_dataset(theirs, studies=1, image_size=SMALL, replace_stale=True)
+    message = str(info.value)
+    assert str(theirs / "manifest.json") in message and why in message
+    assert "--out" in message                                # says what to do
+    assert sorted(p.name for p in theirs.iterdir()) == ["data.bin", "manifest.json"]
+    assert (theirs / "data.bin").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs"]
+
+
+def test_exception_inside_write_study_leaves_nothing_partial(tmp_path, monkeypatch):
+    written = []
+
+    def series_then_crash(folder, *args, **kwargs):
+        if written:                       # the second of the three series
+            raise RuntimeError("simulated crash")
+        written.append(folder)
+        Path(folder).mkdir(parents=True)
+        (Path(folder) / "IM0001.dcm").write_bytes(b"half a study")
+
+    monkeypatch.setattr(dataset, "write_series", series_then_crash)
+    truth = phantom.sample_spine(np.random.default_rng(0), n_vertebrae=4, shape=(128, 128),
+                                 folder="STUDY", series_uid="1.2.3")
+    root = tmp_path / "root"
+    with pytest.raises(RuntimeError, match="simulated"):
+        phantom.write_study(root, truth, rng=np.random.default_rng(1))
+    assert written, "the first series was written before the crash"
+    assert [p.relative_to(root).as_posix() for p in root.rglob("*")] == ["dicom"]
+
+
+def test_fingerprint_covers_every_imported_project_module():
+    names = {p.relative_to(Path(dataset.__file__).parents[1]).as_posix()
+             for p in phantom.fingerprint_files()}
+    # imported by the phantom modules directly or through others, found from the imports
+    assert {"phantom/spine.py", "phantom/render.py", "phantom/dataset.py", "phantom/__init__.py",
+            "matching.py", "annotation.py", "errors.py", "_fs.py", "__init__.py"} <= names
+    assert any(n == "dicom.py" or n.startswith("dicom/") for n in names)
+    # what the phantom never imports stays out (a change there must not rebuild)
+    assert not any(n.startswith(("baseline", "plotting")) or n == "tutorial.py" for n in names)
+
+
+def test_a_change_to_matching_changes_the_fingerprint(tmp_path, monkeypatch):
+    before = dataset.code_fingerprint()
+    files = phantom.fingerprint_files()
+    matching = next(p for p in files if p.name == "matching.py")
+    changed = tmp_path / "matching.py"
+    changed.write_bytes(matching.read_bytes() + b"\n# changed\n")
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        return real_read(changed if self == matching else self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    dataset.code_fingerprint.cache_clear()
+    try:
+        assert dataset.code_fingerprint() != before
+    finally:
+        monkeypatch.undo()
+        dataset.code_fingerprint.cache_clear()
+    assert dataset.code_fingerprint() == before

@@ -1,0 +1,469 @@
+"""Grouped evaluation of the baseline: study-bootstrap intervals (:func:`bootstrap_ci`),
+cross-validated predictions (:func:`evaluate`), tables (:func:`summarize`,
+:func:`confusion`), the single-annotator baseline (:func:`reader_baseline`), and the
+curves the lesson's figures draw (:func:`roc_curves`, :func:`calibration_curves`,
+:func:`worst_errors`).
+
+scikit-learn is imported inside the functions that use it (see :mod:`.models`).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..annotation import read_annotations
+from ..matching import match_vertebrae
+from ..morphometry import consensus, morphometry_table
+from .models import _feature_matrix, _threads, make_models
+from .studies import TARGETS, Study, load_studies
+
+__all__ = ["READER", "Evaluation", "bootstrap_ci", "calibration_curves", "confusion",
+           "evaluate", "reader_baseline", "roc_curves", "summarize", "target_title",
+           "worst_errors"]
+
+#: Name of the human reader baseline in prediction tables.
+READER = "reader (one expert)"
+
+
+# --------------------------------------------------------------------------- metrics
+def _weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
+    """Per distinct score (descending): weighted positives and negatives, shape (B, K)."""
+    order = np.argsort(-scores, kind="mergesort")
+    s = scores[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    w = weights[:, order]
+    y = labels[order].astype(float)
+    pos = np.add.reduceat(w * y, starts, axis=1)
+    neg = np.add.reduceat(w * (1 - y), starts, axis=1)
+    return pos, neg
+
+
+def _roc_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    # scores are descending: negatives ranked below a block are those after it
+    n_neg = neg.sum(axis=1, keepdims=True)
+    below = n_neg - np.cumsum(neg, axis=1)
+    num = np.sum(pos * (below + 0.5 * neg), axis=1)
+    den = pos.sum(axis=1) * n_neg[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    tps, fps = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    total = tps[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tps + fps > 0, tps / (tps + fps), 0.0)
+        recall = tps / total
+    d_recall = np.diff(np.concatenate([np.zeros((len(pos), 1)), recall], axis=1), axis=1)
+    ap = np.sum(np.nan_to_num(d_recall) * precision, axis=1)
+    return np.where((total[:, 0] > 0) & (neg.sum(axis=1) > 0), ap, np.nan)
+
+
+_METRICS: dict[str, Callable] = {"roc_auc": _roc_auc, "pr_auc": _average_precision}
+
+
+def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """A metric and its percentile bootstrap interval, resampling whole groups (studies).
+
+    Each replicate draws as many groups as there are, with replacement; a
+    vertebra counts as often as its study was drawn (a sample weight), so a
+    replicate equals the metric on the resampled, concatenated studies.
+    Replicates with only one class are skipped.
+
+    Parameters
+    ----------
+    labels : array_like of bool
+    scores : array_like of float
+    groups : array_like
+        Study of each item.
+    metric : {"roc_auc", "pr_auc"}
+        ROC AUC (:func:`sklearn.metrics.roc_auc_score`) or average precision
+        (:func:`sklearn.metrics.average_precision_score`); the replicates use an
+        equivalent vectorised weighted computation.
+    n_boot : int
+        Replicates.
+    seed : int
+        Seed of :func:`numpy.random.default_rng`.
+    level : float
+        Coverage of the interval.
+
+    Returns
+    -------
+    (estimate, low, high) : floats
+        NaN when the data has a single class.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {list(_METRICS)}, not {metric!r}")
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    g = np.asarray(groups)
+    if not (len(y) == len(s) == len(g)):
+        raise ValueError(f"labels, scores and groups differ in length: {len(y)}, {len(s)}, "
+                         f"{len(g)}")
+    if y.all() or not y.any():
+        return math.nan, math.nan, math.nan
+    estimate = float(roc_auc_score(y, s) if metric == "roc_auc"
+                     else average_precision_score(y, s))
+    _, codes = np.unique(g, return_inverse=True)
+    n_groups = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in range(0, int(n_boot), 250):
+        b = min(250, int(n_boot) - start)
+        draws = rng.integers(0, n_groups, size=(b, n_groups))
+        counts = np.zeros((b, n_groups))
+        np.add.at(counts, (np.arange(b)[:, None], draws), 1.0)
+        pos, neg = _weighted_curves(y, s, counts[:, codes])
+        values.append(_METRICS[metric](pos, neg))
+    vals = np.concatenate(values)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return estimate, math.nan, math.nan
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(vals, [alpha, 1 - alpha])
+    return estimate, float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Evaluation:
+    """Out-of-fold predictions and their summary.
+
+    Attributes
+    ----------
+    predictions : DataFrame
+        Long format, one row per (model, target, vertebra): ``model, target,
+        row`` (row of the features frame, -1 for the reader), ``group`` (study),
+        ``unit`` (the patient-level unit: the study, or study/expert for the
+        reader), ``fold``, ``label`` (bool), ``score`` (probability), ``predicted``
+        (bool at the threshold).
+    summary : DataFrame
+        See :func:`summarize`.
+    threshold : float
+    """
+
+    predictions: pd.DataFrame
+    summary: pd.DataFrame
+    threshold: float
+
+
+def _labels_frame(labels) -> pd.DataFrame:
+    if isinstance(labels, pd.DataFrame):
+        return labels
+    name = getattr(labels, "name", None) or "label"
+    return pd.DataFrame({name: np.asarray(labels)})
+
+
+def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = None,
+             n_splits: int = 5, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
+             extra_predictions: pd.DataFrame | None = None,
+             threads: int | None = 1) -> Evaluation:
+    """Grouped cross-validation of the models, at vertebra and patient level.
+
+    :class:`~sklearn.model_selection.GroupKFold` by study: no study is in the
+    training and the test part of a fold. Every vertebra gets one out-of-fold
+    probability per model and target; a patient's score is the maximum over
+    their vertebrae and their label is "any vertebra positive".
+
+    Parameters
+    ----------
+    features : DataFrame
+        A features frame (``f_*`` columns used) or a feature matrix.
+    labels : Series or DataFrame of bool
+        One target, or one column per target (e.g. ``label_any, label_moderate``).
+    groups : array_like
+        Study of each vertebra.
+    models : mapping, optional
+        Name -> unfitted classifier; default :func:`make_models`.
+    n_splits : int
+        Folds.
+    threshold : float
+        Probability at or above which a vertebra is called fractured (sensitivity,
+        specificity, confusion matrix): 0.5 by default, fixed before seeing the data.
+    n_boot, seed
+        See :func:`bootstrap_ci`.
+    extra_predictions : DataFrame, optional
+        Further predictions in the same long format (e.g. :func:`reader_baseline`)
+        summarised in the same table.
+    threads : int or None
+        BLAS/OpenMP threads while fitting (see :func:`train_model`).
+
+    Returns
+    -------
+    Evaluation
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import GroupKFold
+
+    X = _feature_matrix(features)
+    y_all = _labels_frame(labels)
+    g = np.asarray(groups)
+    if not (len(X) == len(y_all) == len(g)):
+        raise ValueError(f"features, labels and groups differ in length: {len(X)}, "
+                         f"{len(y_all)}, {len(g)}")
+    models = dict(models) if models is not None else make_models(seed)
+    splits = list(GroupKFold(n_splits=n_splits).split(X, groups=g))
+    fold = np.empty(len(X), int)
+    for k, (_, test) in enumerate(splits):
+        fold[test] = k
+    parts = []
+    for target in y_all.columns:
+        y = y_all[target].to_numpy(dtype=bool)
+        for name, model in models.items():
+            prob = np.empty(len(X))
+            for train, test in splits:
+                with _threads(threads):
+                    est = clone(model).fit(X.iloc[train], y[train])
+                    classes = list(est.classes_)
+                    prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
+                                  if True in classes else 0.0)
+            parts.append(pd.DataFrame({
+                "model": name, "target": target, "row": np.arange(len(X)), "group": g,
+                "unit": g, "fold": fold, "label": y, "score": prob,
+                "predicted": prob >= threshold}))
+    if extra_predictions is not None:
+        parts.append(extra_predictions)
+    predictions = pd.concat(parts, ignore_index=True)
+    return Evaluation(predictions, summarize(predictions, n_boot=n_boot, seed=seed), threshold)
+
+
+def _patient_level(pred: pd.DataFrame) -> pd.DataFrame:
+    grouped = pred.groupby(["model", "target", "unit"], sort=False)
+    out = grouped.agg(group=("group", "first"), label=("label", "any"), score=("score", "max"),
+                      predicted=("predicted", "any")).reset_index()
+    return out
+
+
+def summarize(predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per (model, target, level): discrimination with intervals, and the operating point.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Long-format predictions (see :class:`Evaluation`).
+    n_boot, seed
+        See :func:`bootstrap_ci` (resampling studies).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model, target, level`` (``vertebra`` or ``patient``), ``n``,
+        ``positives``, ``roc_auc, roc_auc_lo, roc_auc_hi, pr_auc, pr_auc_lo,
+        pr_auc_hi`` (95 % intervals), ``sensitivity, specificity`` (of the
+        ``predicted`` column), ``tp, fp, tn, fn``.
+    """
+    rows = []
+    levels = {"vertebra": predictions, "patient": _patient_level(predictions)}
+    for level, frame in levels.items():
+        for (model, target), part in frame.groupby(["model", "target"], sort=False):
+            y = part["label"].to_numpy(bool)
+            s = part["score"].to_numpy(float)
+            p = part["predicted"].to_numpy(bool)
+            grp = part["group"].to_numpy()
+            roc = bootstrap_ci(y, s, grp, metric="roc_auc", n_boot=n_boot, seed=seed)
+            pr = bootstrap_ci(y, s, grp, metric="pr_auc", n_boot=n_boot, seed=seed)
+            tp, fp = int(np.sum(p & y)), int(np.sum(p & ~y))
+            tn, fn = int(np.sum(~p & ~y)), int(np.sum(~p & y))
+            rows.append({
+                "model": model, "target": target, "level": level, "n": len(y),
+                "positives": int(y.sum()),
+                "roc_auc": roc[0], "roc_auc_lo": roc[1], "roc_auc_hi": roc[2],
+                "pr_auc": pr[0], "pr_auc_lo": pr[1], "pr_auc_hi": pr[2],
+                "sensitivity": tp / (tp + fn) if tp + fn else math.nan,
+                "specificity": tn / (tn + fp) if tn + fp else math.nan,
+                "tp": tp, "fp": fp, "tn": tn, "fn": fn})
+    out = pd.DataFrame(rows)
+    level_order = pd.Categorical(out["level"], ["vertebra", "patient"], ordered=True)
+    return (out.assign(_l=level_order).sort_values(["target", "_l"], kind="stable")
+            .drop(columns="_l").reset_index(drop=True))
+
+
+def confusion(predictions: pd.DataFrame, model: str, target: str,
+              level: str = "vertebra") -> pd.DataFrame:
+    """The 2 x 2 confusion matrix of one model and target (rows: truth, columns: prediction).
+
+    Uses :func:`sklearn.metrics.confusion_matrix` on the ``predicted`` column;
+    ``level="patient"`` aggregates first (any vertebra / maximum score).
+    """
+    from sklearn.metrics import confusion_matrix
+
+    frame = predictions if level == "vertebra" else _patient_level(predictions)
+    part = frame[(frame["model"] == model) & (frame["target"] == target)]
+    if part.empty:
+        raise ValueError(f"no predictions of model {model!r} for target {target!r}")
+    m = confusion_matrix(part["label"].to_numpy(bool), part["predicted"].to_numpy(bool),
+                         labels=[False, True])
+    return pd.DataFrame(m, index=pd.Index(["not fractured", "fractured"], name="truth"),
+                        columns=pd.Index(["not fractured", "fractured"], name="predicted"))
+
+
+def reader_baseline(studies: Iterable[Study] | object, **kwargs) -> pd.DataFrame:
+    """The human reader: one expert's morphometric grade against the other experts' consensus.
+
+    For each expert of each study, the expert's within-vertebra Genant grade
+    (from their own keypoints, :func:`vfs_utils.morphometry.morphometry_table`)
+    is compared with the consensus (:func:`vfs_utils.morphometry.consensus`)
+    of the *other* experts of that study, on the vertebrae both read. The
+    score is the expert's height loss ``1 - min/max``; the prediction is their
+    grade reaching the target. Every expert takes a turn, so a vertebra read
+    by three experts gives three rows; studies with a single expert give none.
+
+    Parameters
+    ----------
+    studies : sequence of Study, or anything :func:`load_studies` takes
+    **kwargs
+        Passed to :func:`load_studies`.
+
+    Returns
+    -------
+    DataFrame
+        Long-format predictions (see :class:`Evaluation`), model
+        ``"reader (one expert)"``, ``unit`` = study/expert, ``fold`` = -1, ``row`` = -1.
+    """
+    studies = load_studies(studies, **kwargs)
+    frames = [match_vertebrae(read_annotations([s.annotation])) for s in studies]
+    frame = pd.concat(frames, ignore_index=True)
+    spacing = {s.folder: s.spacing for s in studies}
+    table = morphometry_table(frame, spacing=spacing)
+    parts = []
+    for expert in sorted(table["expert"].unique()):
+        mine = table[table["expert"] == expert]
+        others = table[(table["expert"] != expert) & table["file"].isin(mine["file"])]
+        if others.empty:
+            continue
+        ref = consensus(others)[["file", "vertebra_id", "grade"]].rename(
+            columns={"grade": "ref_grade"})
+        both = mine.merge(ref, on=["file", "vertebra_id"], how="inner")
+        both = both[both["grade"].notna() & both["ref_grade"].notna()]
+        for target, k in TARGETS.items():
+            parts.append(pd.DataFrame({
+                "model": READER, "target": target, "row": -1,
+                "group": both["folder"].to_numpy(),
+                "unit": (both["folder"] + "/" + both["expert"]).to_numpy(), "fold": -1,
+                "label": (both["ref_grade"] >= k).to_numpy(bool),
+                "score": both["height_loss"].to_numpy(float),
+                "predicted": (both["grade"] >= k).to_numpy(bool)}))
+    if not parts:
+        return pd.DataFrame(columns=["model", "target", "row", "group", "unit", "fold", "label",
+                                     "score", "predicted"])
+    out = pd.concat(parts, ignore_index=True)
+    order = {t: i for i, t in enumerate(TARGETS)}
+    return out.sort_values("target", key=lambda s: s.map(order), kind="stable").reset_index(
+        drop=True)
+
+
+# --------------------------------------------------------------------------- curves
+def target_title(target: str) -> str:
+    """``"consensus grade ≥ k"`` for a target of :data:`TARGETS` (else the name)."""
+    k = TARGETS.get(target)
+    return f"consensus grade ≥ {k}" if k is not None else target
+
+
+def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
+               level: str = "vertebra") -> pd.DataFrame:
+    """ROC curve of every model, and the reader's operating point, for one target and level.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Long-format predictions (:attr:`Evaluation.predictions`).
+    target : str
+        A target of :data:`TARGETS`.
+    level : {"vertebra", "patient"}
+        ``patient``: a patient's score is the maximum over their vertebrae.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model, kind, fpr, tpr``: ``kind`` is ``"curve"`` for the points of
+        :func:`sklearn.metrics.roc_curve` and ``"operating point"`` for the rate of the
+        reader's yes/no calls (:data:`READER`). Models with one class only are left out.
+    """
+    from sklearn.metrics import roc_curve
+
+    frame = predictions if level == "vertebra" else _patient_level(predictions)
+    frame = frame[frame["target"] == target]
+    parts = []
+    for model, part in frame.groupby("model", sort=False):
+        y, s = part["label"].to_numpy(bool), part["score"].to_numpy(float)
+        if y.all() or not y.any():
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        parts.append(pd.DataFrame({"model": model, "kind": "curve", "fpr": fpr, "tpr": tpr}))
+        if model == READER:
+            p = part["predicted"].to_numpy(bool)
+            parts.append(pd.DataFrame({"model": [model], "kind": ["operating point"],
+                                       "fpr": [np.mean(p[~y])], "tpr": [np.mean(p[y])]}))
+    if not parts:
+        return pd.DataFrame(columns=["model", "kind", "fpr", "tpr"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
+                       models: Sequence[str] = ("logistic", "boosting"),
+                       n_bins: int = 10) -> pd.DataFrame:
+    """Reliability curves (:func:`sklearn.calibration.calibration_curve`, quantile bins).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model, mean_predicted, fraction_positive``, one row per bin, vertebra
+        level, for the ``models`` that have predictions.
+    """
+    from sklearn.calibration import calibration_curve
+
+    frame = predictions[predictions["target"] == target]
+    parts = []
+    for model in models:
+        part = frame[frame["model"] == model]
+        if part.empty:
+            continue
+        frac, mean = calibration_curve(part["label"].to_numpy(bool),
+                                       part["score"].to_numpy(float), n_bins=n_bins,
+                                       strategy="quantile")
+        parts.append(pd.DataFrame({"model": model, "mean_predicted": mean,
+                                   "fraction_positive": frac}))
+    if not parts:
+        return pd.DataFrame(columns=["model", "mean_predicted", "fraction_positive"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def worst_errors(predictions: pd.DataFrame, features: pd.DataFrame, *,
+                 model: str = "boosting", target: str = "label_any", n: int = 4
+                 ) -> pd.DataFrame:
+    """The most confident misses and false alarms of a model.
+
+    The ``n`` fractured vertebrae with the lowest out-of-fold probability, then the
+    ``n`` unfractured ones with the highest.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``error`` (``"missed"`` or ``"false alarm"``), ``row`` (of ``features``
+        and of its patches), ``folder, level, grade, score`` and ``title`` (a short
+        label: study, level, grade, probability).
+    """
+    part = predictions[(predictions["model"] == model) & (predictions["target"] == target)]
+    if part.empty:
+        raise ValueError(f"no predictions of model {model!r} for target {target!r}")
+    misses = part[part["label"]].nsmallest(n, "score", keep="first")
+    alarms = part[~part["label"]].nlargest(n, "score", keep="first")
+    picked = pd.concat([misses, alarms])
+    rows = []
+    for kind, (_, r) in zip(["missed"] * len(misses) + ["false alarm"] * len(alarms),
+                            picked.iterrows()):
+        row = features.iloc[int(r["row"])]
+        level = row["level"] if isinstance(row["level"], str) else f"#{row['vertebra_id']}"
+        rows.append({"error": kind, "row": int(r["row"]), "folder": row["folder"],
+                     "level": level, "grade": row["grade"], "score": float(r["score"]),
+                     "title": f"{kind}: …{str(row['folder'])[-8:]} {level}\n"
+                              f"grade {row['grade']}, p = {r['score']:.2f}"})
+    return pd.DataFrame(rows, columns=["error", "row", "folder", "level", "grade", "score",
+                                       "title"])

@@ -1,0 +1,256 @@
+"""The baseline models: :func:`make_models`, :func:`train_model`, skops persistence
+(:func:`save_model`, :func:`load_model`, :data:`ALLOWED_TYPES`), :func:`default_model`
+and :func:`predict_study` for one study on disk.
+
+scikit-learn and skops are imported inside the functions that use them: importing
+them takes about a second, which ``import vfs_utils.baseline`` (and the ``vfs`` CLI)
+should not pay before a model is made.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._fs import atomic_file
+from ..annotation import load_annotation
+from ..data import cache_dir
+from ..dicom import load_series
+from ..errors import DataNotFoundError, ModelFileError
+from ..matching import match
+from .features import dataset_features, feature_columns, vertebra_features
+from .studies import _sampled_studies, vertebra_table
+
+__all__ = ["ALLOWED_TYPES", "MODEL_NAMES", "default_model", "load_model", "make_models",
+           "predict_study", "save_model", "train_model"]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES: tuple[str, ...] = ("prevalence", "logistic", "boosting")
+#: Name of the human reader baseline in prediction tables.
+#: Studies the default model of :func:`predict_study` is trained on (sampled phantoms).
+_DEFAULT_TRAIN_STUDIES = 16
+_DEFAULT_MODEL_FILE = "baseline-logistic-v1.skops"
+
+#: Types a model file may contain beyond those skops trusts by default: exactly the
+#: ones the models of :func:`make_models` need. :func:`load_model` refuses any other.
+ALLOWED_TYPES: frozenset[str] = frozenset({
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.Interval",
+})
+
+
+# --------------------------------------------------------------------------- models
+def make_models(seed: int = 0) -> dict[str, object]:
+    """The baseline models, unfitted, by name (:data:`MODEL_NAMES`).
+
+    - ``prevalence``: :class:`~sklearn.dummy.DummyClassifier` (``prior``), whose
+      score is the training prevalence for every vertebra (ROC AUC 0.5);
+    - ``logistic``: median imputation, :class:`~sklearn.preprocessing.StandardScaler`
+      and L2 :class:`~sklearn.linear_model.LogisticRegression` (C = 0.1);
+    - ``boosting``: :class:`~sklearn.ensemble.HistGradientBoostingClassifier`
+      (100 iterations of 8-leaf trees, no early stopping, so it is deterministic).
+    """
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return {
+        "prevalence": DummyClassifier(strategy="prior"),
+        "logistic": Pipeline([("impute", SimpleImputer(strategy="median")),
+                              ("scale", StandardScaler()),
+                              ("classify", LogisticRegression(C=0.1, max_iter=5000))]),
+        "boosting": HistGradientBoostingClassifier(
+            max_iter=100, learning_rate=0.1, max_leaf_nodes=8, min_samples_leaf=20,
+            l2_regularization=1.0, early_stopping=False, random_state=seed),
+    }
+
+
+def _feature_matrix(features) -> pd.DataFrame:
+    if isinstance(features, pd.DataFrame):
+        cols = feature_columns(features)
+        return features[cols] if cols else features
+    return pd.DataFrame(np.asarray(features, float))
+
+
+def _threads(threads: int | None):
+    """A context limiting BLAS/OpenMP threads (threadpoolctl, a scikit-learn dependency)."""
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    return nullcontext() if threads is None else threadpool_limits(limits=int(threads))
+
+
+def train_model(features, labels, model: str | object = "logistic", *, seed: int = 0,
+                threads: int | None = 1):
+    """Fit one model on all the given vertebrae.
+
+    Parameters
+    ----------
+    features : DataFrame
+        A features frame (its ``f_*`` columns are used) or a feature matrix.
+    labels : array_like of bool
+        One target.
+    model : str or estimator
+        A name of :func:`make_models` or an unfitted scikit-learn classifier.
+    seed : int
+        Seed of the models of :func:`make_models`.
+    threads : int or None
+        BLAS/OpenMP threads while fitting (None: the library defaults). One
+        thread is fastest for data this small, and much faster on a busy machine.
+
+    Returns
+    -------
+    estimator
+        Fitted; it records its feature names (``feature_names_in_``).
+    """
+    from sklearn.base import clone
+
+    if isinstance(model, str):
+        models = make_models(seed)
+        if model not in models:
+            raise ValueError(f"unknown model {model!r}: use one of {list(models)}")
+        model = models[model]
+    est = clone(model)
+    with _threads(threads):
+        est.fit(_feature_matrix(features), np.asarray(labels, dtype=bool))
+    return est
+
+
+# --------------------------------------------------------------------------- persistence
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Save a fitted model with skops (atomic: a temporary file, then a rename).
+
+    Parameters
+    ----------
+    model : estimator
+    path : path-like
+        Target file, conventionally ``*.skops``; parent folders are created.
+
+    Returns
+    -------
+    Path
+    """
+    import skops.io as sio
+
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        sio.dump(model, tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike, *, allowed: Iterable[str] = ALLOWED_TYPES):
+    """Load a model saved by :func:`save_model`, without running pickle code.
+
+    The types the file holds beyond skops' defaults
+    (:func:`skops.io.get_untrusted_types`) are checked against ``allowed``
+    (default :data:`ALLOWED_TYPES`) before :func:`skops.io.load` is asked to
+    trust exactly those; a file asking for anything else is refused. A shared
+    model file is therefore safe to open.
+
+    Raises
+    ------
+    DataNotFoundError
+        No such file.
+    ModelFileError
+        Not a skops file, or types outside the allow-list.
+    """
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such model file; train one and save it with "
+                                "vfs_utils.baseline.save_model(), or omit --model.")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a skops model file ({exc}); save models with "
+                             "vfs_utils.baseline.save_model().") from exc
+    allowed = set(allowed)
+    refused = sorted(set(untrusted) - allowed)
+    if refused:
+        raise ModelFileError(f"{path}: holds types outside the allow-list: {refused}; it was "
+                             "not loaded. Only files made by save_model() from make_models() "
+                             "models are accepted (see ALLOWED_TYPES).")
+    return sio.load(path, trusted=list(untrusted))
+
+
+def default_model():
+    """The model :func:`predict_study` uses without ``model``: logistic, grade >= 1.
+
+    Trained on first use on :data:`_DEFAULT_TRAIN_STUDIES` sampled phantom
+    spines (simulated readings, seed 0; a few seconds), then saved with skops
+    in ``<cache>/models/`` and loaded from there afterwards. A phantom-trained
+    model; for real images train on real data and pass it explicitly.
+    """
+    path = cache_dir() / "models" / _DEFAULT_MODEL_FILE
+    if path.is_file():
+        return load_model(path)
+    log.info("training the default baseline model on %d sampled phantom studies",
+             _DEFAULT_TRAIN_STUDIES)
+    frame = dataset_features(_sampled_studies(_DEFAULT_TRAIN_STUDIES, 0))
+    model = train_model(frame, frame["label_any"], "logistic")
+    save_model(model, path)
+    return model
+
+
+def predict_study(root: str | os.PathLike, annotation_file: str | os.PathLike,
+                  model=None) -> pd.DataFrame:
+    """Fracture probabilities of the vertebrae of one study.
+
+    The annotation gives the vertebra centres only; the series it belongs to
+    (:func:`vfs_utils.matching.match`) is read with
+    :func:`vfs_utils.dicom.load_series` and the features come from the image.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset root holding ``dicom/<Folder>``.
+    annotation_file : path-like
+        The study's annotation (v1 or v2).
+    model : path-like, estimator or None
+        A skops file from :func:`save_model`, a fitted estimator, or None for
+        :func:`default_model` (trained on sampled phantoms on first use, then cached).
+
+    Returns
+    -------
+    DataFrame
+        One row per vertebra, head -> feet: ``folder, vertebra_id, level,
+        centre_row, centre_col, centre_slice, probability`` (of the model's
+        target; consensus grade >= 1 for the default model) and ``fractured``
+        (probability >= 0.5).
+    """
+    ann = load_annotation(annotation_file)
+    series = match(ann, root)
+    vol = load_series(series["study_folder"], series["series_uid"])
+    table = vertebra_table(ann, vol.spacing)
+    feats = vertebra_features(vol, table)
+    del vol
+    if model is None:
+        est = default_model()
+    elif isinstance(model, (str, os.PathLike)):
+        est = load_model(model)
+    else:
+        est = model
+    names = getattr(est, "feature_names_in_", None)
+    X = feats[list(names)] if names is not None else feats[feature_columns(feats)]
+    classes = list(est.classes_)
+    prob = est.predict_proba(X)[:, classes.index(True)] if True in classes else np.zeros(len(X))
+    out = table[["folder", "vertebra_id", "level", "centre_row", "centre_col",
+                 "centre_slice"]].copy()
+    out["probability"] = prob
+    out["fractured"] = prob >= 0.5
+    return out

@@ -1,0 +1,53 @@
+"""A synthetic spine CT phantom and the demo dataset built from it.
+
+The CTLungCa-500 images are registration-gated, so the lessons run on
+phantom chest CT series whose vertebral bodies pass exactly through
+keypoints: either sampled (a fully synthetic spine with fractures and
+simulated expert readings) or read from a real annotation file (so that the
+real file matches the synthetic series unchanged).
+
+Conventions are the annotation's: a volume has shape ``(rows, cols, slices)``,
+row grows anterior -> posterior, col patient right -> left, slice head -> feet;
+points are ``[row, col, slice]`` voxel indices; spacing is ``(row, col, slice)``
+in mm. A vertebra is six points: anterior, middle and posterior pairs, each
+pair upper endplate first.
+
+Anatomy (HU): air outside an elliptical torso, subcutaneous fat (-100),
+muscle and soft tissue (35-40), lungs (-850) over the thoracic range, heart,
+descending aorta, trachea, sternum and ribs; vertebral bodies with a cortical
+shell (700) around cancellous bone (lower in osteoporotic studies),
+intervertebral discs (80), the spinal canal (10) and posterior elements; then
+a slight in-plane blur and Gaussian noise. Edges are rendered with partial
+volume (soft ramps of about one voxel), so heights measured back from the
+image agree with the keypoints.
+
+Three modules: :mod:`.spine` (geometry, truths, sampling, the spine of an annotation),
+:mod:`.render` (the renderer) and :mod:`.dataset` (one study's series, the dataset,
+its manifest and code fingerprint). Every public name is re-exported here.
+"""
+from __future__ import annotations
+
+from .dataset import (DEFAULT_STUDIES, build_dataset, code_fingerprint, dataset_manifest,
+                      fingerprint_files, read_manifest, write_study)
+from .render import render_sagittal_slab, render_volume
+from .spine import (HU, Geometry, SpineTruth, VertebraTruth, sample_readings, sample_spine,
+                    spine_from_annotation)
+
+__all__ = [
+    "DEFAULT_STUDIES",
+    "HU",
+    "Geometry",
+    "VertebraTruth",
+    "SpineTruth",
+    "sample_spine",
+    "sample_readings",
+    "spine_from_annotation",
+    "render_volume",
+    "render_sagittal_slab",
+    "write_study",
+    "build_dataset",
+    "code_fingerprint",
+    "dataset_manifest",
+    "fingerprint_files",
+    "read_manifest",
+]

@@ -1,0 +1,513 @@
+"""The phantom demo dataset: :func:`write_study` (three series and annotations of one
+study) and :func:`build_dataset` (the whole dataset, its ``manifest.json`` and the code
+fingerprint that says when a cached build is stale).
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .._fs import atomic_file, atomic_folder, partial_name, remove_stale_partials, study_dir
+from ..annotation import Annotation, load_annotation, write_annotation
+from ..data import annotation_dir as configured_annotation_dir
+from ..data import demo_dir
+from ..dicom import write_series
+from ..errors import DataNotFoundError, DatasetExistsError
+from .render import render_volume
+from .spine import _DEFORMITIES, SpineTruth, _uid, sample_readings, sample_spine, \
+    spine_from_annotation
+
+__all__ = ["DEFAULT_STUDIES", "build_dataset", "code_fingerprint", "dataset_manifest",
+           "fingerprint_files", "read_manifest", "write_study"]
+
+log = logging.getLogger(__name__)
+
+#: Number of studies of the default fully synthetic dataset (size budget: about 1 GB).
+DEFAULT_STUDIES = 4
+_MANIFEST = "manifest.json"
+_FORMAT = "vfs-phantom-1"
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]     # vfs_utils/
+
+
+def _module_file(base: Path, parts: list[str]) -> Path | None:
+    """The file of module ``parts`` below folder ``base`` (a module or a package)."""
+    target = base.joinpath(*parts) if parts else base
+    if target.with_suffix(".py").is_file() and parts:
+        return target.with_suffix(".py")
+    if (target / "__init__.py").is_file():
+        return target / "__init__.py"
+    return None
+
+
+def _imported_files(path: Path) -> set[Path]:
+    """The vfs_utils files one module imports (relative or ``vfs_utils.`` imports, anywhere
+    in the module, function bodies included)."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    here = path.parent
+    found: set[Path] = set()
+    for node in ast.walk(tree):
+        targets: list[tuple[Path, list[str], list[str]]] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here
+                for _ in range(node.level - 1):
+                    base = base.parent
+            elif (node.module or "").split(".")[0] == _PACKAGE_DIR.name:
+                base = _PACKAGE_DIR.parent
+            else:
+                continue
+            parts = node.module.split(".") if node.module else []
+            targets.append((base, parts, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == _PACKAGE_DIR.name:
+                    targets.append((_PACKAGE_DIR.parent, alias.name.split("."), []))
+        for base, parts, names in targets:
+            module = _module_file(base, parts)
+            if module is not None:
+                found.add(module.resolve())
+            for name in names:          # ``from . import x``: x may be a submodule
+                sub = _module_file(base, [*parts, name])
+                if sub is not None:
+                    found.add(sub.resolve())
+    return {f for f in found if _PACKAGE_DIR in f.parents}
+
+
+def fingerprint_files() -> list[Path]:
+    """Every vfs_utils file the phantom package imports, directly or not, sorted.
+
+    Found by walking the imports of the phantom modules (their syntax trees), so a new
+    dependency is covered without a hand-kept list.
+    """
+    todo = sorted(Path(__file__).resolve().parent.glob("*.py"))
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo.extend(sorted(_imported_files(path) - seen))
+    # a package's __init__ runs before any of its modules: count the parents' too
+    for path in list(seen):
+        for parent in path.parents:
+            if parent == _PACKAGE_DIR.parent:
+                break
+            if (parent / "__init__.py").is_file():
+                seen.add((parent / "__init__.py").resolve())
+    return sorted(seen)
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 (first 16 hex digits) of the code that renders and writes the phantom.
+
+    Hashes :func:`fingerprint_files` (names and bytes). Stored in the manifest, so a
+    cached demo dataset made by other code is rebuilt (see ``replace_stale``) instead
+    of silently reused.
+    """
+    files = fingerprint_files()
+    return _hash_named([(p.relative_to(_PACKAGE_DIR).as_posix(), p) for p in files])[:16]
+
+
+def dataset_manifest(root: str | os.PathLike) -> dict | None:
+    """The build parameters of a phantom dataset at ``root``, or None when it is none.
+
+    None when ``root`` has no ``manifest.json`` or one this package did not write
+    (use :func:`read_manifest` for the reason).
+    """
+    try:
+        return read_manifest(Path(root) / _MANIFEST)["parameters"]
+    except (DatasetExistsError, FileNotFoundError):
+        return None
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Read a ``manifest.json`` written by :func:`build_dataset`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    DatasetExistsError
+        The file is not valid JSON, or not the manifest of a phantom dataset of this
+        package (its ``generator`` and ``parameters.format`` fields): its folder is
+        someone else's and is never replaced.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetExistsError(f"{path}: unreadable ({exc}); the folder {path.parent} is "
+                                 "left untouched. Pass another --out.") from exc
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise DatasetExistsError(
+            f"{path}: not valid JSON ({exc}), so {path.parent} cannot be recognised as a "
+            "phantom dataset of vfs_utils and is left untouched. Pass another --out, or "
+            "delete that folder yourself if it is yours.") from exc
+    params = manifest.get("parameters") if isinstance(manifest, dict) else None
+    generator = manifest.get("generator") if isinstance(manifest, dict) else None
+    if (not isinstance(generator, str) or not generator.startswith("vfs_utils.phantom")
+            or not isinstance(params, dict)
+            or not str(params.get("format", "")).startswith("vfs-phantom-")):
+        raise DatasetExistsError(
+            f"{path}: not the manifest of a vfs_utils phantom dataset (fields 'generator' and "
+            "'parameters.format'), so {path.parent} is someone else's and is left untouched. "
+            "Pass another --out, or delete that folder yourself if it is yours.")
+    return manifest
+
+
+# --------------------------------------------------------------------------- writing
+_SLICE_DIR = np.array([0.0, 0.0, -1.0])   # slice index grows head -> feet (-z in LPS)
+
+
+def _thick_slabs(vol: np.ndarray, spacing, thickness_mm: float = 5.0):
+    """Average consecutive slices into slabs of about ``thickness_mm``; (array, n per slab)."""
+    m = max(1, int(round(thickness_mm / spacing[2])))
+    base = vol.transpose(2, 0, 1)                          # (slices, rows, cols)
+    n = base.shape[0] // m
+    thick = np.empty((n,) + base.shape[1:], np.float32)
+    for k in range(n):
+        thick[k] = base[k * m:(k + 1) * m].mean(axis=0, dtype=np.float32)
+    return thick.transpose(1, 2, 0), m
+
+
+def _localizer(vol: np.ndarray, spacing) -> np.ndarray:
+    """A coronal projection (rows = slices, cols = cols) scaled like a scout image."""
+    base = vol.transpose(2, 0, 1)
+    path = np.zeros(base.shape[::2], np.float32)           # (slices, cols)
+    for k in range(base.shape[0]):
+        path[k] = np.clip(base[k].astype(np.float32) + 1000.0, 0, None).sum(axis=0)
+    path *= spacing[0] / 1000.0                              # water-equivalent path, mm
+    return np.clip(path * 8.0 - 1000.0, -1024, 3071)
+
+
+def _truth_record(truth: SpineTruth) -> dict:
+    heights = truth.heights_mm()
+    return {
+        "folder": truth.folder,
+        "series_uid": truth.series_uid,
+        "shape": list(truth.geometry.shape),
+        "spacing": [round(s, 6) for s in truth.geometry.spacing],
+        "bone_hu": round(truth.bone_hu, 2),
+        "osteoporotic": bool(truth.osteoporotic),
+        "vertebrae": [
+            {"level": v.level, "grade": v.grade, "deformity": v.deformity,
+             "annotated": v.annotated,
+             "heights_mm": [round(float(h), 3) for h in hs],
+             "points": [[round(float(c), 4) for c in p] for p in v.points]}
+            for v, hs in zip(truth.vertebrae, heights)],
+    }
+
+
+def write_study(root: str | os.PathLike, truth: SpineTruth, *, rng: np.random.Generator,
+                patient_id: str = "VFS-PHANTOM", annotations: bool = True) -> dict:
+    """Render one study and write its three series (and annotations) under ``root``.
+
+    Writes ``<root>/dicom/<folder>/series-001`` (the annotated thin-slice series,
+    ``truth.series_uid``), ``series-002`` (5 mm slabs averaged from it, its own
+    SeriesInstanceUID) and ``series-003`` (a one-slice coronal LOCALIZER), and,
+    when ``annotations`` is true, ``<root>/annotation/<folder>.json`` (v1) and
+    ``<root>/annotation_v2/<folder>.json`` (v2) from ``truth.readings``.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset root.
+    truth : SpineTruth
+        Needs ``folder`` and ``series_uid``; readings when ``annotations``.
+    rng : numpy.random.Generator
+        Noise source.
+    patient_id : str
+        Synthetic PatientID.
+    annotations : bool
+        Write the readings as v1 and v2 files.
+
+    Returns
+    -------
+    dict
+        The study's record for the manifest: truth and the three SeriesInstanceUIDs.
+    """
+    root = Path(root)
+    if not truth.series_uid:
+        raise ValueError("truth.series_uid is empty: set a SeriesInstanceUID before writing")
+    (root / "dicom").mkdir(parents=True, exist_ok=True)
+    target = study_dir(root, truth.folder, must_exist=False)
+    study_uid = _uid("study", truth.series_uid)
+    frame_uid = _uid("frame", truth.series_uid)
+    common = dict(study_uid=study_uid, frame_of_reference_uid=frame_uid, patient_id=patient_id,
+                  patient_name="Phantom^Synthetic", study_date="20200101")
+    vol = render_volume(truth, rng=rng)
+    with warnings.catch_warnings():
+        # upstream SeriesInstanceUIDs end with a dot, which pydicom flags; keep them unchanged
+        warnings.filterwarnings("ignore", message="Invalid value for VR UI")
+        with atomic_folder(target) as study:     # all three series, or none
+            _write_series(study, truth, vol, common)
+    record = _truth_record(truth)
+    record["series"] = {"thin": truth.series_uid, "thick_5mm": _uid("thick", truth.series_uid),
+                        "localizer": _uid("localizer", truth.series_uid)}
+    record["patient_id"] = patient_id
+    if annotations:
+        ann = Annotation(truth.folder, truth.series_uid, "v2", dict(truth.readings))
+        for sub, version in (("annotation", "v1"), ("annotation_v2", "v2")):
+            with atomic_file(root / sub / f"{truth.folder}.json") as tmp:
+                write_annotation(ann, tmp, version=version)
+    return record
+
+
+def _write_series(study: Path, truth: SpineTruth, vol: np.ndarray, common: dict) -> None:
+    geom = truth.geometry
+    write_series(study / "series-001", vol, spacing=geom.spacing, series_uid=truth.series_uid,
+                 origin=geom.origin, series_number=1,
+                 series_description=f"Chest {geom.spacing[2]:g} mm (synthetic phantom)",
+                 **common)
+    thick, m = _thick_slabs(vol, geom.spacing)
+    thick_uid = _uid("thick", truth.series_uid)
+    origin5 = np.asarray(geom.origin) + (m - 1) / 2 * geom.spacing[2] * _SLICE_DIR
+    write_series(study / "series-002", thick,
+                 spacing=(geom.spacing[0], geom.spacing[1], m * geom.spacing[2]),
+                 series_uid=thick_uid, origin=tuple(float(o) for o in origin5), series_number=2,
+                 series_description="Chest 5 mm (synthetic phantom)", **common)
+    del thick
+    scout = _localizer(vol, geom.spacing)
+    del vol
+    scout_uid = _uid("localizer", truth.series_uid)
+    rows = geom.shape[0]
+    scout_origin = (geom.origin[0], geom.origin[1] + 0.5 * rows * geom.spacing[0], geom.origin[2])
+    write_series(study / "series-003", scout, spacing=(geom.spacing[2], geom.spacing[1], 1.0),
+                 series_uid=scout_uid, origin=scout_origin,
+                 orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0), series_number=3,
+                 series_description="Topogram (synthetic phantom)",
+                 image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), **common)
+
+
+def _sample_fractures(rng: np.random.Generator) -> list[tuple[str, int]]:
+    out = []
+    if rng.random() < 0.5:
+        for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
+            out.append((str(rng.choice(_DEFORMITIES, p=[0.55, 0.3, 0.15])),
+                        int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
+    return out
+
+
+def _synthetic_truths(n: int, seed: int, size: int = 512) -> list[SpineTruth]:
+    truths = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i, 0])
+        fractures = _sample_fractures(rng)
+        # every dataset shows a wedge and a biconcave fracture (grade 2)
+        if i == 0:
+            fractures.insert(0, ("wedge", 2))
+        if i == min(1, n - 1):
+            fractures.insert(0, ("biconcave", 2))
+        folder = f"SYNTH{seed:04d}-{i + 1:03d}_PHANTOM"
+        truth = sample_spine(rng, fractures=fractures, folder=folder, shape=(size, size),
+                             series_uid=_uid("series", "synthetic", seed, i))
+        readings = sample_readings(truth, np.random.default_rng([seed, i, 1]))
+        truths.append(SpineTruth(truth.vertebrae, truth.geometry, truth.bone_hu,
+                                 truth.osteoporotic, folder, truth.series_uid, readings,
+                                 truth.torso_scale))
+    return truths
+
+
+def _sibling_dir(version: str) -> Path | None:
+    try:
+        return configured_annotation_dir(version, download=False)
+    except DataNotFoundError:
+        return None
+
+
+def _hash_named(named: list[tuple[str, Path]]) -> str:
+    """sha256 (hex) over (name, sha256 of the file's bytes) pairs, in the given order."""
+    h = hashlib.sha256()
+    for name, path in named:
+        h.update(name.encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _hash_files(files: list[Path]) -> str:
+    return _hash_named([(f.name, f) for f in files])
+
+
+_README = """# Synthetic phantom dataset (vfs-tutorials)
+
+These CT series are SYNTHETIC: rendered by `vfs_utils.phantom` (`vfs demo-data`), not
+images of any patient. They stand in for the registration-gated MosMed CTLungCa-500
+series so that the lessons run offline. Layout as the real dataset:
+
+- `dicom/<Folder>/series-001`: the annotated thin-slice series (SeriesInstanceUID of the annotation)
+- `dicom/<Folder>/series-002`: a 5 mm reconstruction (slab average), its own SeriesInstanceUID
+- `dicom/<Folder>/series-003`: a one-image coronal localizer (ImageType LOCALIZER)
+- `annotation/<Folder>.json` (v1 schema) and `annotation_v2/<Folder>.json` (v2 schema)
+- `manifest.json`: parameters, seed and the per-study truth (true heights, grades,
+  deformity types, levels), written last: its presence marks a complete build.
+
+Mode: {mode}. {detail}
+"""
+
+
+def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None = None,
+                  seed: int = 0, annotation_dir: str | os.PathLike | None = None,
+                  image_size: int = 512, replace_stale: bool = False) -> Path:
+    """Build the phantom dataset (idempotent): ``dicom/``, ``annotation/``, ``annotation_v2/``.
+
+    Parameters
+    ----------
+    out : path-like, optional
+        Dataset root to create. Default: ``vfs_utils.data.demo_dir("synthetic-seed{seed}")``
+        or ``demo_dir("from-annotations-<hash>")``.
+    studies : int, optional
+        Number of studies (default :data:`DEFAULT_STUDIES`; with ``annotation_dir``:
+        every file, else the first ``studies`` files in name order).
+    seed : int
+        Random seed; the same seed (and inputs) gives byte-identical files.
+    annotation_dir : path-like, optional
+        Folder of real v1 or v2 annotation files: render one study per file so that
+        the file matches its series unchanged, and copy the files into ``annotation/``
+        (v2 files, given or found as siblings via ``VFS_ANNOTATION_DIR_V2`` or the
+        cache, into ``annotation_v2/``).
+    image_size : int
+        Rows and columns of the synthetic series (fully synthetic mode only; smaller
+        sizes make quick test datasets). Real annotations always get 512 x 512.
+    replace_stale : bool
+        When ``out`` holds a phantom build with other parameters (or made by another
+        version of the phantom code), build anew and replace it instead of raising.
+        A folder without a ``manifest.json``, or whose manifest is unparseable or not
+        this package's (:func:`read_manifest`), is never touched.
+
+    Returns
+    -------
+    Path
+        The dataset root. When it already holds a complete build with the same
+        parameters (its ``manifest.json``), it is returned without rebuilding.
+
+    Raises
+    ------
+    DatasetExistsError
+        When ``out`` exists, is not empty and is not a phantom build with these parameters
+        (unless ``replace_stale`` and it is a phantom build).
+    DataNotFoundError
+        When ``annotation_dir`` holds no ``*.json`` file.
+    """
+    seed = int(seed)
+    files: list[Path] = []
+    if annotation_dir is not None:
+        annotation_dir = Path(annotation_dir)
+        files = sorted(annotation_dir.glob("*.json"))
+        if not files:
+            raise DataNotFoundError(f"{annotation_dir}: no *.json annotation files; pass the "
+                                    "folder of <Folder>.json files (see `vfs fetch`).")
+        if studies is not None:
+            files = files[:max(int(studies), 1)]
+        digest = _hash_files(files)
+        params = {"format": _FORMAT, "code": code_fingerprint(), "mode": "from-annotations",
+                  "seed": seed,
+                  "studies": len(files), "annotation_files_sha256": digest}
+        name = f"from-annotations-{digest[:12]}-seed{seed}"
+    else:
+        n = int(studies) if studies is not None else DEFAULT_STUDIES
+        if n < 1:
+            raise ValueError(f"studies={n}: use at least 1")
+        params = {"format": _FORMAT, "code": code_fingerprint(), "mode": "synthetic",
+                  "seed": seed, "studies": n}
+        name = f"synthetic-seed{seed}"
+        if image_size != 512:
+            params["image_size"] = int(image_size)
+            name += f"-{int(image_size)}px"
+    out = Path(out) if out is not None else demo_dir(name)
+
+    stale = False
+    if out.exists():
+        manifest = out / _MANIFEST
+        if manifest.exists() or manifest.is_symlink():
+            previous = read_manifest(manifest)["parameters"]   # refuses a foreign manifest
+            if previous == params:
+                return out
+            if not replace_stale:
+                raise DatasetExistsError(
+                    f"{out}: holds a phantom dataset built with other parameters ({previous}); "
+                    "pass another --out or delete that folder.")
+            stale = True
+        elif not out.is_dir() or any(out.iterdir()):
+            raise DatasetExistsError(
+                f"{out}: exists and is not a phantom dataset (no {_MANIFEST}); it is left "
+                "untouched. Pass another --out or an empty folder.")
+
+    trash = partial_name(out.parent / f"{out.name}.stale")
+    remove_stale_partials(trash.parent / f"{out.name}.stale")
+    with atomic_folder(out) as tmp:
+        if annotation_dir is None:
+            records = _build_synthetic(tmp, params["studies"], seed, int(image_size))
+            detail = (f"{params['studies']} fully synthetic studies, seed {seed}; the expert "
+                      "readings are the true keypoints plus about 1 mm reader noise.")
+        else:
+            records = _build_from_annotations(tmp, files, seed)
+            detail = (f"{len(files)} studies rendered from the real annotation files of "
+                      f"{annotation_dir.name}/ (CC BY-NC 4.0, copied unchanged), seed {seed}; "
+                      "the images are synthetic, only the keypoints are real.")
+        (tmp / "README.md").write_text(_README.format(mode=params["mode"], detail=detail),
+                                       encoding="utf-8")
+        manifest = {"synthetic": True, "generator": f"vfs_utils.phantom ({_FORMAT})",
+                    "parameters": params, "studies": records}
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True),
+                                     encoding="utf-8")
+        if stale:            # our own older build: move it aside; atomic_folder renames tmp
+            os.rename(out, trash)
+    if stale:
+        shutil.rmtree(trash, ignore_errors=True)
+    log.info("phantom dataset written to %s", out)
+    return out
+
+
+def _build_synthetic(root: Path, n: int, seed: int, size: int = 512) -> list[dict]:
+    records = []
+    for i, truth in enumerate(_synthetic_truths(n, seed, size)):
+        log.info("rendering study %d/%d (%s)", i + 1, n, truth.folder)
+        rec = write_study(root, truth, rng=np.random.default_rng([seed, i, 2]),
+                          patient_id=f"VFS-PHANTOM-{seed:04d}-{i + 1:03d}")
+        records.append(rec)
+    return records
+
+
+def _build_from_annotations(root: Path, files: list[Path], seed: int) -> list[dict]:
+    anns = [load_annotation(f) for f in files]
+    versions = {a.version for a in anns}
+    sibling_version = "v2" if versions == {"v1"} else ("v1" if versions == {"v2"} else None)
+    sibling = _sibling_dir(sibling_version) if sibling_version else None
+    (root / "annotation").mkdir(exist_ok=True)
+    records = []
+    for i, (f, ann) in enumerate(zip(files, anns)):
+        other = sibling / f.name if sibling is not None else None
+        other_ann = load_annotation(other) if other is not None and other.is_file() else None
+        extra = None
+        if other_ann is not None and other_ann.folder == ann.folder:
+            extra = np.concatenate([np.stack([v.points for v in vs]).reshape(-1, 3)
+                                    for vs in other_ann.experts.values() if vs])
+        # levels from the v2 reading guide the lungs and organs; the given file sets the spine
+        truth = spine_from_annotation(ann, extra_points=extra)
+        log.info("rendering study %d/%d (%s)", i + 1, len(files), ann.folder)
+        digest = hashlib.sha256(ann.folder.encode()).hexdigest()[:8].upper()
+        rec = write_study(root, truth, rng=np.random.default_rng([seed, i, 2]),
+                          patient_id=f"VFS-PHANTOM-{digest}", annotations=False)
+        records.append(rec)
+        shutil.copyfile(f, root / "annotation" / f.name)
+        v2_source = f if ann.version == "v2" else (other if other_ann is not None else None)
+        if v2_source is not None:
+            (root / "annotation_v2").mkdir(exist_ok=True)
+            shutil.copyfile(v2_source, root / "annotation_v2" / f.name)
+    return records

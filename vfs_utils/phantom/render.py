@@ -1,0 +1,499 @@
+"""The phantom renderer: :func:`render_volume` (a volume or a sub-box of it) and
+:func:`render_sagittal_slab`.
+
+Anatomy (HU): air outside an elliptical torso, subcutaneous fat (-100),
+muscle and soft tissue (35-40), lungs (-850) over the thoracic range, heart,
+descending aorta, trachea, sternum and ribs; vertebral bodies with a cortical
+shell (700) around cancellous bone (lower in osteoporotic studies),
+intervertebral discs (80), the spinal canal (10) and posterior elements; then
+a slight in-plane blur and Gaussian noise. Edges are rendered with partial
+volume (soft ramps of about one voxel), so heights measured back from the
+image agree with the keypoints.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..annotation import LEVELS
+from .spine import HU, Geometry, SpineTruth, _level_index
+
+__all__ = ["render_sagittal_slab", "render_volume"]
+
+_NOISE_HU = 15.0
+_BLUR_PX = 0.6
+_CORTEX_MM = 1.0
+_DELTA_MM = 1.2     # the body extends this far beyond the anterior/posterior keypoints
+
+
+# --------------------------------------------------------------------------- rendering
+def _ramp(d: np.ndarray, width: float) -> np.ndarray:
+    """Partial-volume occupancy of a signed distance ``d`` (mm, > 0 inside)."""
+    return np.clip(0.5 + d / width, 0.0, 1.0)
+
+
+def _paint(target: np.ndarray, occ: np.ndarray, value) -> None:
+    """``target = target * (1 - occ) + value * occ`` in place."""
+    target += occ * (value - target)
+
+
+@dataclass
+class _Frame:
+    """Local sagittal frame of one vertebra: a (anterior -> posterior), b (head -> feet), mm."""
+
+    origin: np.ndarray   # (y, z) mm
+    eu: np.ndarray
+    ev: np.ndarray
+    col_mm: float
+
+    def local(self, y, z):
+        dy, dz = y - self.origin[0], z - self.origin[1]
+        return dy * self.eu[0] + dz * self.eu[1], dy * self.ev[0] + dz * self.ev[1]
+
+    def world(self, a, b):
+        return (self.origin[0] + a * self.eu[0] + b * self.ev[0],
+                self.origin[1] + a * self.eu[1] + b * self.ev[1])
+
+
+def _frame(p_mm: np.ndarray) -> _Frame:
+    """Frame of a vertebra from its six points in mm (y=row, x=col, z=slice)."""
+    yz = p_mm[:, [0, 2]]
+    ant, post = yz[0:2].mean(0), yz[4:6].mean(0)
+    eu = post - ant
+    eu = eu / (np.linalg.norm(eu) or 1.0)
+    ev = np.array([-eu[1], eu[0]])
+    if ev[1] < 0:
+        ev = -ev
+    return _Frame(yz.mean(0), eu, ev, float(p_mm[:, 1].mean()))
+
+
+def _quadratic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Coefficients of b(a) through three points (linear when two coincide)."""
+    if np.min(np.abs(np.diff(np.sort(a)))) < 1e-3:
+        c = np.polyfit(a, b, 1)
+        return np.array([0.0, *c])
+    return np.polyfit(a, b, 2)
+
+
+class _Body:
+    """Signed distances (mm) to the faces of a vertebral body (or a disc)."""
+
+    def __init__(self, upper: np.ndarray, lower: np.ndarray, frame: _Frame, delta: float,
+                 width: float | None = None):
+        self.f = frame
+        ua, ub = frame.local(upper[:, 0], upper[:, 1])
+        la, lb = frame.local(lower[:, 0], lower[:, 1])
+        self.qu, self.ql = _quadratic(ua, ub), _quadratic(la, lb)
+        self.delta = delta
+        # walls: lines through (upper[0], lower[0]) and (upper[2], lower[2]), in (a, b)
+        self.walls = []
+        for k, sign in ((0, 1.0), (2, -1.0)):
+            d = np.array([la[k] - ua[k], lb[k] - ub[k]])
+            d /= np.linalg.norm(d) or 1.0
+            nrm = np.array([d[1], -d[0]])
+            if nrm[0] * sign < 0:
+                nrm = -nrm
+            self.walls.append((np.array([ua[k], ub[k]]), nrm))
+        depth = 0.5 * (abs(ua[2] - ua[0]) + abs(la[2] - la[0]))
+        self.half_width = 0.5 * (width if width is not None else 1.3 * depth)
+        self.a_range = (min(ua[0], la[0]) - delta, max(ua[2], la[2]) + delta)
+        self.b_range = (min(ub.min(), lb.min()), max(ub.max(), lb.max()))
+
+    def distances(self, a, b, x):
+        """Distances to upper, lower, anterior, posterior and lateral faces (> 0 inside)."""
+        du = np.polyval(self.qu, a)
+        dl = np.polyval(self.ql, a)
+        su = np.polyval(np.polyder(self.qu), a)
+        sl = np.polyval(np.polyder(self.ql), a)
+        d_up = (b - du) / np.sqrt(1 + su * su)
+        d_lo = (dl - b) / np.sqrt(1 + sl * sl)
+        (p0, n0), (p1, n1) = self.walls
+        d_ant = (a - p0[0]) * n0[0] + (b - p0[1]) * n0[1] + self.delta
+        d_post = (a - p1[0]) * n1[0] + (b - p1[1]) * n1[1] + self.delta
+        u = np.clip(d_ant / np.maximum(d_ant + d_post, 1e-3), 0.0, 1.0)
+        half = self.half_width * np.power(np.clip(1 - np.abs(2 * u - 1) ** 2.2, 0, 1), 1 / 2.2)
+        d_lat = half - np.abs(x)
+        return d_up, d_lo, d_ant, d_post, d_lat
+
+
+def _box_grid(geom: Geometry, box, lo_mm, hi_mm):
+    """Index ranges (rows, cols, slices) of a mm bounding box, clipped to ``box``; or None."""
+    sp = np.asarray(geom.spacing)
+    lo = np.floor(np.asarray(lo_mm) / sp).astype(int)
+    hi = np.ceil(np.asarray(hi_mm) / sp).astype(int) + 1
+    lo = np.maximum(lo, [b[0] for b in box])
+    hi = np.minimum(hi, [b[1] for b in box])
+    if np.any(hi <= lo):
+        return None
+    return [(int(l), int(h)) for l, h in zip(lo, hi)]
+
+
+def _local_grids(geom: Geometry, rng_idx, frame: _Frame):
+    """(a, b, x) local coordinates of a sub-box, each broadcastable to (slices, rows, cols)."""
+    sp = geom.spacing
+    (r0, r1), (c0, c1), (s0, s1) = rng_idx
+    y = (np.arange(r0, r1, dtype=np.float32) * sp[0])[None, :, None]
+    z = (np.arange(s0, s1, dtype=np.float32) * sp[2])[:, None, None]
+    x = (np.arange(c0, c1, dtype=np.float32) * sp[1] - frame.col_mm)[None, None, :]
+    a, b = frame.local(y, z)
+    return a, b, x
+
+
+def _view(vol: np.ndarray, box, rng_idx):
+    """The (slices, rows, cols) view of ``vol`` (which covers ``box``) for ``rng_idx``."""
+    (r0, r1), (c0, c1), (s0, s1) = rng_idx
+    return vol[s0 - box[2][0]:s1 - box[2][0], r0 - box[0][0]:r1 - box[0][0],
+               c0 - box[1][0]:c1 - box[1][0]]
+
+
+def _corners_box(frame: _Frame, a_lim, b_lim, x_half):
+    aa = np.array([a_lim[0], a_lim[0], a_lim[1], a_lim[1]])
+    bb = np.array([b_lim[0], b_lim[1], b_lim[0], b_lim[1]])
+    y, z = frame.world(aa, bb)
+    lo = (y.min(), frame.col_mm - x_half, z.min())
+    hi = (y.max(), frame.col_mm + x_half, z.max())
+    return lo, hi
+
+
+def _render_spine(vol: np.ndarray, truth: SpineTruth, box) -> None:
+    geom = truth.geometry
+    sp = np.asarray(geom.spacing)
+    w = float(max(sp[2], sp[0]))          # partial-volume ramp width (mm): the slice profile
+    verts = [v.points * sp for v in truth.vertebrae]
+    frames = [_frame(p) for p in verts]
+    bodies = [_Body(p[0::2][:, [0, 2]], p[1::2][:, [0, 2]], f, _DELTA_MM)
+              for p, f in zip(verts, frames)]
+
+    # discs: between the lower endplate of one body and the upper endplate of the next
+    for i in range(len(verts) - 1):
+        up, low = verts[i][1::2][:, [0, 2]], verts[i + 1][0::2][:, [0, 2]]
+        f = _Frame(0.5 * (frames[i].origin + frames[i + 1].origin),
+                   frames[i].eu + frames[i + 1].eu, frames[i].ev + frames[i + 1].ev,
+                   0.5 * (frames[i].col_mm + frames[i + 1].col_mm))
+        f.eu /= np.linalg.norm(f.eu)
+        f.ev /= np.linalg.norm(f.ev)
+        width = bodies[i].half_width + bodies[i + 1].half_width
+        disc = _Body(up, low, f, _DELTA_MM - 0.3, width=width)
+        lo, hi = _corners_box(f, disc.a_range, (disc.b_range[0] - 2, disc.b_range[1] + 2),
+                              disc.half_width + 2)
+        idx = _box_grid(geom, box, lo, hi)
+        if idx is None:
+            continue
+        a, b, x = _local_grids(geom, idx, f)
+        occ = np.ones(np.broadcast_shapes(a.shape, x.shape), np.float32)
+        for d in disc.distances(a, b, x):
+            occ *= _ramp(d + 0.5 * w, w)   # overlap the bodies slightly; bone paints over it
+        _paint(_view(vol, box, idx), occ, HU["disc"])
+
+    for i, (body, f) in enumerate(zip(bodies, frames)):
+        a_post = body.walls[1][0][0]
+        height = body.b_range[1] - body.b_range[0]
+        depth = body.a_range[1] - body.a_range[0]
+        rc = 0.22 * depth + 1.5           # canal AP radius (mm)
+        rcx = 1.25 * rc
+        a_c = a_post + _DELTA_MM + rc + 0.5
+        sp_len = 1.1 * depth + 6
+        tilt = math.tan(math.radians(40))
+        a_lim = (body.a_range[0] - 2, a_c + rc + sp_len + 6)
+        b_lim = (body.b_range[0] - 6, body.b_range[1] + sp_len * tilt + 6)
+        lo, hi = _corners_box(f, a_lim, b_lim, max(body.half_width, rcx + 26) + 3)
+        idx = _box_grid(geom, box, lo, hi)
+        if idx is None:
+            continue
+        a, b, x = _local_grids(geom, idx, f)
+        view = _view(vol, box, idx)
+        b_mid = 0.5 * (body.b_range[0] + body.b_range[1])
+        bb = b - b_mid
+        hb = height / 2
+        # spinal canal, continuous over the disc above and below
+        r_canal = np.sqrt(((a - a_c) / rc) ** 2 + (x / rcx) ** 2)
+        in_b = _ramp(hb + 4.5 - np.abs(bb), w)
+        canal = _ramp((1 - r_canal) * rc, w) * in_b
+        # neural arch: pedicles and laminae around the canal, upper two thirds of the body
+        ring = _ramp((r_canal - 1) * rc, w) * _ramp((1.45 - r_canal) * rc, w)
+        arch_b = _ramp(np.minimum(bb + 0.9 * hb, 0.45 * hb - bb), w)
+        arch = ring * arch_b * _ramp(a - a_post - 0.5, w)
+        # spinous process: a bar pointing posteriorly and caudally
+        s = a - (a_c + rc)
+        along = _ramp(np.minimum(s + 3, sp_len - s), w)
+        centre_b = -0.1 * hb + np.clip(s, 0, None) * tilt
+        spin = along * _ramp(3.5 - np.abs(bb - centre_b), w) * _ramp(3.2 - np.abs(x), w)
+        # transverse processes
+        trans = (_ramp(4.5 - np.abs(a - a_c - 0.3 * rc), w) * _ramp(np.minimum(bb + 0.6 * hb,
+                 0.2 * hb - bb), w) * _ramp(np.minimum(np.abs(x) - rcx, rcx + 24 - np.abs(x)), w))
+        posterior = np.maximum(np.maximum(arch, spin), trans)
+        _paint(view, np.broadcast_to(canal, view.shape), HU["csf"])
+        _paint(view, posterior, HU["arch"])
+        # vertebral body: cortical shell around cancellous bone
+        dists = body.distances(a, b, x)
+        occ = np.ones(view.shape, np.float32)
+        inner = np.ones(view.shape, np.float32)
+        for d in dists:
+            occ *= _ramp(d, w)
+            inner *= _ramp(d - _CORTEX_MM, w)
+        bone = HU["cortical"] * (occ - inner) + truth.bone_hu * inner
+        view *= 1 - occ
+        view += bone
+
+
+def _torso_fields(truth: SpineTruth, box):
+    """Per-slice spine centre (row mm) and the z-profiles of the thoracic organs."""
+    geom = truth.geometry
+    sp = np.asarray(geom.spacing)
+    centres = np.stack([v.points.mean(axis=0) for v in truth.vertebrae]) * sp
+    z = np.arange(box[2][0], box[2][1]) * sp[2]
+    order = np.argsort(centres[:, 2])
+    y_s = np.interp(z, centres[order, 2], centres[order, 0])
+    # the mean over the whole volume (not the box), so a sub-box renders the same anatomy
+    y_all = np.interp(np.arange(geom.shape[2]) * sp[2], centres[order, 2], centres[order, 0])
+    y_mean = float(y_all.mean())
+    x_s = float(np.median(centres[:, 1]))
+    # level positions (mm): Th1 top and Th11 bottom bound the lungs
+    zc = {v.level: c[2] for v, c in zip(truth.vertebrae, centres) if v.level}
+    step = float(np.median(np.diff(centres[order, 2]))) if len(centres) > 1 else 25.0
+    first = truth.vertebrae[int(order[0])]
+    k0 = _level_index(first.level, LEVELS.index("Th1") + (1 if not first.annotated else 0))
+
+    def level_z(name):
+        if name in zc:
+            return zc[name]
+        return centres[order[0], 2] + (LEVELS.index(name) - k0) * step
+
+    apex, base = level_z("Th1") - 1.2 * step, level_z("Th11")
+    return z, y_s, y_mean, x_s, apex, base, step, level_z
+
+
+def _crop(mask: np.ndarray) -> tuple[slice, slice]:
+    """Bounding rectangle of the non-zero part of a 2D field (empty slices when none)."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)
+
+
+def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float) -> None:
+    """Torso, lungs and mediastinum, slice by slice from 2D fields computed once.
+
+    The fields live on an extended row grid; each slice takes a row-shifted view,
+    so the torso follows the spine's sagittal curve (partly) without recomputing them.
+    """
+    geom = truth.geometry
+    sp = np.asarray(geom.spacing)
+    z, y_s, y_mean, x_s, apex, base, step, level_z = _torso_fields(truth, box)
+    s_ts = truth.torso_scale
+    (r0, r1), (c0, c1), _ = box
+    n_rows = r1 - r0
+    w = float(sp[0])
+    # the torso follows a third of the spine's curve, the aorta and trachea all of it
+    y_t = y_mean + 0.35 * (y_s - y_mean)
+    X = (np.arange(c0, c1, dtype=np.float32) * sp[1] - x_s)[None, :]
+
+    def grid(y_ref):
+        shift = np.round(y_ref / sp[0]).astype(int)
+        kmin, kmax = int(shift.min()), int(shift.max())
+        Y = (np.arange(r0 - kmax, r1 - kmin, dtype=np.float32) * sp[0])[:, None]
+        return Y, kmax - shift
+
+    Y, off_t = grid(y_t)
+    Ys, off_s = grid(y_s)
+    dy = 0.0   # the torso grid is centred on the spine's mean row
+    ay, ax, yc = 115.0 * s_ts, 160.0 * s_ts, dy - 30.0 * s_ts
+    rho = (np.abs(X / ax) ** 2.4 + np.abs((Y - yc) / ay) ** 2.4) ** (1 / 2.4)
+    d_skin = (1 - rho) * ay
+    base2d = np.full(rho.shape, HU["air"], np.float32)
+    _paint(base2d, _ramp(d_skin, w), HU["fat"])
+    _paint(base2d, _ramp(d_skin - 13, w), HU["muscle"])
+    cavity = _ramp(d_skin - 26, w)
+    _paint(base2d, cavity, HU["soft"])
+    # mediastinal fat anterior to the spine, around the heart and great vessels
+    medi = np.sqrt((X / (45 * s_ts)) ** 2 + ((Y + 62 * s_ts) / (50 * s_ts)) ** 2)
+    _paint(base2d, _ramp((1 - medi) * 40, w) * cavity, HU["fat"] + 20)
+    if blur > 0:
+        ndimage.gaussian_filter(base2d, blur, output=base2d, truncate=2.5)
+    lung_rho = np.sqrt(((np.abs(X) - 80 * s_ts) / (62 * s_ts)) ** 2
+                       + ((Y - dy + 22 * s_ts) / (90 * s_ts)) ** 2)
+    lung_box = _crop(lung_rho < 1.05)
+    lung_rho, lung_cav = lung_rho[lung_box], cavity[lung_box]
+    heart_rho = np.sqrt(((X - 28 * s_ts) / (58 * s_ts)) ** 2
+                        + ((Y - dy + 72 * s_ts) / (44 * s_ts)) ** 2)
+    heart_box = _crop(heart_rho < 1.05)
+    heart_rho = heart_rho[heart_box]
+    aorta = _ramp(11.0 - np.sqrt((X - 24) ** 2 + (Ys + 22) ** 2), w)
+    aorta_box = _crop(aorta > 0)
+    aorta = aorta[aorta_box]
+    trachea_r = np.sqrt(X ** 2 + (Ys + 38) ** 2)
+    trachea_box = _crop(trachea_r < 12)
+    trachea = _ramp(8.0 - trachea_r, w)[trachea_box]
+    trachea_wall = _ramp(10.5 - trachea_r, w)[trachea_box]
+    sternum = (_ramp(14 - np.abs(X), w) * _ramp(dy - Y, w)
+               * _ramp(np.minimum(d_skin - 14, 25 - d_skin), w))
+    sternum_box = _crop(sternum > 0)
+    sternum = sternum[sternum_box]
+    band = _ramp(np.minimum(d_skin - 16, 26 - d_skin), w) * _ramp(np.abs(X) - 28, w)
+    band_r, band_c = np.nonzero(band)
+    band_v = band[band_r, band_c]
+    band_phi = np.abs(np.arctan2(X, Y - yc))[band_r, band_c]   # 0 at the back, pi at the front
+    abdomen = cavity * (HU["abdomen"] - HU["soft"])
+    half, zh = 0.5 * (base - apex), 0.5 * (base + apex)
+    heart_lo, heart_hi = level_z("Th5"), level_z("Th10") + 0.5 * step
+    carina = level_z("Th5")
+    st_lo, st_hi = level_z("Th2"), level_z("Th9")
+    pitch = 0.9 * step + 4
+
+    def sub(field_box, offset):
+        rs, cs = field_box
+        lo, hi = max(rs.start - offset, 0), min(rs.stop - offset, n_rows)
+        if hi <= lo:
+            return None, None
+        return (slice(lo, hi), cs), (slice(lo + offset - rs.start, hi + offset - rs.start),
+                                     slice(0, cs.stop - cs.start))
+
+    for k in range(len(z)):
+        ot, os_ = int(off_t[k]), int(off_s[k])
+        img = vol[k]
+        img[...] = base2d[ot:ot + n_rows]
+        zz = z[k]
+        s_l = math.sqrt(max(0.0, 1 - ((zz - zh) / half) ** 2)) if half > 0 else 0.0
+        if s_l > 0:
+            dst, src = sub(lung_box, ot)
+            if dst is not None:
+                occ = _ramp((s_l - lung_rho[src]) * 60, w) * lung_cav[src]
+                _paint(img[dst], occ, HU["lung"])
+        else:
+            img += abdomen[ot:ot + n_rows]
+        if heart_lo < zz < heart_hi:
+            s_h = math.sqrt(max(0.0, 1 - ((zz - 0.5 * (heart_lo + heart_hi))
+                                          / (0.5 * (heart_hi - heart_lo))) ** 2))
+            dst, src = sub(heart_box, ot)
+            if dst is not None:
+                _paint(img[dst], _ramp((s_h - heart_rho[src]) * 45, w), HU["blood"])
+        if apex < zz < base + step:
+            dst, src = sub(aorta_box, os_)
+            if dst is not None:
+                _paint(img[dst], aorta[src], HU["blood"])
+        if zz < carina:
+            dst, src = sub(trachea_box, os_)
+            if dst is not None:
+                _paint(img[dst], trachea_wall[src], HU["soft"])
+                _paint(img[dst], trachea[src], HU["air"])
+        if st_lo < zz < st_hi:
+            dst, src = sub(sternum_box, ot)
+            if dst is not None:
+                _paint(img[dst], sternum[src], HU["sternum"])
+        if apex + 10 < zz < base + 1.5 * step and band_r.size:
+            # ribs: oblique stripes in the chest wall, lower at the front
+            rr = band_r - ot
+            keep = (rr >= 0) & (rr < n_rows)
+            pattern = np.cos(2 * np.pi * (zz - 30.0 * band_phi[keep]) / pitch)
+            occ = band_v[keep] * np.clip((pattern - 0.55) * 4, 0, 1)
+            rows_k, cols_k = rr[keep], band_c[keep]
+            img[rows_k, cols_k] += occ * (HU["rib"] - img[rows_k, cols_k])
+
+
+def _full_box(geom: Geometry):
+    return ((0, geom.shape[0]), (0, geom.shape[1]), (0, geom.shape[2]))
+
+
+def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
+                  rng: np.random.Generator | None = None, *, box=None,
+                  noise: float = _NOISE_HU, blur: float = _BLUR_PX) -> np.ndarray:
+    """Render the phantom CT in HU.
+
+    Parameters
+    ----------
+    truth : SpineTruth
+        Keypoints in voxel indices of ``geometry``.
+    geometry : Geometry, optional
+        Default: ``truth.geometry``.
+    rng : numpy.random.Generator, optional
+        Source of the noise (default: ``default_rng(0)``).
+    box : ((r0, r1), (c0, c1), (s0, s1)), optional
+        Render only this sub-box of voxel indices (half-open ranges), e.g. a thin
+        sagittal slab around the spine; the result then has shape
+        ``(r1 - r0, c1 - c0, s1 - s0)`` and equals the same box of the full volume
+        up to noise.
+    noise : float
+        Standard deviation of the Gaussian noise in HU (0 for none).
+    blur : float
+        In-plane Gaussian blur in pixels (0 for none).
+
+    Returns
+    -------
+    ndarray, int16, shape (rows, cols, slices)
+        HU values; a (rows, cols, slices) view of a (slices, rows, cols) C-ordered array,
+        so ``array[:, :, k]`` is contiguous.
+    """
+    if geometry is not None and geometry != truth.geometry:
+        truth = SpineTruth(truth.vertebrae, geometry, truth.bone_hu, truth.osteoporotic,
+                           truth.folder, truth.series_uid, truth.readings, truth.torso_scale)
+    geom = truth.geometry
+    rng = rng if rng is not None else np.random.default_rng(0)
+    full = _full_box(geom)
+    if box is None:
+        box = full
+    box = tuple((max(int(lo), f[0]), min(int(hi), f[1])) for (lo, hi), f in zip(box, full))
+    if any(hi <= lo for lo, hi in box):
+        raise ValueError(f"box {box} is empty inside the volume of shape {geom.shape}")
+    n_r, n_c, n_s = (hi - lo for lo, hi in box)
+    vol = np.empty((n_s, n_r, n_c), np.float32)
+    _render_background(vol, truth, box, blur)
+    _render_spine(vol, truth, box)
+    if blur > 0:   # the background was blurred in 2D; blur the spine's column band here
+        sp = np.asarray(geom.spacing)
+        cols = np.concatenate([v.points[:, 1] for v in truth.vertebrae])
+        pad = 45.0 / sp[1]
+        b0 = max(int(cols.min() - pad) - box[1][0], 0)
+        b1 = min(int(cols.max() + pad) + 1 - box[1][0], n_c)
+        if b1 > b0:
+            band = vol[:, :, b0:b1]
+            for k0 in range(0, n_s, 64):
+                part = band[k0:k0 + 64]
+                part[...] = ndimage.gaussian_filter(part, (0, blur, blur), truncate=2.5)
+    out = np.empty((n_s, n_r, n_c), np.int16)
+    if noise > 0:
+        # a bank of noise images, each slice a randomly shifted window of one of them
+        pad = 48
+        bank = rng.standard_normal((8, n_r + pad, n_c + pad), dtype=np.float32)
+        bank *= np.float32(noise)
+        picks = rng.integers(0, [8, pad, pad], size=(n_s, 3))
+    for k in range(n_s):
+        img = vol[k]
+        if noise > 0:
+            j, dr, dc = picks[k]
+            img += bank[j, dr:dr + n_r, dc:dc + n_c]
+        np.rint(img, out=img)
+        np.clip(img, -1024, 3071, out=img)
+        out[k] = img
+    return out.transpose(1, 2, 0)
+
+
+def render_sagittal_slab(truth: SpineTruth, half_width_mm: float = 12.0,
+                         rng: np.random.Generator | None = None, **kwargs) -> tuple[np.ndarray, tuple]:
+    """Render only a thin sagittal slab around the spine's columns.
+
+    Parameters
+    ----------
+    truth : SpineTruth
+    half_width_mm : float
+        Half width of the slab in mm (cols ``centre +- half_width``).
+    rng : numpy.random.Generator, optional
+    **kwargs
+        Passed to :func:`render_volume` (``noise``, ``blur``).
+
+    Returns
+    -------
+    slab : ndarray int16 (rows, n_cols, slices)
+    box : ((r0, r1), (c0, c1), (s0, s1))
+        Voxel index ranges of the slab: point ``[row, col, slice]`` sits at
+        ``[row, col - c0, slice]`` in the slab.
+    """
+    cols = np.concatenate([v.points[:, 1] for v in truth.vertebrae])
+    half = half_width_mm / truth.geometry.spacing[1]
+    c0 = int(math.floor(cols.min() - half))
+    c1 = int(math.ceil(cols.max() + half)) + 1
+    rows, ncols, slices = truth.geometry.shape
+    box = ((0, rows), (max(c0, 0), min(c1, ncols)), (0, slices))
+    return render_volume(truth, rng=rng, box=box, **kwargs), box

@@ -1,0 +1,406 @@
+"""The phantom's geometry and truth, sampled spines and readings, and the spine of a
+real annotation: :class:`Geometry`, :class:`VertebraTruth`, :class:`SpineTruth`,
+:func:`sample_spine`, :func:`sample_readings`, :func:`spine_from_annotation`, :data:`HU`.
+
+Conventions are the annotation's: a volume has shape ``(rows, cols, slices)``,
+row grows anterior -> posterior, col patient right -> left, slice head -> feet;
+points are ``[row, col, slice]`` voxel indices; spacing is ``(row, col, slice)``
+in mm. A vertebra is six points: anterior, middle and posterior pairs, each
+pair upper endplate first.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations
+from ..errors import AnnotationError
+from ..matching import match_vertebrae
+
+__all__ = ["HU", "Geometry", "SpineTruth", "VertebraTruth", "sample_readings", "sample_spine",
+           "spine_from_annotation"]
+
+#: Root of every UID the phantom writes (``2.25`` UUID-derived UIDs are used below it).
+_UID_SOURCE = "vfs-tutorials phantom v1"
+
+#: Attenuation of the tissues, in HU.
+HU: dict[str, float] = {
+    "air": -1000.0, "fat": -100.0, "muscle": 40.0, "soft": 35.0, "abdomen": 55.0,
+    "lung": -850.0, "blood": 40.0, "cortical": 700.0, "cancellous": 250.0,
+    "disc": 80.0, "csf": 10.0, "arch": 450.0, "rib": 380.0, "sternum": 320.0,
+}
+_DISC_MIN_MM = 2.0  # touching endplates of a real annotation are pulled this far apart
+
+
+# --------------------------------------------------------------------------- data classes
+@dataclass(frozen=True)
+class Geometry:
+    """Voxel grid of a series.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(rows, cols, slices)``.
+    spacing : tuple of float
+        ``(row, col, slice)`` spacing in mm.
+    origin : tuple of float
+        LPS position (mm) of voxel ``(0, 0, 0)``, the centre of the first slice's first pixel.
+    """
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class VertebraTruth:
+    """The true shape of one vertebra.
+
+    Attributes
+    ----------
+    points : ndarray, shape (6, 3)
+        ``[row, col, slice]`` voxel indices of the six keypoints.
+    level : str or None
+        Level name such as ``"Th7"``.
+    grade : int or None
+        Genant grade 0-3 (None when unknown, e.g. read from a real annotation).
+    deformity : str or None
+        ``"normal"``, ``"wedge"``, ``"biconcave"`` or ``"crush"`` (None when unknown).
+    annotated : bool
+        False for vertebrae rendered only to continue the spine beyond the annotated ones.
+    """
+
+    points: np.ndarray
+    level: str | None = None
+    grade: int | None = None
+    deformity: str | None = None
+    annotated: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class SpineTruth:
+    """Everything the renderer needs for one study, and its ground truth.
+
+    Attributes
+    ----------
+    vertebrae : tuple of VertebraTruth
+        Head -> feet order.
+    geometry : Geometry
+    bone_hu : float
+        Cancellous bone attenuation in HU (lower when ``osteoporotic``).
+    osteoporotic : bool
+    folder : str
+        Study folder name.
+    series_uid : str
+        SeriesInstanceUID of the thin-slice series.
+    readings : dict
+        Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra` (simulated or real).
+    torso_scale : float
+        Size factor of the torso (1 = 32 x 23 cm).
+    """
+
+    vertebrae: tuple[VertebraTruth, ...]
+    geometry: Geometry
+    bone_hu: float = HU["cancellous"]
+    osteoporotic: bool = False
+    folder: str = "PHANTOM"
+    series_uid: str = ""
+    readings: dict[str, tuple[Vertebra, ...]] = field(default_factory=dict)
+    torso_scale: float = 1.0
+
+    def heights_mm(self) -> np.ndarray:
+        """True anterior, middle and posterior heights in mm, shape (n_vertebrae, 3)."""
+        sp = np.asarray(self.geometry.spacing)
+        pts = np.stack([v.points for v in self.vertebrae]) * sp
+        return np.linalg.norm(pts[:, 1::2] - pts[:, 0::2], axis=2)
+
+
+def _uid(*parts) -> str:
+    """A deterministic ``2.25.<128-bit integer>`` UID from a fixed root and ``parts``."""
+    text = "\x1f".join([_UID_SOURCE, *map(str, parts)])
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+
+
+# --------------------------------------------------------------------------- sampling
+_DEFORMITIES = ("wedge", "biconcave", "crush")
+_GRADE_RANGE = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
+
+
+def _level_index(level: str | None, default: int) -> int:
+    return LEVELS.index(level) if level in LEVELS else default
+
+
+def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
+                 fractures: Sequence[tuple[str, int]] | None = None,
+                 shape: tuple[int, int] = (512, 512), folder: str = "PHANTOM",
+                 series_uid: str = "") -> SpineTruth:
+    """Sample a fully synthetic thoracic and upper lumbar spine.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    n_vertebrae : int, optional
+        12-17 (default: sampled). The spine starts at C7, Th1 or Th2.
+    fractures : sequence of (deformity, grade), optional
+        Fractures to place (deformity ``"wedge"``, ``"biconcave"`` or ``"crush"``,
+        Genant grade 1-3) at random levels between Th4 and L1. Default: sampled
+        with a prevalence of about one fractured study in two.
+    shape : (rows, cols)
+        In-plane size of the series (the slice count follows the spine length).
+    folder, series_uid : str
+        Stored on the result.
+
+    Returns
+    -------
+    SpineTruth
+        Keypoints in voxel indices; pixel spacing 0.70-0.80 mm, slice spacing
+        1.0 or 1.25 mm; vertebral heights grow towards the feet
+        (Th1 about 15 mm, L2 about 26 mm) and discs from 4 to 8 mm.
+    """
+    rows, cols = int(shape[0]), int(shape[1])
+    n = int(n_vertebrae if n_vertebrae is not None else rng.integers(12, 18))
+    if not 1 <= n <= 20:
+        raise ValueError(f"n_vertebrae={n}: use 1-20")
+    start = LEVELS.index("Th1") + int(rng.integers(-1, 2))
+    start = min(start, len(LEVELS) - n)
+    levels = LEVELS[start:start + n]
+    pixel = float(rng.choice([0.703125, 0.742188, 0.78125]))
+    # thin slices of 1.25 mm mostly (and always for long spines) keep the dataset small
+    slice_sp = 1.25 if n >= 14 else float(rng.choice([1.0, 1.25], p=[0.3, 0.7]))
+    scale = float(rng.normal(1.0, 0.05))
+    osteoporotic = bool(rng.random() < 0.3)
+    bone = float(rng.uniform(150, 190) if osteoporotic else rng.uniform(210, 290))
+
+    if fractures is None:
+        fractures = []
+        if rng.random() < 0.5:
+            for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
+                fractures.append((str(rng.choice(_DEFORMITIES, p=[0.55, 0.3, 0.15])),
+                                  int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
+    lo = max(levels.index("Th4") if "Th4" in levels else 0, 1)
+    hi = levels.index("L1") if "L1" in levels else n - 2
+    candidates = list(range(lo, max(hi, lo) + 1))
+    chosen = rng.choice(candidates, size=min(len(fractures), len(candidates)), replace=False)
+    fracture_at = {int(i): f for i, f in zip(chosen, fractures)}
+
+    theta_top = math.radians(rng.normal(28, 4))     # tangent angle: + means descending posteriorly
+    theta_bottom = math.radians(rng.normal(-22, 4))
+    specs, total = [], 0.0
+    for i, level in enumerate(levels):
+        k = _level_index(level, LEVELS.index("Th1")) - LEVELS.index("Th1")   # 0 at Th1
+        base_h = scale * (15.0 + 0.8 * k + (1.5 if k > 11 else 0.0)) * rng.normal(1, 0.03)
+        depth = scale * (16.0 + 1.0 * k + (1.5 if k > 11 else 0.0)) * rng.normal(1, 0.03)
+        disc = scale * (3.8 + 0.15 * k + (2.5 if k > 11 else 0.0))
+        natural_wedge = 0.95 if 3 <= k <= 11 else (1.02 if k > 11 else 0.99)
+        h_post = base_h
+        h_ant = base_h * natural_wedge * rng.normal(1, 0.02)
+        h_mid = max(h_ant, h_post) * rng.uniform(0.94, 0.98)
+        deformity, grade = "normal", 0
+        if i in fracture_at:
+            deformity, grade = fracture_at[i]
+            loss = rng.uniform(*_GRADE_RANGE[grade])
+            if deformity == "wedge":
+                h_ant = h_post * (1 - loss)
+                h_mid = min(h_mid, 0.5 * (h_ant + h_post) * rng.uniform(0.97, 1.0))
+            elif deformity == "biconcave":
+                h_mid = max(h_ant, h_post) * (1 - loss)
+            else:  # crush: the whole body loses height relative to its expected height
+                h_post *= 1 - loss
+                h_ant = h_post * rng.uniform(0.92, 1.0)
+                h_mid = h_post * rng.uniform(0.90, 0.97)
+        specs.append((level, (h_ant, h_mid, h_post), depth, disc, grade, deformity))
+        total += max(h_ant, h_post) + disc
+
+    # walk down the sagittal curve (y: posterior mm, z: feet mm)
+    margin = 14.0
+    n_slices = int(math.ceil((total + 2 * margin) / slice_sp))
+    pos = np.array([0.0, margin])
+    run = 0.0
+    sagittal, outline = [], []
+    for level, (h_a, h_m, h_p), depth, disc, grade, deformity in specs:
+        h_max = max(h_a, h_p)
+        theta = theta_top + (theta_bottom - theta_top) * (run + h_max / 2) / total
+        t = np.array([math.sin(theta), math.cos(theta)])
+        nrm = np.array([math.cos(theta), -math.sin(theta)])
+        low0 = pos + t * h_max
+        low_a, low_p = low0 - nrm * depth / 2, low0 + nrm * depth / 2
+        up_a, up_p = low_a - t * h_a, low_p - t * h_p
+        deficit = 0.5 * (h_a + h_p) - h_m
+        up_m = 0.5 * (up_a + up_p) + t * deficit / 2
+        low_m = 0.5 * (low_a + low_p) - t * deficit / 2
+        sagittal.append(np.array([up_a, low_a, up_m, low_m, up_p, low_p]))
+        outline.append((level, grade, deformity))
+        pos = low0 + t * disc
+        run += h_max + disc
+    pts_mm = np.stack(sagittal)                     # (n, 6, 2) y, z
+    centre_y = pts_mm[..., 0].mean()
+    target_y = rows * pixel * rng.uniform(0.60, 0.66)
+    pts_mm[..., 0] += target_y - centre_y
+    col = cols / 2 + rng.normal(0, 4)
+    vertebrae = []
+    for p, (level, grade, deformity) in zip(pts_mm, outline):
+        vox = np.column_stack([p[:, 0] / pixel, np.full(6, col), p[:, 1] / slice_sp])
+        vertebrae.append(VertebraTruth(vox, level, int(grade), deformity))
+    geometry = Geometry((rows, cols, n_slices), (pixel, pixel, slice_sp),
+                        (-pixel * cols / 2, -pixel * rows / 2 + 30.0, -40.0))
+    return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, folder, series_uid,
+                      torso_scale=float(rng.normal(1.0, 0.05)))
+
+
+def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: int | None = None,
+                    noise_mm: float = 1.0, p_missing_end: float = 0.2
+                    ) -> dict[str, tuple[Vertebra, ...]]:
+    """Simulate expert readings of the annotated vertebrae of ``truth``.
+
+    Parameters
+    ----------
+    truth : SpineTruth
+    rng : numpy.random.Generator
+    n_experts : int, optional
+        2 or 3 (default: sampled), named like the v2 experts ``expert1..expert4``.
+    noise_mm : float
+        Standard deviation (mm) of each reader's error per point, in row and slice.
+    p_missing_end : float
+        Probability that a reader leaves out the top vertebra, and separately the bottom one.
+
+    Returns
+    -------
+    dict
+        Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra` with levels,
+        head -> feet; each vertebra drawn on one sagittal column (an integer).
+    """
+    n_experts = int(n_experts if n_experts is not None else rng.integers(2, 4))
+    names = sorted(rng.choice([f"expert{i}" for i in range(1, 5)], size=n_experts, replace=False))
+    sp = np.asarray(truth.geometry.spacing)
+    annotated = [v for v in truth.vertebrae if v.annotated]
+    readings = {}
+    for name in names:
+        first, last = 0, len(annotated)
+        if len(annotated) > 4 and rng.random() < p_missing_end:
+            first = 1
+        if len(annotated) > 4 and rng.random() < p_missing_end:
+            last -= 1
+        items = []
+        for v in annotated[first:last]:
+            pts = v.points.copy()
+            pts[:, 0] += rng.normal(0, noise_mm, 6) / sp[0]
+            pts[:, 2] += rng.normal(0, noise_mm, 6) / sp[2]
+            pts[:, 1] = float(np.round(v.points[:, 1].mean() + rng.normal(0, 1.5)))
+            # a reader clicks inside the image: keep the noisy points in the volume
+            np.clip(pts, 0, np.asarray(truth.geometry.shape, dtype=float) - 1, out=pts)
+            items.append(Vertebra(pts, v.level))
+        readings[str(name)] = tuple(items)
+    return readings
+
+
+# --------------------------------------------------------------------------- from annotations
+def _folder_spacing(folder: str) -> tuple[float, float, float]:
+    digest = hashlib.sha256(folder.encode()).digest()
+    pixel = (0.703125, 0.742188, 0.78125)[digest[0] % 3]
+    return (pixel, pixel, 1.0)
+
+
+def _group_vertebrae(annotation: Annotation) -> list[np.ndarray]:
+    """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it.
+
+    Readings are paired across experts by :func:`vfs_utils.matching.match_vertebrae`
+    (by level in v2, by position in v1).
+    """
+    if not any(annotation.experts.values()):
+        raise AnnotationError(f"{annotation.path or annotation.folder}: no expert marked any "
+                              "vertebra; the phantom needs at least one reading.")
+    frame = match_vertebrae(read_annotations([annotation]))
+    pts = points(frame)
+    ids = frame["vertebra_id"].to_numpy()
+    return [pts[ids == k] for k in np.unique(ids)]
+
+
+def _separate(points: list[np.ndarray], spacing: np.ndarray) -> list[np.ndarray]:
+    """Pull touching endplates of neighbouring vertebrae apart to leave a disc."""
+    pts = [p.copy() for p in points]
+    for i in range(len(pts) - 1):
+        a, b = pts[i], pts[i + 1]
+        axis = (b.mean(0) - a.mean(0)) * spacing
+        norm = np.linalg.norm(axis)
+        if norm == 0:
+            continue
+        axis /= norm
+        for k in range(3):
+            gap = float(((b[2 * k] - a[2 * k + 1]) * spacing) @ axis)
+            if gap < _DISC_MIN_MM:
+                shift = min((_DISC_MIN_MM - gap) / 2, 2.0) * axis / spacing
+                shift[1] = 0.0
+                a[2 * k + 1] -= shift
+                b[2 * k] += shift
+    return pts
+
+
+def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
+                          spacing: tuple[float, float, float] | None = None,
+                          shape: tuple[int, int] = (512, 512), margin: int = 16,
+                          extra_points: np.ndarray | None = None) -> SpineTruth:
+    """The spine of a real annotation: one vertebra per mean of the experts' readings.
+
+    Vertebrae are matched across experts by level (v2) or by the nearest centre
+    (v1). Endplates that touch (neighbouring readings sharing points) are pulled
+    apart by at most 2 mm each so a disc separates the bodies; every other point
+    is rendered where the experts put it on average. One unannotated vertebra
+    continues the spine above and below when the volume has room for it.
+
+    Parameters
+    ----------
+    annotation : Annotation or path-like
+        A v1 or v2 annotation.
+    spacing : (row, col, slice) mm, optional
+        Default: pixel 0.70-0.78 mm chosen from a hash of the folder, slices 1 mm.
+    shape : (rows, cols)
+    margin : int
+        Slices added below the largest annotated slice index.
+    extra_points : ndarray (k, 3), optional
+        Further points the volume must contain (e.g. the other annotation version).
+
+    Returns
+    -------
+    SpineTruth
+        With the annotation's folder, SeriesInstanceUID and readings; grades unknown.
+    """
+    ann = annotation if isinstance(annotation, Annotation) else load_annotation(annotation)
+    sp = np.asarray(spacing if spacing is not None else _folder_spacing(ann.folder), float)
+    groups = _group_vertebrae(ann)
+    means = _separate([g.mean(axis=0) for g in groups], sp)
+    levels: list[str | None] = [None] * len(groups)
+    if all(v.level for vs in ann.experts.values() for v in vs):
+        lv = {}
+        for vs in ann.experts.values():
+            for v in vs:
+                lv.setdefault(v.level, v.points.mean(axis=0)[2])
+        levels = sorted(lv, key=lambda x: _level_index(x, 99))
+    all_pts = np.concatenate([np.stack([v.points for v in vs]).reshape(-1, 3)
+                              for vs in ann.experts.values() if vs])
+    if extra_points is not None:
+        all_pts = np.concatenate([all_pts, np.asarray(extra_points, float).reshape(-1, 3)])
+    n_slices = int(math.ceil(all_pts[:, 2].max())) + 1 + margin
+    rows, cols = shape
+    if all_pts[:, 0].max() > rows - 1 or all_pts[:, 1].max() > cols - 1 or all_pts.min() < -0.5:
+        raise AnnotationError(f"{ann.path or ann.folder}: points outside a {rows}x{cols} image; "
+                              "pass a larger shape.")
+    vertebrae = [VertebraTruth(p, lvl) for p, lvl in zip(means, levels)]
+    if len(means) >= 2:   # continue the spine one vertebra above and below
+        top = means[0] - (means[1] - means[0])
+        bottom = means[-1] + (means[-1] - means[-2])
+        if top[:, 2].max() > 0:
+            vertebrae.insert(0, VertebraTruth(top, None, annotated=False))
+        if bottom[:, 2].min() < n_slices:
+            vertebrae.append(VertebraTruth(bottom, None, annotated=False))
+    geometry = Geometry((rows, cols, n_slices), tuple(float(s) for s in sp),
+                        (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
+    digest = hashlib.sha256(ann.folder.encode()).digest()
+    bone = 170.0 + digest[1] % 100
+    return SpineTruth(tuple(vertebrae), geometry, float(bone), bone < 200, ann.folder,
+                      ann.series_uid, dict(ann.experts), 1.0)

@@ -1,0 +1,65 @@
+"""Figures of the spine: sagittal views, expert overlays, a curved reformation, montages.
+
+Every function draws in millimetres: a sagittal slice ``array[:, column, :]``
+is shown with the row axis (anterior -> posterior) horizontal and the slice
+axis (head -> feet) vertical, head at the top, each pixel ``spacing[0]`` mm
+wide and ``spacing[2]`` mm tall, so the aspect ratio is the patient's. Expert
+readings are coloured from the colour-blind-safe Okabe-Ito palette and also
+differ by marker, so they can be told apart in grey print too.
+
+A *volume* is anything with ``array`` (rows, cols, slices, in HU) and
+``spacing`` (row, col, slice, in mm) attributes, such as
+:class:`vfs_utils.dicom.Volume`. A *frame* is a table of readings from
+:func:`vfs_utils.annotation.read_annotations`, restricted to one file.
+
+Functions return matplotlib ``Axes`` or ``Figure`` objects and never call
+``plt.show()``.
+
+Every figure of the lessons is drawn here, one module per kind (as in nilearn's
+plotting package): :mod:`._style` (windows, the Okabe-Ito palette, expert, grade and
+model colours), :mod:`.sagittal` (slices, overlays, montages), :mod:`.reformation`
+(the curved planar reformation), :mod:`.browser` (the slice slider), :mod:`.morphometry`
+(lesson 04's figures) and :mod:`.classifier` (lesson 05's). Plot functions take arrays
+and tables and compute nothing a lesson would want as numbers.
+"""
+from __future__ import annotations
+
+from ._style import (ENV_STATIC_FIGURES, GRADE_COLORS, MODEL_COLORS, OKABE_ITO, WINDOWS,
+                     expert_colors, sagittal_extent)
+from .browser import SliceBrowser, slice_browser
+from .classifier import plot_calibration, plot_patches, plot_roc
+from .morphometry import (draw_vertebra_heights, plot_distributions, plot_flip_rate,
+                          plot_grade_prevalence, plot_kappa_heatmap)
+from .reformation import CurvedReformation, curved_reformation, show_curved_reformation
+from .sagittal import (overlay_readings, sagittal_column, show_sagittal, vertebra_centres,
+                       vertebra_columns, vertebra_montage, zoom_to_readings)
+
+__all__ = [
+    "ENV_STATIC_FIGURES",
+    "GRADE_COLORS",
+    "MODEL_COLORS",
+    "OKABE_ITO",
+    "WINDOWS",
+    "CurvedReformation",
+    "SliceBrowser",
+    "curved_reformation",
+    "draw_vertebra_heights",
+    "expert_colors",
+    "overlay_readings",
+    "plot_calibration",
+    "plot_distributions",
+    "plot_flip_rate",
+    "plot_grade_prevalence",
+    "plot_kappa_heatmap",
+    "plot_patches",
+    "plot_roc",
+    "sagittal_column",
+    "sagittal_extent",
+    "show_curved_reformation",
+    "show_sagittal",
+    "slice_browser",
+    "vertebra_centres",
+    "vertebra_columns",
+    "vertebra_montage",
+    "zoom_to_readings",
+]

@@ -1,0 +1,259 @@
+"""Figures of the morphometry lesson: vertebral heights on a slice, distributions,
+grade prevalence by level, pairwise agreement, and the grade's sensitivity to
+keypoint noise. Heat maps use the colour-blind-safe "cividis".
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..annotation import LEVELS
+from ._style import (_LABEL_X, _LABEL_Y, _MARKERS, _SERIES_COLORS, _TITLE_SIZE, GRADE_COLORS,
+                     OKABE_ITO)
+from .sagittal import show_sagittal
+
+_HEIGHT_NAMES = ("Ha", "Hm", "Hp")
+
+__all__ = ["draw_vertebra_heights", "plot_distributions", "plot_flip_rate",
+           "plot_grade_prevalence", "plot_kappa_heatmap"]
+
+
+def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
+                          volume: Any = None, ax: Axes | None = None, margin_mm: float = 15.0,
+                          title: str | None = None) -> Axes:
+    """One vertebra's six keypoints and its three heights Ha, Hm, Hp, in mm.
+
+    Drawn in the sagittal plane of :func:`show_sagittal`: x = ``row * spacing[0]``
+    (anterior -> posterior), y = ``slice * spacing[2]`` (head at the top). The
+    pairs are ordered by row, so the first is anterior (supine patient).
+
+    Parameters
+    ----------
+    points_vox : array_like, shape (6, 3)
+        Keypoints ``[row, col, slice]`` in voxels.
+    spacing : sequence of 3 float
+        Voxel spacing (row, col, slice) in mm.
+    volume : Volume, optional
+        When given, the sagittal slice through the points' mean column is shown
+        behind them (bone window), cropped to the vertebra plus ``margin_mm``.
+    ax : Axes, optional
+        Where to draw; a new figure otherwise.
+    margin_mm : float
+        Space around the vertebra, in mm.
+    title : str, optional
+        Default: the three heights in mm.
+
+    Returns
+    -------
+    Axes
+    """
+    pts = np.asarray(points_vox, dtype=float)
+    if pts.shape != (6, 3):
+        raise ValueError(f"points_vox must have shape (6, 3) [row, col, slice], not {pts.shape}")
+    sr, _, ss = (float(s) for s in spacing)
+    pairs = pts.reshape(3, 2, 3)
+    pairs = pairs[np.argsort(pairs[:, :, 0].mean(axis=1), kind="stable")]
+    xy = np.stack([pairs[:, :, 0] * sr, pairs[:, :, 2] * ss], axis=-1)      # (3, 2, 2) mm
+    h = np.linalg.norm((pairs[:, 1] - pairs[:, 0]) * np.array([sr, 0.0, ss]), axis=1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.0), layout="constrained")
+    if volume is not None:
+        show_sagittal(volume, float(pts[:, 1].mean()), ax=ax)
+    colors = (OKABE_ITO["orange"], OKABE_ITO["bluish green"], OKABE_ITO["sky blue"])
+    for k in range(3):
+        (x0, y0), (x1, y1) = xy[k]
+        ax.plot([x0, x1], [y0, y1], "-", color=colors[k], lw=2.5,
+                label=f"{_HEIGHT_NAMES[k]} = {h[k]:.1f} mm")
+        ax.plot([x0, x1], [y0, y1], "o", color=colors[k], mec="black", ms=6)
+        ax.annotate(_HEIGHT_NAMES[k], ((x0 + x1) / 2, (y0 + y1) / 2), xytext=(6, 0),
+                    textcoords="offset points", color="black", fontsize=10, va="center",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                          "alpha": 0.8})
+    lo, hi = xy.reshape(-1, 2).min(axis=0), xy.reshape(-1, 2).max(axis=0)
+    ax.set_xlim(lo[0] - margin_mm, hi[0] + margin_mm)
+    ax.set_ylim(hi[1] + margin_mm, lo[1] - margin_mm)      # head at the top
+    ax.set_aspect("equal")
+    ax.set_xlabel(_LABEL_X)
+    ax.set_ylabel(_LABEL_Y)
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.set_title(title if title is not None else "Six keypoints, three heights",
+                 fontsize=_TITLE_SIZE)
+    return ax
+
+
+def plot_distributions(tables: Mapping[str, pd.DataFrame], columns: Sequence[str], *,
+                       xlabels: Mapping[str, str] | None = None, bins: int = 40,
+                       ranges: Mapping[str, tuple[float, float]] | None = None,
+                       title: str | None = None) -> Figure:
+    """Histograms (densities) of some columns, one panel per column, one colour per table.
+
+    Parameters
+    ----------
+    tables : mapping name -> DataFrame
+        For example ``{"v1": table_v1, "v2": table_v2}`` from
+        :func:`vfs_utils.morphometry.morphometry_table`.
+    columns : sequence of str
+        Columns to histogram (NaN dropped).
+    xlabels : mapping column -> str, optional
+        Axis labels with units; default: the column name.
+    bins : int
+        Number of bins, shared by the tables of one panel.
+    ranges : mapping column -> (low, high), optional
+        Histogram range per column; default: the 0.5 and 99.5 percentiles of all tables.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Figure
+    """
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.2),
+                             layout="constrained", squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        values = {name: t[column].to_numpy(dtype=float) for name, t in tables.items()}
+        values = {k: v[np.isfinite(v)] for k, v in values.items()}
+        both = np.concatenate(list(values.values())) if values else np.array([])
+        if ranges and column in ranges:
+            lo, hi = ranges[column]
+        elif len(both):
+            lo, hi = np.percentile(both, [0.5, 99.5])
+        else:
+            lo, hi = 0.0, 1.0
+        for i, (name, v) in enumerate(values.items()):
+            ax.hist(v, bins=bins, range=(lo, hi), density=True, histtype="step", lw=1.8,
+                    color=_SERIES_COLORS[i % len(_SERIES_COLORS)], label=f"{name} (n={len(v)})")
+        ax.set_xlabel((xlabels or {}).get(column, column))
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=_TITLE_SIZE + 1)
+    return fig
+
+
+def plot_grade_prevalence(table: pd.DataFrame, *, grade: str = "grade",
+                          order: Sequence[str] | None = None, ax: Axes | None = None,
+                          title: str | None = None) -> Axes:
+    """Stacked bars: fraction of vertebrae of each grade 1-3 per level.
+
+    Parameters
+    ----------
+    table : DataFrame
+        With ``level`` and a grade column, e.g. :func:`vfs_utils.morphometry.consensus`.
+    grade : str
+        The grade column.
+    order : sequence of str, optional
+        Level order; default :data:`vfs_utils.annotation.LEVELS` (levels present).
+    ax : Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+    """
+    t = table[table["level"].notna() & table[grade].notna()]
+    counts = pd.crosstab(t["level"], t[grade].astype(int)).reindex(columns=[0, 1, 2, 3],
+                                                                    fill_value=0)
+    levels = [lv for lv in (order or LEVELS) if lv in counts.index]
+    counts = counts.loc[levels]
+    frac = counts.div(counts.sum(axis=1), axis=0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(levels) + 1), 3.4),
+                             layout="constrained")
+    x = np.arange(len(levels))
+    bottom = np.zeros(len(levels))
+    for g in (1, 2, 3):
+        ax.bar(x, frac[g].to_numpy(), bottom=bottom, color=GRADE_COLORS[g], edgecolor="black",
+               lw=0.4, label=f"grade {g}")
+        bottom += frac[g].to_numpy()
+    for xi, n in zip(x, counts.sum(axis=1)):
+        ax.text(xi, bottom[xi] + 0.005, str(int(n)), ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(x, levels, rotation=90)
+    ax.set_xlabel("vertebral level (small numbers: vertebrae)")
+    ax.set_ylabel("fraction of vertebrae")
+    ax.set_ylim(0, max(float(bottom.max()), 0.05) * 1.3)
+    ax.legend(fontsize=8, ncols=3, loc="upper left")
+    ax.set_title(title or "Genant grade by level", fontsize=_TITLE_SIZE)
+    return ax
+
+
+def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
+                       title: str | None = None, value: str = "kappa") -> Axes:
+    """Heat map of a pairwise agreement statistic between experts.
+
+    Parameters
+    ----------
+    pairwise : DataFrame
+        ``expert_a, expert_b`` and ``value`` columns, e.g.
+        :attr:`vfs_utils.morphometry.Agreement.pairwise`.
+    ax : Axes, optional
+    title : str, optional
+    value : str
+        Column to show (``"kappa"`` or ``"exact"``).
+
+    Returns
+    -------
+    Axes
+        Cells of pairs without common vertebrae are blank.
+    """
+    experts = sorted(set(pairwise["expert_a"]) | set(pairwise["expert_b"]))
+    m = pd.DataFrame(np.nan, index=experts, columns=experts)
+    for r in pairwise.itertuples(index=False):
+        v = float(getattr(r, value))
+        m.loc[r.expert_a, r.expert_b] = m.loc[r.expert_b, r.expert_a] = v
+    if ax is None:
+        size = 1.0 + 0.55 * len(experts)
+        _, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
+    image = ax.imshow(m.to_numpy(), cmap="cividis", vmin=0.0, vmax=1.0)
+    for i in range(len(experts)):
+        for j in range(len(experts)):
+            v = m.iat[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(len(experts)), experts, rotation=45, ha="right")
+    ax.set_yticks(range(len(experts)), experts)
+    ax.set_xlabel("expert")
+    ax.set_ylabel("expert")
+    ax.figure.colorbar(image, ax=ax, label=value, shrink=0.8)
+    ax.set_title(title or f"Pairwise {value}", fontsize=_TITLE_SIZE)
+    return ax
+
+
+def plot_flip_rate(curves: Mapping[str, pd.DataFrame], *, ax: Axes | None = None,
+                   title: str | None = None, xlabel: str = "keypoint noise sigma (mm)") -> Axes:
+    """Grade flip rate against keypoint noise, one line per curve.
+
+    Parameters
+    ----------
+    curves : mapping label -> DataFrame
+        From :func:`vfs_utils.morphometry.grade_flip_rate` (``sigma_mm``,
+        ``flip_rate``, ``flip_rate_sd``).
+    ax : Axes, optional
+    title : str, optional
+    xlabel : str
+
+    Returns
+    -------
+    Axes
+        Error bars: standard deviation across the Monte Carlo draws.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
+    for i, (label, t) in enumerate(curves.items()):
+        ax.errorbar(t["sigma_mm"], 100 * t["flip_rate"], yerr=100 * t["flip_rate_sd"],
+                    marker=_MARKERS[i % len(_MARKERS)], capsize=3,
+                    color=_SERIES_COLORS[i % len(_SERIES_COLORS)], label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("readings whose grade changes (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Sensitivity of the Genant grade to keypoint noise",
+                 fontsize=_TITLE_SIZE)
+    return ax
