@@ -2,7 +2,7 @@
 
 Runs, in one process (so that the peak resident memory is the pipeline's own):
 
-(a) the default pipeline of ``notebooks/05_baseline.ipynb``: ``load_studies`` on
+(a) the default pipeline of ``notebooks/06_classifier.ipynb``: ``load_studies`` on
     the lesson's data source (phantom mode: all 100 real v2 annotation files),
     ``dataset_features`` on a two-process pool with patches, ``reader_baseline``
     and ``evaluate`` (5-fold GroupKFold, 3 models, 2 targets, 1000 bootstrap

@@ -25,7 +25,7 @@ from . import data
 from ._fs import dicom_root, study_dir
 from ._modes import MODES
 from .dicom import quiet_uid_warnings
-from .errors import DataNotFoundError
+from .errors import DataNotFoundError, DatasetExistsError
 from .phantom import build_dataset
 
 __all__ = ["MODES", "DataSource", "PHANTOM_STUDIES", "setup"]
@@ -97,9 +97,6 @@ def _real_annotations() -> tuple[Path, Path] | None:
 
 def _demo(name: str, **params) -> Path:
     """A demo dataset: a matching build in VFS_SHARED_DIR (only read), else built in the cache."""
-    from .errors import DatasetExistsError
-    from .phantom import build_dataset
-
     shared = data.shared_demo_dir(name)
     if shared is not None:
         try:   # a complete build there: returned when its parameters match, else refused

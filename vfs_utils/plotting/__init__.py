@@ -19,13 +19,16 @@ Every figure of the lessons is drawn here, one module per kind (as in nilearn's
 plotting package): :mod:`._style` (windows, the Okabe-Ito palette, expert, grade and
 model colours), :mod:`.sagittal` (slices, overlays, montages), :mod:`.reformation`
 (the curved planar reformation), :mod:`.browser` (the slice slider), :mod:`.morphometry`
-(lesson 04's figures) and :mod:`.classifier` (lesson 05's). Plot functions take arrays
+and :mod:`.agreement` (lessons 04 and 05: heights, rules, level-normal references,
+reader agreement) and :mod:`.classifier` (lesson 06's). Plot functions take arrays
 and tables and compute nothing a lesson would want as numbers.
 """
 from __future__ import annotations
 
 from ._style import (ENV_STATIC_FIGURES, GRADE_COLORS, MODEL_COLORS, OKABE_ITO, WINDOWS,
                      expert_colors, sagittal_extent)
+from .agreement import (plot_bland_altman, plot_flip_rate_vs_observed, plot_level_reference,
+                        plot_prevalence_by_level)
 from .browser import SliceBrowser, slice_browser
 from .classifier import plot_calibration, plot_patches, plot_roc
 from .morphometry import (draw_vertebra_heights, plot_distributions, plot_flip_rate,
@@ -46,12 +49,16 @@ __all__ = [
     "draw_vertebra_heights",
     "expert_colors",
     "overlay_readings",
+    "plot_bland_altman",
     "plot_calibration",
     "plot_distributions",
     "plot_flip_rate",
+    "plot_flip_rate_vs_observed",
     "plot_grade_prevalence",
     "plot_kappa_heatmap",
+    "plot_level_reference",
     "plot_patches",
+    "plot_prevalence_by_level",
     "plot_roc",
     "sagittal_column",
     "sagittal_extent",

@@ -7,7 +7,6 @@ Inside: :func:`plot_level_reference` (a level's normal ratio with its SD band),
 keypoint scatter and their observed disagreement marked). Every function takes
 tables computed by :mod:`vfs_utils.morphometry` / :mod:`vfs_utils.agreement`
 and computes nothing a lesson would want as a number. Colours: Okabe-Ito.
-(To be moved into the ``vfs_utils.plotting`` package.)
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from .plotting import OKABE_ITO
+from ._style import OKABE_ITO
 
 __all__ = [
     "plot_bland_altman",
