@@ -36,6 +36,23 @@ def v2_dir() -> Path:
     return _annotation_copy("v2", "VFS_ANNOTATION_DIR_V2", "anchor-free-genant")
 
 
+@pytest.fixture(scope="module")
+def private_cache_dir(tmp_path_factory):
+    """VFS_CACHE_DIR set to a fresh folder for one test module (e.g. its series index).
+
+    Set in ``os.environ`` (not monkeypatch) so that worker processes started by the
+    module inherit it; restored afterwards.
+    """
+    saved = os.environ.get("VFS_CACHE_DIR")
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["VFS_CACHE_DIR"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("VFS_CACHE_DIR", None)
+    else:
+        os.environ["VFS_CACHE_DIR"] = saved
+
+
 # --------------------------------------------------------------------------- phantom data
 #: Rows and columns of the quick test datasets.
 TINY_SIZE = 192

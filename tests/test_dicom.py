@@ -94,15 +94,9 @@ def write_junk(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def private_index_cache(tmp_path_factory):
+def _private_cache(private_cache_dir):
     """The series index of these tests lives in a temporary cache folder."""
-    saved = os.environ.get("VFS_CACHE_DIR")
-    os.environ["VFS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
     yield
-    if saved is None:
-        os.environ.pop("VFS_CACHE_DIR", None)
-    else:
-        os.environ["VFS_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="module")

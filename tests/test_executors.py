@@ -82,15 +82,9 @@ def serial_features(root):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """The series index lives in a temporary cache folder (set before any worker starts)."""
-    saved = os.environ.get("VFS_CACHE_DIR")
-    os.environ["VFS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+def _private_cache(private_cache_dir):
+    """The series index of these tests lives in a temporary cache folder."""
     yield
-    if saved is None:
-        os.environ.pop("VFS_CACHE_DIR", None)
-    else:
-        os.environ["VFS_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="module")
