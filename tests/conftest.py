@@ -2,13 +2,29 @@
 (a tiny dataset on disk, a fractured spine) used by several test packages."""
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
+
+try:
+    # distributed binds its log handlers to sys.stderr when first imported. Imported inside a
+    # test that uses capsys, that is a stream closed after the test, and a later record of a
+    # scheduler thread fails with "ValueError: I/O operation on closed file". Import it here,
+    # once, and let its handlers write to the real stderr, warnings and errors only.
+    import distributed  # noqa: F401
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    for _handler in logging.getLogger("distributed").handlers:
+        if type(_handler) is logging.StreamHandler:
+            _handler.setStream(sys.__stderr__)
+except ImportError:  # pragma: no cover - distributed is a core dependency
+    pass
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import sys
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 
@@ -91,11 +90,8 @@ def _private_cache(private_cache_dir):
 def client():
     """A Client on a LocalCluster of two single-threaded worker processes.
 
-    The dashboard takes a free port (":0": no "port 8787 is in use" warning). distributed's
-    log handlers write to the stream that was sys.stderr when it was imported, which under
-    pytest is a capture file closed before the interpreter exits; the cluster is closed here,
-    and the handlers are pointed at the real stderr, so a late log record (workers shutting
-    down) cannot fail with "ValueError: I/O operation on closed file".
+    The dashboard takes a free port (":0": no "port 8787 is in use" warning); distributed's
+    log handlers are set up in conftest.py.
     """
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -105,11 +101,6 @@ def client():
     yield client
     client.close()
     cluster.close()
-    for name in ("distributed", "dask"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                    handler, logging.FileHandler):
-                handler.setStream(sys.__stderr__)
 
 
 @pytest.fixture(params=["threads", "dask"])
