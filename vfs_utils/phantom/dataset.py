@@ -457,7 +457,8 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
         if annotation_dir is None:
             records = _build_synthetic(tmp, params["studies"], seed, int(image_size))
             detail = (f"{params['studies']} fully synthetic studies, seed {seed}; the expert "
-                      "readings are the true keypoints plus about 1 mm reader noise.")
+                      "readings are the true keypoints plus the real readers' noise (about 0.5 mm "
+                      "per axis, measured on the v2 annotations).")
         else:
             records = _build_from_annotations(tmp, files, seed)
             detail = (f"{len(files)} studies rendered from the real annotation files of "

@@ -32,7 +32,7 @@ _CORTEX_MM = 1.0
 _DELTA_MM = 1.2     # the body extends this far beyond the anterior/posterior keypoints
 _SPUR_HU = 600.0    # osteophytes: dense bone
 _SPUR_ANGLE = math.radians(35)   # a spur points anteriorly and this far towards the disc
-_SCLEROSIS_HU = 500.0            # the rim around a Schmorl node
+_SCLEROSIS_HU = 450.0            # the rim around a Schmorl node
 
 
 # --------------------------------------------------------------------------- rendering
@@ -268,7 +268,7 @@ def _schmorl_node(view, body: _Body, detail, a, b, x, occ, w: float) -> None:
     x0 = float(detail.get("offset_mm", 0.0))
     da, dx, db = (a - a0) / r, (x - x0) / r, (b - b0) / depth
     rho = np.sqrt(da * da + dx * dx + db * db)
-    rim = _ramp((1.0 + 1.0 / r - rho) * r, w) * occ
+    rim = _ramp((1.0 + 0.7 / r - rho) * r, w) * occ
     pit = _ramp((1.0 - rho) * min(r, depth), w) * occ
     _paint(view, rim, _SCLEROSIS_HU)
     _paint(view, pit, HU["disc"])
