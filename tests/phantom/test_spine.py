@@ -13,7 +13,12 @@ BONE_HU = 150.0      # threshold separating bone from disc and soft tissue
 def test_sampled_spine_is_anatomical(fractured_spine):
     truth = fractured_spine
     assert len(truth.vertebrae) == 14
-    assert [v.deformity for v in truth.vertebrae].count("normal") == 11
+    # three fractures; the other eleven are grade 0: normal or a non-fracture deformity
+    assert sorted(v.deformity for v in truth.vertebrae if v.grade) == ["biconcave", "crush",
+                                                                      "wedge"]
+    assert all(v.deformity in ("normal", *phantom.NON_FRACTURE_DEFORMITIES)
+               for v in truth.vertebrae if v.grade == 0)
+    assert sum(v.grade == 0 for v in truth.vertebrae) == 11
     heights = truth.heights_mm()
     normal = [i for i, v in enumerate(truth.vertebrae) if v.grade == 0]
     # heights grow towards the feet; thoracic bodies 12-30 mm

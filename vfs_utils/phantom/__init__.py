@@ -15,9 +15,13 @@ pair upper endplate first.
 Anatomy (HU): air outside an elliptical torso, subcutaneous fat (-100),
 muscle and soft tissue (35-40), lungs (-850) over the thoracic range, heart,
 descending aorta, trachea, sternum and ribs; vertebral bodies with a cortical
-shell (700) around cancellous bone (lower in osteoporotic studies),
-intervertebral discs (80), the spinal canal (10) and posterior elements; then
-a slight in-plane blur and Gaussian noise. Edges are rendered with partial
+shell (700) around cancellous bone (a per-patient density, lower in osteoporotic
+patients, who are more often fractured), intervertebral discs (80), the spinal
+canal (10) and posterior elements; non-fracture deformities (Schmorl nodes,
+osteophytes, short vertebrae: grade 0); then the study's acquisition (blur,
+HU offset, noise level, drawn per study). Normal vertebrae have the real
+annotations' per-level wedging and endplate concavity, and simulated readers
+their per-level noise. Edges are rendered with partial
 volume (soft ramps of about one voxel), so heights measured back from the
 image agree with the keypoints.
 
@@ -30,12 +34,13 @@ from __future__ import annotations
 from .dataset import (DEFAULT_STUDIES, build_dataset, code_fingerprint, dataset_manifest,
                       fingerprint_files, read_manifest, write_study)
 from .render import render_sagittal_slab, render_volume
-from .spine import (HU, Geometry, SpineTruth, VertebraTruth, sample_readings, sample_spine,
-                    spine_from_annotation)
+from .spine import (HU, NON_FRACTURE_DEFORMITIES, Geometry, SpineTruth, VertebraTruth,
+                    sample_readings, sample_spine, spine_from_annotation)
 
 __all__ = [
     "DEFAULT_STUDIES",
     "HU",
+    "NON_FRACTURE_DEFORMITIES",
     "Geometry",
     "VertebraTruth",
     "SpineTruth",

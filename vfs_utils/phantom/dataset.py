@@ -5,6 +5,7 @@ fingerprint that says when a cached build is stale).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import logging
@@ -205,9 +206,11 @@ def _truth_record(truth: SpineTruth) -> dict:
         "spacing": [round(s, 6) for s in truth.geometry.spacing],
         "bone_hu": round(truth.bone_hu, 2),
         "osteoporotic": bool(truth.osteoporotic),
+        "acquisition": {"noise_hu": round(truth.noise_hu, 3), "blur_px": round(truth.blur_px, 4),
+                        "hu_offset": round(truth.hu_offset, 3)},
         "vertebrae": [
             {"level": v.level, "grade": v.grade, "deformity": v.deformity,
-             "annotated": v.annotated,
+             "detail": dict(v.detail), "annotated": v.annotated,
              "heights_mm": [round(float(h), 3) for h in hs],
              "points": [[round(float(c), 4) for c in p] for p in v.points]}
             for v, hs in zip(truth.vertebrae, heights)],
@@ -318,9 +321,7 @@ def _synthetic_truths(n: int, seed: int, size: int = 512) -> list[SpineTruth]:
         truth = sample_spine(rng, fractures=fractures, folder=folder, shape=(size, size),
                              series_uid=_uid("series", "synthetic", seed, i))
         readings = sample_readings(truth, np.random.default_rng([seed, i, 1]))
-        truths.append(SpineTruth(truth.vertebrae, truth.geometry, truth.bone_hu,
-                                 truth.osteoporotic, folder, truth.series_uid, readings,
-                                 truth.torso_scale))
+        truths.append(dataclasses.replace(truth, folder=folder, readings=readings))
     return truths
 
 
@@ -355,7 +356,9 @@ series so that the lessons run offline. Layout as the real dataset:
 - `dicom/<Folder>/series-003`: a one-image coronal localizer (ImageType LOCALIZER)
 - `annotation/<Folder>.json` (v1 schema) and `annotation_v2/<Folder>.json` (v2 schema)
 - `manifest.json`: parameters, seed and the per-study truth (true heights, grades,
-  deformity types, levels), written last: its presence marks a complete build.
+  deformity types including the non-fracture ones of grade 0, levels, bone density,
+  the acquisition: noise, blur, HU offset), written last: its presence marks a
+  complete build.
 
 Mode: {mode}. {detail}
 """
@@ -454,7 +457,8 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
         if annotation_dir is None:
             records = _build_synthetic(tmp, params["studies"], seed, int(image_size))
             detail = (f"{params['studies']} fully synthetic studies, seed {seed}; the expert "
-                      "readings are the true keypoints plus about 1 mm reader noise.")
+                      "readings are the true keypoints plus the real readers' noise (about 0.5 mm "
+                      "per axis, measured on the v2 annotations).")
         else:
             records = _build_from_annotations(tmp, files, seed)
             detail = (f"{len(files)} studies rendered from the real annotation files of "
@@ -484,6 +488,13 @@ def _build_synthetic(root: Path, n: int, seed: int, size: int = 512) -> list[dic
     return records
 
 
+def _with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
+    """``truth`` with a per-study acquisition drawn as :func:`sample_spine` draws it."""
+    return dataclasses.replace(truth, noise_hu=float(rng.uniform(10, 28)),
+                               blur_px=float(rng.uniform(0.4, 1.1)),
+                               hu_offset=float(np.clip(rng.normal(0, 6), -15, 15)))
+
+
 def _build_from_annotations(root: Path, files: list[Path], seed: int) -> list[dict]:
     anns = [load_annotation(f) for f in files]
     versions = {a.version for a in anns}
@@ -500,6 +511,7 @@ def _build_from_annotations(root: Path, files: list[Path], seed: int) -> list[di
                                     for vs in other_ann.experts.values() if vs])
         # levels from the v2 reading guide the lungs and organs; the given file sets the spine
         truth = spine_from_annotation(ann, extra_points=extra)
+        truth = _with_acquisition(truth, np.random.default_rng([seed, i, 3]))
         log.info("rendering study %d/%d (%s)", i + 1, len(files), ann.folder)
         digest = hashlib.sha256(ann.folder.encode()).hexdigest()[:8].upper()
         rec = write_study(root, truth, rng=np.random.default_rng([seed, i, 2]),

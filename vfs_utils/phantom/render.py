@@ -5,13 +5,18 @@ Anatomy (HU): air outside an elliptical torso, subcutaneous fat (-100),
 muscle and soft tissue (35-40), lungs (-850) over the thoracic range, heart,
 descending aorta, trachea, sternum and ribs; vertebral bodies with a cortical
 shell (700) around cancellous bone (lower in osteoporotic studies),
-intervertebral discs (80), the spinal canal (10) and posterior elements; then
-a slight in-plane blur and Gaussian noise. Edges are rendered with partial
-volume (soft ramps of about one voxel), so heights measured back from the
-image agree with the keypoints.
+intervertebral discs (80), the spinal canal (10) and posterior elements; the
+non-fracture deformities of :class:`~vfs_utils.phantom.spine.VertebraTruth`
+(Schmorl nodes: an endplate pit filled with disc, with a thin sclerotic rim;
+osteophytes: anterior bony spurs at the endplate margins; a short vertebra is
+only lower); then the study's acquisition (``SpineTruth.blur_px``: in-plane
+blur; ``hu_offset``: added everywhere; ``noise_hu``: Gaussian noise). Edges are
+rendered with partial volume (soft ramps of about one voxel), so heights
+measured back from the image agree with the keypoints.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -23,10 +28,11 @@ from .spine import HU, Geometry, SpineTruth, _level_index
 
 __all__ = ["render_sagittal_slab", "render_volume"]
 
-_NOISE_HU = 15.0
-_BLUR_PX = 0.6
 _CORTEX_MM = 1.0
 _DELTA_MM = 1.2     # the body extends this far beyond the anterior/posterior keypoints
+_SPUR_HU = 600.0    # osteophytes: dense bone
+_SPUR_ANGLE = math.radians(35)   # a spur points anteriorly and this far towards the disc
+_SCLEROSIS_HU = 450.0            # the rim around a Schmorl node
 
 
 # --------------------------------------------------------------------------- rendering
@@ -188,7 +194,7 @@ def _render_spine(vol: np.ndarray, truth: SpineTruth, box) -> None:
             occ *= _ramp(d + 0.5 * w, w)   # overlap the bodies slightly; bone paints over it
         _paint(_view(vol, box, idx), occ, HU["disc"])
 
-    for i, (body, f) in enumerate(zip(bodies, frames)):
+    for v, body, f in zip(truth.vertebrae, bodies, frames):
         a_post = body.walls[1][0][0]
         height = body.b_range[1] - body.b_range[0]
         depth = body.a_range[1] - body.a_range[0]
@@ -197,7 +203,9 @@ def _render_spine(vol: np.ndarray, truth: SpineTruth, box) -> None:
         a_c = a_post + _DELTA_MM + rc + 0.5
         sp_len = 1.1 * depth + 6
         tilt = math.tan(math.radians(40))
-        a_lim = (body.a_range[0] - 2, a_c + rc + sp_len + 6)
+        spur = max(v.detail.get("upper_mm", 0.0), v.detail.get("lower_mm", 0.0)) \
+            if v.deformity == "osteophyte" else 0.0
+        a_lim = (body.a_range[0] - 2 - spur, a_c + rc + sp_len + 6)
         b_lim = (body.b_range[0] - 6, body.b_range[1] + sp_len * tilt + 6)
         lo, hi = _corners_box(f, a_lim, b_lim, max(body.half_width, rcx + 26) + 3)
         idx = _box_grid(geom, box, lo, hi)
@@ -237,6 +245,52 @@ def _render_spine(vol: np.ndarray, truth: SpineTruth, box) -> None:
         bone = HU["cortical"] * (occ - inner) + truth.bone_hu * inner
         view *= 1 - occ
         view += bone
+        if v.deformity == "schmorl_node":
+            _schmorl_node(view, body, v.detail, a, b, x, occ, w)
+        elif v.deformity == "osteophyte":
+            _osteophytes(view, body, v.detail, a, b, x, w)
+
+
+def _schmorl_node(view, body: _Body, detail, a, b, x, occ, w: float) -> None:
+    """An endplate pit (disc HU, a sclerotic rim) kept clear of the keypoint lines."""
+    (p0, _), (p1, _) = body.walls
+    a_ant, a_post = p0[0], p1[0]
+    half = 0.5 * (a_post - a_ant)
+    a_mid = a_ant + half
+    r = min(float(detail.get("radius_mm", 2.5)), max(0.5 * (half - 2.0), 1.0))
+    a0 = a_ant + float(detail.get("position", 0.6)) * (a_post - a_ant)
+    side = 1.0 if a0 >= a_mid else -1.0
+    lo, hi = r + 1.0, half - r - 1.0        # clear of the middle and the wall keypoints
+    a0 = a_mid + side * float(np.clip(abs(a0 - a_mid), lo, max(hi, lo)))
+    upper = detail.get("endplate", "lower") == "upper"
+    b0 = float(np.polyval(body.qu if upper else body.ql, a0))
+    depth = float(detail.get("depth_mm", 3.0))
+    x0 = float(detail.get("offset_mm", 0.0))
+    da, dx, db = (a - a0) / r, (x - x0) / r, (b - b0) / depth
+    rho = np.sqrt(da * da + dx * dx + db * db)
+    rim = _ramp((1.0 + 0.7 / r - rho) * r, w) * occ
+    pit = _ramp((1.0 - rho) * min(r, depth), w) * occ
+    _paint(view, rim, _SCLEROSIS_HU)
+    _paint(view, pit, HU["disc"])
+
+
+def _osteophytes(view, body: _Body, detail, a, b, x, w: float) -> None:
+    """Bony spurs from the anterior endplate corners, outside the anterior wall."""
+    (p0, n0), _ = body.walls
+    d_out = -((a - p0[0]) * n0[0] + (b - p0[1]) * n0[1] + body.delta)   # > 0 anterior to the wall
+    a_c = p0[0] - body.delta
+    lateral = _ramp(0.6 * body.half_width - np.abs(x), w)
+    for key, coef, sign in (("upper_mm", body.qu, -1.0), ("lower_mm", body.ql, 1.0)):
+        length = float(detail.get(key, 0.0))
+        if length <= 0:
+            continue
+        c0 = np.array([a_c, float(np.polyval(coef, a_c))])
+        u = np.array([-math.cos(_SPUR_ANGLE), sign * math.sin(_SPUR_ANGLE)])
+        s = np.clip((a - c0[0]) * u[0] + (b - c0[1]) * u[1], 0.0, length)
+        dist = np.sqrt((a - c0[0] - s * u[0]) ** 2 + (b - c0[1] - s * u[1]) ** 2)
+        radius = 1.6 * (1 - s / length) + 0.4
+        occ = _ramp(radius - dist, w) * _ramp(d_out + 0.3, w) * lateral
+        _paint(view, occ, _SPUR_HU)
 
 
 def _torso_fields(truth: SpineTruth, box):
@@ -399,7 +453,8 @@ def _full_box(geom: Geometry):
 
 def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
                   rng: np.random.Generator | None = None, *, box=None,
-                  noise: float = _NOISE_HU, blur: float = _BLUR_PX) -> np.ndarray:
+                  noise: float | None = None, blur: float | None = None,
+                  hu_offset: float | None = None) -> np.ndarray:
     """Render the phantom CT in HU.
 
     Parameters
@@ -415,10 +470,13 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
         sagittal slab around the spine; the result then has shape
         ``(r1 - r0, c1 - c0, s1 - s0)`` and equals the same box of the full volume
         up to noise.
-    noise : float
-        Standard deviation of the Gaussian noise in HU (0 for none).
-    blur : float
-        In-plane Gaussian blur in pixels (0 for none).
+    noise : float, optional
+        Standard deviation of the Gaussian noise in HU (0 for none); default
+        ``truth.noise_hu``.
+    blur : float, optional
+        In-plane Gaussian blur in pixels (0 for none); default ``truth.blur_px``.
+    hu_offset : float, optional
+        Added to every voxel before the noise (HU); default ``truth.hu_offset``.
 
     Returns
     -------
@@ -427,8 +485,10 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
         so ``array[:, :, k]`` is contiguous.
     """
     if geometry is not None and geometry != truth.geometry:
-        truth = SpineTruth(truth.vertebrae, geometry, truth.bone_hu, truth.osteoporotic,
-                           truth.folder, truth.series_uid, truth.readings, truth.torso_scale)
+        truth = dataclasses.replace(truth, geometry=geometry)
+    noise = float(truth.noise_hu if noise is None else noise)
+    blur = float(truth.blur_px if blur is None else blur)
+    hu_offset = float(truth.hu_offset if hu_offset is None else hu_offset)
     geom = truth.geometry
     rng = rng if rng is not None else np.random.default_rng(0)
     full = _full_box(geom)
@@ -461,6 +521,8 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
         picks = rng.integers(0, [8, pad, pad], size=(n_s, 3))
     for k in range(n_s):
         img = vol[k]
+        if hu_offset:
+            img += np.float32(hu_offset)
         if noise > 0:
             j, dr, dc = picks[k]
             img += bank[j, dr:dr + n_r, dc:dc + n_c]
@@ -481,7 +543,7 @@ def render_sagittal_slab(truth: SpineTruth, half_width_mm: float = 12.0,
         Half width of the slab in mm (cols ``centre +- half_width``).
     rng : numpy.random.Generator, optional
     **kwargs
-        Passed to :func:`render_volume` (``noise``, ``blur``).
+        Passed to :func:`render_volume` (``noise``, ``blur``, ``hu_offset``).
 
     Returns
     -------

@@ -1,6 +1,12 @@
 """The phantom's geometry and truth, sampled spines and readings, and the spine of a
 real annotation: :class:`Geometry`, :class:`VertebraTruth`, :class:`SpineTruth`,
-:func:`sample_spine`, :func:`sample_readings`, :func:`spine_from_annotation`, :data:`HU`.
+:func:`sample_spine`, :func:`sample_readings`, :func:`spine_from_annotation`, :data:`HU`,
+:data:`NON_FRACTURE_DEFORMITIES`.
+
+The normal shape of a sampled vertebra (physiological wedging Ha/Hp and endplate
+concavity Hm/Hp, per level) and the simulated readers' noise come from a small
+table of numbers measured once on the real v2 annotations (``_NORMAL_SHAPE``;
+re-derive it with ``docs/derive_phantom_shape.py``).
 
 Conventions are the annotation's: a volume has shape ``(rows, cols, slices)``,
 row grows anterior -> posterior, col patient right -> left, slice head -> feet;
@@ -15,6 +21,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -22,8 +29,8 @@ from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, 
 from ..errors import AnnotationError
 from ..matching import match_vertebrae
 
-__all__ = ["HU", "Geometry", "SpineTruth", "VertebraTruth", "sample_readings", "sample_spine",
-           "spine_from_annotation"]
+__all__ = ["HU", "NON_FRACTURE_DEFORMITIES", "Geometry", "SpineTruth", "VertebraTruth",
+           "sample_readings", "sample_spine", "spine_from_annotation"]
 
 #: Root of every UID the phantom writes (``2.25`` UUID-derived UIDs are used below it).
 _UID_SOURCE = "vfs-tutorials phantom v1"
@@ -68,11 +75,22 @@ class VertebraTruth:
     level : str or None
         Level name such as ``"Th7"``.
     grade : int or None
-        Genant grade 0-3 (None when unknown, e.g. read from a real annotation).
+        Genant grade 0-3 of a fracture (None when unknown, e.g. read from a real
+        annotation). The non-fracture deformities have grade 0.
     deformity : str or None
-        ``"normal"``, ``"wedge"``, ``"biconcave"`` or ``"crush"`` (None when unknown).
+        ``"normal"``; a fracture ``"wedge"``, ``"biconcave"`` or ``"crush"`` (grade
+        1-3); or a non-fracture deformity (grade 0, :data:`NON_FRACTURE_DEFORMITIES`):
+        ``"schmorl_node"`` (an endplate pit filled with disc), ``"osteophyte"``
+        (anterior bony spurs at the endplate margins) or ``"short_vertebra"``
+        (uniformly lower, normal ratios). None when unknown.
     annotated : bool
         False for vertebrae rendered only to continue the spine beyond the annotated ones.
+    detail : mapping
+        Parameters of a non-fracture deformity, read by the renderer (empty otherwise):
+        Schmorl node ``endplate`` ("upper"/"lower"), ``position`` (0 anterior - 1
+        posterior), ``offset_mm`` (lateral), ``radius_mm``, ``depth_mm``; osteophyte
+        ``upper_mm``, ``lower_mm`` (spur lengths, 0 for none); short vertebra
+        ``height_factor``.
     """
 
     points: np.ndarray
@@ -80,6 +98,7 @@ class VertebraTruth:
     grade: int | None = None
     deformity: str | None = None
     annotated: bool = True
+    detail: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +111,8 @@ class SpineTruth:
         Head -> feet order.
     geometry : Geometry
     bone_hu : float
-        Cancellous bone attenuation in HU (lower when ``osteoporotic``).
+        Cancellous bone attenuation in HU, one value per patient (lower when
+        ``osteoporotic``, and osteoporosis is more likely with fractures).
     osteoporotic : bool
     folder : str
         Study folder name.
@@ -102,6 +122,10 @@ class SpineTruth:
         Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra` (simulated or real).
     torso_scale : float
         Size factor of the torso (1 = 32 x 23 cm).
+    noise_hu, blur_px, hu_offset : float
+        The study's acquisition, shared by all its vertebrae: SD of the image noise
+        (HU), in-plane Gaussian blur (pixels; larger = softer kernel) and a
+        calibration offset added to every voxel (HU).
     """
 
     vertebrae: tuple[VertebraTruth, ...]
@@ -112,6 +136,9 @@ class SpineTruth:
     series_uid: str = ""
     readings: dict[str, tuple[Vertebra, ...]] = field(default_factory=dict)
     torso_scale: float = 1.0
+    noise_hu: float = 15.0
+    blur_px: float = 0.6
+    hu_offset: float = 0.0
 
     def heights_mm(self) -> np.ndarray:
         """True anterior, middle and posterior heights in mm, shape (n_vertebrae, 3)."""
@@ -131,16 +158,125 @@ def _uid(*parts) -> str:
 _DEFORMITIES = ("wedge", "biconcave", "crush")
 _GRADE_RANGE = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
 
+#: Deformities that are not fractures (grade 0): what a fracture classifier must not flag.
+NON_FRACTURE_DEFORMITIES: tuple[str, str, str] = ("schmorl_node", "osteophyte", "short_vertebra")
+
+#: Normal vertebral shape per level, measured once on the real v2 annotations
+#: (anchor-free-genant, 100 studies, CC BY-NC 4.0; the files are not in this repository)
+#: by ``docs/derive_phantom_shape.py``, which prints this table again. Every expert's
+#: reading at unit spacing (voxels), "normal" = within-vertebra QM grade 0
+#: (:mod:`vfs_utils.morphometry`), levels with >= 20 normal readings. Columns:
+#: n normal readings; Ha/Hp median, first and third quartile; Hm/Hp median, quartiles;
+#: one reader's SD of Ha/Hp and of Hm/Hp around the readers' mean of the same vertebra.
+_NORMAL_SHAPE: dict[str, tuple[float, ...]] = {
+    'C6': (30, 0.945, 0.900, 1.025, 0.882, 0.848, 0.934, 0.052, 0.035),
+    'C7': (101, 0.991, 0.952, 1.034, 0.879, 0.848, 0.914, 0.031, 0.032),
+    'Th1': (216, 0.958, 0.913, 0.991, 0.865, 0.838, 0.899, 0.036, 0.037),
+    'Th2': (236, 0.966, 0.938, 1.007, 0.865, 0.838, 0.894, 0.029, 0.027),
+    'Th3': (211, 0.955, 0.922, 0.990, 0.856, 0.834, 0.881, 0.025, 0.024),
+    'Th4': (216, 0.938, 0.909, 0.970, 0.858, 0.834, 0.882, 0.024, 0.025),
+    'Th5': (200, 0.920, 0.887, 0.954, 0.860, 0.836, 0.884, 0.025, 0.025),
+    'Th6': (184, 0.889, 0.856, 0.928, 0.855, 0.831, 0.885, 0.025, 0.024),
+    'Th7': (171, 0.887, 0.860, 0.920, 0.859, 0.834, 0.886, 0.026, 0.028),
+    'Th8': (205, 0.907, 0.873, 0.937, 0.857, 0.835, 0.882, 0.022, 0.021),
+    'Th9': (232, 0.927, 0.887, 0.965, 0.863, 0.838, 0.889, 0.027, 0.023),
+    'Th10': (234, 0.952, 0.912, 0.984, 0.870, 0.847, 0.898, 0.026, 0.023),
+    'Th11': (207, 0.923, 0.883, 0.960, 0.863, 0.841, 0.889, 0.024, 0.023),
+    'Th12': (198, 0.937, 0.894, 0.965, 0.867, 0.843, 0.892, 0.023, 0.025),
+    'L1': (142, 0.950, 0.900, 0.977, 0.871, 0.844, 0.895, 0.021, 0.024),
+    'L2': (42, 0.960, 0.935, 1.011, 0.859, 0.839, 0.889, 0.016, 0.022),
+}
+#: SD of a reader's whole-endplate placement along the height, as a fraction of the
+#: posterior height (the part of the readers' slice-axis keypoint scatter that the
+#: per-point noise behind the ratio SDs above does not explain; same script).
+_ENDPLATE_SHIFT = 0.0181
+#: SD (mm) of a reader's point along the endplate (anterior-posterior placement).
+_ALONG_MM = 0.6
+_IQR_PER_SD = 1.349          # interquartile range of a normal distribution, in SD
+
+#: Per-vertebra probabilities of the non-fracture deformities (at most one per vertebra).
+#: Schmorl nodes: mid-thoracic to lumbar; osteophytes: a per-patient degenerative
+#: tendency (none in half the patients); short vertebra: rare.
+_P_SCHMORL = 0.06
+_P_OSTEOPHYTE = (0.0, 0.12, 0.35)
+_P_OSTEOPHYTE_PATIENT = (0.5, 0.3, 0.2)
+_P_SHORT = 0.02
+
 
 def _level_index(level: str | None, default: int) -> int:
     return LEVELS.index(level) if level in LEVELS else default
 
 
+def _shape_row(level: str | None) -> tuple[float, ...]:
+    """The :data:`_NORMAL_SHAPE` row of ``level``, or of the nearest tabulated level."""
+    if level in _NORMAL_SHAPE:
+        return _NORMAL_SHAPE[level]
+    k = _level_index(level, LEVELS.index("Th6"))
+    nearest = min(_NORMAL_SHAPE, key=lambda lv: abs(LEVELS.index(lv) - k))
+    return _NORMAL_SHAPE[nearest]
+
+
+def _normal_shape(level: str | None, rng: np.random.Generator) -> tuple[float, float]:
+    """True (Ha/Hp, Hm/Hp) of a normal vertebra at ``level``.
+
+    Normal around the level's median; the SD is the readings' spread (IQR / 1.349)
+    less the reader noise that :func:`sample_readings` adds back. Redrawn until the
+    vertebra is QM grade 0 (every height at least 83 % of the largest).
+    """
+    _, w_med, w_q1, w_q3, c_med, c_q1, c_q3, r_w, r_c = _shape_row(level)
+    sd_w = math.sqrt(max(((w_q3 - w_q1) / _IQR_PER_SD) ** 2 - r_w ** 2, 0.01 ** 2))
+    sd_c = math.sqrt(max(((c_q3 - c_q1) / _IQR_PER_SD) ** 2 - r_c ** 2, 0.01 ** 2))
+    for _ in range(100):
+        w, c = rng.normal(w_med, sd_w), rng.normal(c_med, sd_c)
+        h = (w, c, 1.0)
+        if min(h) / max(h) >= 0.83:
+            break
+    else:
+        w, c = w_med, c_med
+    return float(w), float(c)
+
+
+def _non_fracture(k: int, rng: np.random.Generator, p_osteophyte: float
+                  ) -> tuple[str, dict]:
+    """A non-fracture deformity (or "normal") and its render parameters; k = 0 at Th1."""
+    u = rng.random()
+    if u < _P_SHORT:
+        return "short_vertebra", {"height_factor": round(float(rng.uniform(0.78, 0.88)), 4)}
+    u -= _P_SHORT
+    if 4 <= k <= 13 and u < _P_SCHMORL:
+        return "schmorl_node", {
+            "endplate": str(rng.choice(["upper", "lower"], p=[0.4, 0.6])),
+            "position": round(float(rng.uniform(0.35, 0.75)), 4),
+            "offset_mm": round(float(rng.normal(0.0, 2.0)), 4),
+            "radius_mm": round(float(rng.uniform(2.0, 3.5)), 4),
+            "depth_mm": round(float(rng.uniform(2.0, 4.0)), 4)}
+    if rng.random() < p_osteophyte:
+        upper, lower = rng.uniform(2.5, 6.0, 2) * (rng.random(2) < 0.75)
+        if upper == 0 and lower == 0:
+            lower = rng.uniform(2.5, 6.0)
+        return "osteophyte", {"upper_mm": round(float(upper), 4),
+                              "lower_mm": round(float(lower), 4)}
+    return "normal", {}
+
+
 def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                  fractures: Sequence[tuple[str, int]] | None = None,
                  shape: tuple[int, int] = (512, 512), folder: str = "PHANTOM",
-                 series_uid: str = "") -> SpineTruth:
+                 series_uid: str = "", non_fracture: bool = True) -> SpineTruth:
     """Sample a fully synthetic thoracic and upper lumbar spine.
+
+    Normal vertebrae have the real data's per-level shape: physiological wedging
+    (Ha/Hp lowest, about 0.89, at Th6-Th7) and endplate concavity (Hm/Hp about 0.86),
+    drawn around the medians of :data:`_NORMAL_SHAPE` with its spread less the
+    reader noise. Non-fracture deformities (grade 0, :data:`NON_FRACTURE_DEFORMITIES`)
+    are placed on non-fractured vertebrae: Schmorl nodes (about 6 % of Th5-L2),
+    osteophytes (none in half the patients, 12 % or 35 % of the vertebrae in the
+    others) and short vertebrae (2 %, heights x 0.78-0.88 with normal ratios).
+
+    The patient's cancellous bone density (``bone_hu``) is drawn once per patient:
+    osteoporotic (70-150 HU) in 60 % of patients with fractures and 20 % of the
+    others, otherwise 150-300 HU. The study's acquisition (``noise_hu`` 10-28 HU,
+    ``blur_px`` 0.4-1.1 px, ``hu_offset`` SD 6 HU) is drawn once per study.
 
     Parameters
     ----------
@@ -155,6 +291,8 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
         In-plane size of the series (the slice count follows the spine length).
     folder, series_uid : str
         Stored on the result.
+    non_fracture : bool
+        Place non-fracture deformities (default True).
 
     Returns
     -------
@@ -174,8 +312,6 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     # thin slices of 1.25 mm mostly (and always for long spines) keep the dataset small
     slice_sp = 1.25 if n >= 14 else float(rng.choice([1.0, 1.25], p=[0.3, 0.7]))
     scale = float(rng.normal(1.0, 0.05))
-    osteoporotic = bool(rng.random() < 0.3)
-    bone = float(rng.uniform(150, 190) if osteoporotic else rng.uniform(210, 290))
 
     if fractures is None:
         fractures = []
@@ -183,6 +319,17 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
             for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
                 fractures.append((str(rng.choice(_DEFORMITIES, p=[0.55, 0.3, 0.15])),
                                   int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
+    fractured = any(int(g) > 0 for _, g in fractures)
+    # patient: bone density (lower with fractures) and degenerative tendency
+    osteoporotic = bool(rng.random() < (0.6 if fractured else 0.2))
+    bone = float(np.clip(rng.normal(115, 20), 70, 150) if osteoporotic
+                 else np.clip(rng.normal(215, 35), 150, 300))
+    p_osteophyte = float(rng.choice(_P_OSTEOPHYTE, p=_P_OSTEOPHYTE_PATIENT))
+    # study: acquisition
+    noise_hu = float(rng.uniform(10, 28))
+    blur_px = float(rng.uniform(0.4, 1.1))
+    hu_offset = float(np.clip(rng.normal(0, 6), -15, 15))
+
     lo = max(levels.index("Th4") if "Th4" in levels else 0, 1)
     hi = levels.index("L1") if "L1" in levels else n - 2
     candidates = list(range(lo, max(hi, lo) + 1))
@@ -197,11 +344,11 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
         base_h = scale * (15.0 + 0.8 * k + (1.5 if k > 11 else 0.0)) * rng.normal(1, 0.03)
         depth = scale * (16.0 + 1.0 * k + (1.5 if k > 11 else 0.0)) * rng.normal(1, 0.03)
         disc = scale * (3.8 + 0.15 * k + (2.5 if k > 11 else 0.0))
-        natural_wedge = 0.95 if 3 <= k <= 11 else (1.02 if k > 11 else 0.99)
+        wedge, concave = _normal_shape(level, rng)
         h_post = base_h
-        h_ant = base_h * natural_wedge * rng.normal(1, 0.02)
-        h_mid = max(h_ant, h_post) * rng.uniform(0.94, 0.98)
-        deformity, grade = "normal", 0
+        h_ant = base_h * wedge
+        h_mid = base_h * concave
+        deformity, grade, detail = "normal", 0, {}
         if i in fracture_at:
             deformity, grade = fracture_at[i]
             loss = rng.uniform(*_GRADE_RANGE[grade])
@@ -214,7 +361,12 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                 h_post *= 1 - loss
                 h_ant = h_post * rng.uniform(0.92, 1.0)
                 h_mid = h_post * rng.uniform(0.90, 0.97)
-        specs.append((level, (h_ant, h_mid, h_post), depth, disc, grade, deformity))
+        elif non_fracture:
+            deformity, detail = _non_fracture(k, rng, p_osteophyte)
+            if deformity == "short_vertebra":
+                f = detail["height_factor"]
+                h_ant, h_mid, h_post = h_ant * f, h_mid * f, h_post * f
+        specs.append((level, (h_ant, h_mid, h_post), depth, disc, grade, deformity, detail))
         total += max(h_ant, h_post) + disc
 
     # walk down the sagittal curve (y: posterior mm, z: feet mm)
@@ -223,7 +375,7 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     pos = np.array([0.0, margin])
     run = 0.0
     sagittal, outline = [], []
-    for level, (h_a, h_m, h_p), depth, disc, grade, deformity in specs:
+    for level, (h_a, h_m, h_p), depth, disc, grade, deformity, detail in specs:
         h_max = max(h_a, h_p)
         theta = theta_top + (theta_bottom - theta_top) * (run + h_max / 2) / total
         t = np.array([math.sin(theta), math.cos(theta)])
@@ -235,7 +387,7 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
         up_m = 0.5 * (up_a + up_p) + t * deficit / 2
         low_m = 0.5 * (low_a + low_p) - t * deficit / 2
         sagittal.append(np.array([up_a, low_a, up_m, low_m, up_p, low_p]))
-        outline.append((level, grade, deformity))
+        outline.append((level, grade, deformity, detail))
         pos = low0 + t * disc
         run += h_max + disc
     pts_mm = np.stack(sagittal)                     # (n, 6, 2) y, z
@@ -244,19 +396,45 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     pts_mm[..., 0] += target_y - centre_y
     col = cols / 2 + rng.normal(0, 4)
     vertebrae = []
-    for p, (level, grade, deformity) in zip(pts_mm, outline):
+    for p, (level, grade, deformity, detail) in zip(pts_mm, outline):
         vox = np.column_stack([p[:, 0] / pixel, np.full(6, col), p[:, 1] / slice_sp])
-        vertebrae.append(VertebraTruth(vox, level, int(grade), deformity))
+        vertebrae.append(VertebraTruth(vox, level, int(grade), deformity,
+                                       detail=MappingProxyType(dict(detail))))
     geometry = Geometry((rows, cols, n_slices), (pixel, pixel, slice_sp),
                         (-pixel * cols / 2, -pixel * rows / 2 + 30.0, -40.0))
     return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, folder, series_uid,
-                      torso_scale=float(rng.normal(1.0, 0.05)))
+                      torso_scale=float(rng.normal(1.0, 0.05)), noise_hu=noise_hu,
+                      blur_px=blur_px, hu_offset=hu_offset)
+
+
+def _reader_points(v: VertebraTruth, sp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One reader's six points of ``v`` (voxels) under the per-level noise model."""
+    p = v.points[:, [0, 2]] * sp[[0, 2]]                     # (6, 2) row, slice in mm
+    axis = (p[1] - p[0]) + (p[5] - p[4])                      # height direction (down)
+    axis /= np.linalg.norm(axis) or 1.0
+    along = np.array([axis[1], -axis[0]])
+    hp = float(np.linalg.norm(p[5] - p[4]))
+    row = _shape_row(v.level)
+    sigma = 0.5 * (row[7] + row[8]) * hp / 2                 # per point, along the height
+    shift = rng.normal(0.0, _ENDPLATE_SHIFT * hp, 2)          # upper, lower endplate
+    noise = (rng.normal(0.0, sigma, 6) + shift[[0, 1, 0, 1, 0, 1]])[:, None] * axis \
+        + rng.normal(0.0, _ALONG_MM, 6)[:, None] * along
+    out = v.points.copy()
+    out[:, 0] += noise[:, 0] / sp[0]
+    out[:, 2] += noise[:, 1] / sp[2]
+    return out
 
 
 def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: int | None = None,
-                    noise_mm: float = 1.0, p_missing_end: float = 0.2
+                    noise_mm: float | None = None, p_missing_end: float = 0.2
                     ) -> dict[str, tuple[Vertebra, ...]]:
     """Simulate expert readings of the annotated vertebrae of ``truth``.
+
+    The default reader noise is the real readers' (``docs/derive_phantom_shape.py``):
+    each point moves along the vertebra's height with an SD that gives one reader's
+    Ha/Hp and Hm/Hp the per-level SD measured between real readers of the same
+    vertebra (about 0.025); each endplate as a whole moves along the height with
+    SD 1.8 % of the posterior height; each point moves 0.6 mm (SD) along the endplate.
 
     Parameters
     ----------
@@ -264,8 +442,9 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
     rng : numpy.random.Generator
     n_experts : int, optional
         2 or 3 (default: sampled), named like the v2 experts ``expert1..expert4``.
-    noise_mm : float
-        Standard deviation (mm) of each reader's error per point, in row and slice.
+    noise_mm : float, optional
+        Instead of the default model: independent Gaussian errors of this SD (mm)
+        per point, in row and slice.
     p_missing_end : float
         Probability that a reader leaves out the top vertebra, and separately the bottom one.
 
@@ -288,9 +467,12 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
             last -= 1
         items = []
         for v in annotated[first:last]:
-            pts = v.points.copy()
-            pts[:, 0] += rng.normal(0, noise_mm, 6) / sp[0]
-            pts[:, 2] += rng.normal(0, noise_mm, 6) / sp[2]
+            if noise_mm is None:
+                pts = _reader_points(v, sp, rng)
+            else:
+                pts = v.points.copy()
+                pts[:, 0] += rng.normal(0, noise_mm, 6) / sp[0]
+                pts[:, 2] += rng.normal(0, noise_mm, 6) / sp[2]
             pts[:, 1] = float(np.round(v.points[:, 1].mean() + rng.normal(0, 1.5)))
             # a reader clicks inside the image: keep the noisy points in the volume
             np.clip(pts, 0, np.asarray(truth.geometry.shape, dtype=float) - 1, out=pts)
