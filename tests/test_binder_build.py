@@ -61,7 +61,7 @@ def _copy_checkout(dst: Path) -> Path:
 
 def test_binder_builds_in_a_clean_environment(tmp_path):
     runtime = (REPO / "binder" / "runtime.txt").read_text().strip().removeprefix("python-")
-    if "%d.%d" % sys.version_info[:2] != runtime:
+    if "{}.{}".format(*sys.version_info[:2]) != runtime:
         pytest.skip(f"binder/runtime.txt asks for Python {runtime}, this is {sys.version}")
     env_dir, home, repo = tmp_path / "env", tmp_path / "home", tmp_path / "repo"
     home.mkdir()

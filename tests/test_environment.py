@@ -24,7 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-yaml = pytest.importorskip("yaml", reason="PyYAML (installed with jupyterlab) parses the conda files")
+yaml = pytest.importorskip("yaml",
+                           reason="PyYAML (installed with jupyterlab) parses the conda files")
 from packaging.requirements import Requirement  # noqa: E402
 from packaging.specifiers import SpecifierSet  # noqa: E402
 from packaging.version import Version  # noqa: E402

@@ -57,7 +57,8 @@ def test_complete_front_matter_passes():
 def test_fields_may_be_spread_over_the_opening_cells_but_not_after_code():
     nb = _nb("**Prerequisites:** none\n")
     nb["cells"].insert(3, {"cell_type": "markdown", "metadata": {},
-                           "source": ["**Estimated time:** 5 min\n", "**Last updated:** 2026-01-02"]})
+                           "source": ["**Estimated time:** 5 min\n",
+                                      "**Last updated:** 2026-01-02"]})
     assert fm.check(nb, 4, {4}, TODAY) == []
     # the same lines after the first code cell do not count
     late = _nb("**Prerequisites:** none\n", later="**Estimated time:** 5 min\n"
