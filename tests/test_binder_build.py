@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_binder_builds_in_a_clean_environment(tmp_path):
     assert check.returncode == 0, check.stdout
     extensions = subprocess.run([str(bin_dir / "jupyter"), "server", "extension", "list"],
                                 **run)
-    listing = extensions.stdout + extensions.stderr
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", extensions.stdout + extensions.stderr)
     for ext in ("jupyter_server_proxy", "dask_labextension"):
         assert f"{ext} enabled" in listing, listing[-3000:]
 
