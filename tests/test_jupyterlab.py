@@ -56,7 +56,7 @@ def _wait_for_url(proc: subprocess.Popen, log: Path, port: int) -> None:
     timer = threading.Timer(START_TIMEOUT_S, proc.kill)
     timer.start()
     seen = []
-    out = open(log, "wb")  # closed by the copying thread
+    out = open(log, "wb", buffering=0)  # unbuffered: the log is current; closed by the copier
     try:
         for line in iter(proc.stdout.readline, b""):
             out.write(line)
