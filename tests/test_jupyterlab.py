@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -130,8 +131,9 @@ def _clear_outputs(path: Path) -> None:
 # true when every code cell has a numbered prompt, or when a cell shows a traceback
 _RUN_FINISHED = """n => {
   const prompts = [...document.querySelectorAll(
-      '.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim());
-  const done = prompts.length === n && prompts.every(p => /^\\[\\d+\\]:$/.test(p));
+      '.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')]
+      .map(e => e.textContent.replace(/[\\s\\[\\]:]/g, ''));
+  const done = prompts.length === n && prompts.every(p => /^[0-9]+$/.test(p));
   const failed = [...document.querySelectorAll(
       ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")]
       .some(e => e.textContent.includes('Traceback'));
@@ -168,14 +170,17 @@ def run_all_cells(notebook: Path, tmp_path: Path) -> Path:
                 pg.set_default_timeout(60_000)
                 pg.goto(f"{base}/lab/tree/{relative}?token={token}")
                 pg.locator(".jp-NotebookPanel .jp-Notebook .jp-CodeCell").first.wait_for()
-                expect(pg.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator"
-                                  "[data-status='idle']").first).to_be_visible(
-                    timeout=START_TIMEOUT_S * 1000)
-                n_code = pg.locator(".jp-Notebook .jp-CodeCell").count()
+                # the status bar says "Python 3 (ipykernel) | Idle" once the kernel is
+                # connected and idle (before that: Starting, Connecting, Unknown)
+                expect(pg.get_by_text(re.compile(r"\(ipykernel\) \| Idle$")).first
+                       ).to_be_visible(timeout=START_TIMEOUT_S * 1000)
+                # from the file: JupyterLab may still be adding cells to the page
+                n_code = sum(c["cell_type"] == "code" for c in
+                             json.loads((root / relative).read_text())["cells"])
                 pg.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
                 pg.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
                 try:
-                    pg.wait_for_function(_RUN_FINISHED, arg=n_code,
+                    pg.wait_for_function(_RUN_FINISHED, arg=n_code, polling=500,
                                          timeout=RUN_TIMEOUT_S * 1000)
                 except PlaywrightTimeout:
                     pg.screenshot(path=str(shot), full_page=True)
