@@ -21,13 +21,16 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 
-.PHONY: demo test nbtest execute site bench clean help
+.PHONY: demo test nbtest execute site lab lint lock bench clean help
 
 help:
 	@echo "make demo   set up .venv, build the offline demo data and run the lessons"
 	@echo "make test   set up .venv with the dev extra and run every test"
 	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place"
-	@echo "make site   render the executed lessons as a static HTML course site"
+	@echo "make lab    start JupyterLab on the lessons, with the data settings of this Makefile"
+	@echo "make site   build the course site (Jupyter Book) into _site/"
+	@echo "make lint   ruff over the package, tests, benchmarks, docs and notebooks"
+	@echo "make lock   regenerate binder/requirements.txt (exact pins) from pyproject.toml"
 	@echo "make bench  run the benchmark scripts"
 
 $(PY):
@@ -55,7 +58,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory nbtest
-	$(MAKE) --no-print-directory site SITE_FLAGS=--no-execute
+	$(MAKE) --no-print-directory site
 
 # Lessons under nbval twice: with the real annotations over phantom images (outputs
 # compared with the committed ones), and fully offline on the synthetic dataset.
@@ -69,10 +72,6 @@ else
 	@echo "no notebooks yet"
 endif
 
-# The course site; `make test` renders the committed outputs (nbval has just checked
-# that they are what the lessons produce), `make site` executes the lessons afresh.
-SITE_FLAGS ?=
-
 # Re-execute the lessons in place (the committed outputs students read on GitHub),
 # in the phantom mode that CI compares against.
 execute: $(VENV)/.installed-dev
@@ -85,11 +84,35 @@ execute: $(VENV)/.installed-dev
 			--ExecutePreprocessor.record_timing=False "$$nb" || exit 1; \
 	done
 
+# The course site (Jupyter Book 1): the committed outputs, not re-executed
+# (execute_notebooks: "off"; nbtest checks them with nbval). Incremental: a second
+# build re-renders only the notebooks that changed.
 site: $(VENV)/.installed-dev
-	$(PY) docs/build_site.py --out _site $(SITE_FLAGS)
+	$(PY) docs/build_book.py --out _site
+
+# JupyterLab on the lessons. Started from make, it sees VFS_CACHE_DIR and the annotation
+# folders set above (a `jupyter lab` started by hand does not: export them yourself).
+lab: $(VENV)/.installed
+	$(VFS) prepare
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check vfs_utils tests benchmarks docs binder notebooks
+
+# binder/requirements.txt: `pip freeze` of a clean venv with the package's binder extra
+# (dependencies + notebooks + the Dask dashboard in JupyterLab), for the Python of
+# binder/runtime.txt. Regenerate after changing pyproject.toml's dependencies.
+LOCK_VENV := _build/lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q ".[binder]"
+	$(LOCK_VENV)/bin/python binder/write_lock.py $(LOCK_VENV)/bin/python
+	rm -rf $(LOCK_VENV)
 
 bench: $(VENV)/.installed-dev
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VFS_CACHE_DIR) _site .pytest_cache
+	rm -rf $(VFS_CACHE_DIR) _site _build .pytest_cache

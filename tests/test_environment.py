@@ -1,9 +1,12 @@
 """pyproject.toml, environment.yml and binder/ describe the same environment.
 
-The conda files must list the same packages as pyproject's dependencies plus the
-``notebooks`` extra, with the same version floors; binder's scripts must be
-executable, install the package, fetch the annotations and prepare the data, and
-share one cache folder between the build and the session.
+environment.yml (conda users) must list the same packages as pyproject's dependencies
+plus the ``notebooks`` extra, with the same version floors. binder/requirements.txt is
+the lock ``make lock`` writes: exact pins for every package of the ``binder`` extra,
+each allowed by pyproject, for the Python of binder/runtime.txt. binder's scripts must
+be executable, install the package, fetch the annotations (the demo CT data is built at
+first use, not into the image) and share one cache folder between the build and the
+session. tests/test_binder_build.py builds it all for real (slow).
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-yaml = pytest.importorskip("yaml", reason="PyYAML (installed with jupyterlab) parses the conda files")
+yaml = pytest.importorskip("yaml",
+                           reason="PyYAML (installed with jupyterlab) parses the conda files")
 from packaging.requirements import Requirement  # noqa: E402
 from packaging.specifiers import SpecifierSet  # noqa: E402
 from packaging.version import Version  # noqa: E402
@@ -85,7 +89,7 @@ def _conda_floors(path: Path) -> dict[str, Version]:
     return floors
 
 
-@pytest.fixture(scope="module", params=["environment.yml", "binder/environment.yml"])
+@pytest.fixture(scope="module", params=["environment.yml"])
 def env_file(request) -> Path:
     path = REPO / request.param
     assert path.is_file(), f"{request.param} is missing"
@@ -120,14 +124,62 @@ def test_conda_forge_only(env_file):
     assert env["channels"] == ["conda-forge"]
 
 
-def test_binder_mirrors_top_level():
-    top, top_pip = _conda_spec(REPO / "environment.yml")
-    binder, binder_pip = _conda_spec(REPO / "binder" / "environment.yml")
-    assert binder == top
-    # conda users get the package from the checkout; repo2docker builds the environment
-    # before the repository is copied in, so binder installs it in postBuild instead.
+def test_top_level_installs_the_checkout():
+    _, top_pip = _conda_spec(REPO / "environment.yml")
     assert top_pip == ["-e ."]
-    assert binder_pip == []
+
+
+def _lock() -> dict[str, Version]:
+    pins = {}
+    for line in (REPO / "binder" / "requirements.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        req = Requirement(line)
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", (
+            f"binder/requirements.txt: {line!r} is not an exact pin; run make lock")
+        pins[_norm(req.name)] = Version(specs[0].version)
+    return pins
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_binder_has_no_conda_file_that_would_shadow_the_lock():
+    # repo2docker prefers environment.yml over requirements.txt in binder/
+    assert not (REPO / "binder" / "environment.yml").exists()
+
+
+def test_binder_lock_pins_every_package_pyproject_asks_for():
+    project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
+    wanted = project["dependencies"] + extras["notebooks"] + [
+        r for r in extras["binder"] if not r.startswith(project["name"])]
+    pins = _lock()
+    assert project["name"] not in pins, "the package itself is installed by postBuild"
+    for text in wanted:
+        req = Requirement(text)
+        name = _norm(req.name)
+        assert name in pins, f"binder/requirements.txt lacks {name}; run make lock"
+        assert pins[name] in req.specifier, (
+            f"binder/requirements.txt pins {name}=={pins[name]}, outside pyproject's {text!r}; "
+            "run make lock")
+
+
+def test_binder_lock_is_generated_for_the_runtime_python():
+    header = (REPO / "binder" / "requirements.txt").read_text().splitlines()[:2]
+    assert "make lock" in header[0]
+    runtime = (REPO / "binder" / "runtime.txt").read_text().strip()
+    match = re.fullmatch(r"python-(3\.\d+)", runtime)
+    assert match, f"binder/runtime.txt: {runtime!r} should read python-3.X"
+    assert f"Python {match.group(1)}." in header[1]
+    assert Version(match.group(1)) in SpecifierSet(_pyproject()["project"]["requires-python"])
+
+
+def test_binder_has_the_dask_dashboard_in_jupyterlab():
+    pins = _lock()
+    assert {"jupyter-server-proxy", "dask-labextension"} <= set(pins)
 
 
 @pytest.mark.parametrize("name", ["postBuild", "start"])
@@ -160,19 +212,20 @@ def _run_post_build(tmp_path: Path, fetch_status: int) -> tuple[subprocess.Compl
     return done, log.read_text().splitlines()
 
 
-def test_post_build_installs_fetches_and_prepares(tmp_path):
+def test_post_build_installs_and_fetches_but_builds_no_ct_data(tmp_path):
     done, calls = _run_post_build(tmp_path, fetch_status=0)
     assert done.returncode == 0, done.stderr
     cache = tmp_path / "home" / ".cache" / "vfs-tutorials"
     assert calls[0].startswith("pip install --no-deps -e .")
-    assert calls[1:] == [f"vfs fetch | {cache}", f"vfs prepare | {cache}"]
+    # the demo CT data (0.9 GB) is built at first use, not into the image
+    assert calls[1:] == [f"vfs fetch | {cache}"]
 
 
 def test_post_build_survives_a_failed_fetch(tmp_path):
     done, calls = _run_post_build(tmp_path, fetch_status=1)
     assert done.returncode == 0, done.stderr
     assert "could not fetch the annotations" in done.stderr
-    assert calls[-1].startswith("vfs prepare | ")
+    assert calls[-1].startswith("vfs fetch | ")
 
 
 def test_start_sets_the_cache_postbuild_uses(tmp_path):
@@ -186,3 +239,14 @@ def test_start_sets_the_cache_postbuild_uses(tmp_path):
     out = subprocess.run([str(REPO / "binder" / "start"), "bash", "-c", 'echo "$VFS_CACHE_DIR"'],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == str(tmp_path / "elsewhere")
+
+
+def test_start_points_the_dask_dashboard_at_the_binder_proxy(tmp_path):
+    pytest.importorskip("distributed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env.update(HOME=str(tmp_path), JUPYTERHUB_SERVICE_PREFIX="/user/student-1/")
+    link = subprocess.run(
+        [str(REPO / "binder" / "start"), sys.executable, "-c",
+         "from distributed.utils import format_dashboard_link as f; print(f('127.0.0.1', 8787))"],
+        env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert link == "/user/student-1/proxy/8787/status"

@@ -1,208 +1,259 @@
-"""The static course site (docs/build_site.py) in a real browser.
+"""The course site (Jupyter Book 1, ``docs/build_book.py``) offline, in a real browser.
 
-The site is built with ``--no-execute`` from the committed, executed notebooks (so
-this stays fast; ``make site`` executes them), served on 127.0.0.1 and opened in
-Debian's chromium through playwright. Every page must load, show every figure and
-no error output; the index lists the lessons in order; every lesson links to its
-neighbours and to Binder. The site must also work from ``file://``.
+The book is built once into a temporary folder from the committed notebooks and opened
+from ``file://`` in Debian's chromium through playwright, with every request that is not
+``file://`` aborted and logged: every page must render with all its images, the log must
+stay empty (no CDN script, font or widget manager), search must find "Hounsfield", the
+sidebar must list the lessons in order with their solutions under them, every lesson must
+have its Binder and Colab launch buttons and a download link to its own .ipynb, the
+bibliography must render, and the widget lesson must show its static picture.
 
-Screenshots go to a temporary folder, or to ``docs/screenshots/<page>.png`` with
+The table of contents is also tested without a browser, on synthetic folders.
+Screenshots go to a temporary folder, or to ``docs/screenshots/`` with
 ``VFS_UPDATE_SCREENSHOTS=1``.
 """
 from __future__ import annotations
 
-import functools
-import http.server
-import json
+import importlib.util
 import os
 import re
 import sys
-import threading
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote
 
 import pytest
 from _browser import CHROMIUM, CHROMIUM_ARGS, MARKS
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-BINDER = "https://mybinder.org/v2/gh/vfs-tutorials/vfs-tutorials/main?labpath="
-
-pytestmark = MARKS
-
-LESSONS = sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
+LESSONS = sorted(p for p in NOTEBOOKS.glob("[0-9]*.ipynb"))
 SOLUTIONS = sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))
-# page path in the site -> the notebook it renders
-PAGES = {"index.html": None} | {f"{p.stem}.html": p for p in LESSONS} | {
-    f"solutions/{p.stem}.html": p for p in SOLUTIONS}
+with open(REPO / "pyproject.toml", "rb") as _fh:
+    OWNER_REPO = tomllib.load(_fh)["project"]["urls"]["Source"].removeprefix(
+        "https://github.com/").rstrip("/")
 
-# error outputs (and stderr streams) render with this mime type in nbconvert's lab template
+NEEDS_BOOK = pytest.mark.skipif(importlib.util.find_spec("jupyter_book") is None,
+                                reason="jupyter-book is not installed (pip install -e '.[site]')")
 STDERR = '[data-mime-type="application/vnd.jupyter.stderr"]'
 
 
-def _screenshot_path(page_path: str, tmp_dir: Path) -> Path:
-    name = page_path.removesuffix(".html").replace("/", "_") + ".png"
-    if os.environ.get("VFS_UPDATE_SCREENSHOTS") == "1":
-        folder = REPO / "docs" / "screenshots"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / name
-    return tmp_dir / name
+def _book_module():
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        import build_book
+    finally:
+        sys.path.remove(str(REPO / "docs"))
+    return build_book
 
+
+# --- the table of contents, on synthetic folders ----------------------------------------
+
+def _touch(folder: Path, *names: str) -> Path:
+    (folder / "solutions").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_text("{}")
+    return folder
+
+
+@NEEDS_BOOK
+def test_toc_orders_lessons_by_number_and_nests_their_solutions(tmp_path):
+    nbs = _touch(tmp_path / "notebooks", "10_ten.ipynb", "02_two.ipynb", "04a_split.ipynb",
+                 "04b_split.ipynb", "00_start.ipynb", "sanitize.cfg", "scratch.ipynb",
+                 "solutions/02_two_solutions.ipynb", "solutions/04b_split_solutions.ipynb",
+                 "solutions/04a_split_solutions.ipynb", "solutions/10_other_solutions.ipynb",
+                 "solutions/99_orphan_solutions.ipynb")
+    tree = _book_module().lesson_tree(nbs)
+    assert tree == [
+        ("notebooks/00_start", []),
+        ("notebooks/02_two", ["notebooks/solutions/02_two_solutions"]),
+        ("notebooks/04a_split", ["notebooks/solutions/04a_split_solutions"]),
+        ("notebooks/04b_split", ["notebooks/solutions/04b_split_solutions"]),
+        ("notebooks/10_ten", ["notebooks/solutions/10_other_solutions"]),  # by number
+        ("notebooks/solutions/99_orphan_solutions", []),
+    ]
+
+
+@NEEDS_BOOK
+def test_toc_file_follows_the_notebooks_found(tmp_path):
+    nbs = _touch(tmp_path / "notebooks", "01_a.ipynb", "solutions/01_a_solutions.ipynb")
+    toc = _book_module().toc(nbs)
+    assert toc["root"] == "intro"
+    lessons, about = toc["parts"]
+    assert lessons["chapters"] == [{"file": "notebooks/01_a",
+                                    "sections": [{"file": "notebooks/solutions/01_a_solutions"}]}]
+    assert about["chapters"] == [{"file": "references"}]
+    # renumbering needs no edit
+    (nbs / "01_a.ipynb").rename(nbs / "03_a.ipynb")
+    (nbs / "solutions" / "01_a_solutions.ipynb").rename(nbs / "solutions" / "03_a_solutions.ipynb")
+    assert _book_module().toc(nbs)["parts"][0]["chapters"][0]["file"] == "notebooks/03_a"
+
+
+# --- the built site in chromium, network blocked ---------------------------------------
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     if not LESSONS:
         pytest.skip("no lessons in notebooks/ yet: nothing to render")
-    sys.path.insert(0, str(REPO / "docs"))
-    try:
-        import build_site
-    finally:
-        sys.path.remove(str(REPO / "docs"))
-    out = tmp_path_factory.mktemp("site") / "_site"
-    build_site.build(out, NOTEBOOKS, execute=False)
+    work = tmp_path_factory.mktemp("book")
+    out = work / "html"
+    _book_module().build(out, work=work)
     return out
 
 
 @pytest.fixture(scope="module")
-def base_url(site):
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+def browser_page(site):
+    from playwright.sync_api import expect, sync_playwright
 
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # keep the test output clean
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
+    expect.set_options(timeout=30_000)  # a loaded machine is slower, never flakier
+    blocked: list[str] = []
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+        def only_files(route):
+            if route.request.url.startswith(("file://", "data:", "blob:")):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_files)
+        context.on("request", lambda r: None if r.url.startswith(("file://", "data:", "blob:"))
+                   else blocked.append(r.url))
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        yield page, blocked
+        browser.close()
 
 
-@pytest.fixture
-def page(browser):
-    """A page that may only load local resources; external requests are aborted and kept."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    external: list[tuple[str, str]] = []
-
-    def route(r):
-        url = r.request.url
-        if url.startswith(("http://127.0.0.1", "file://", "data:")):
-            r.continue_()
-        else:
-            external.append((r.request.resource_type, url))
-            r.abort()
-
-    context.route("**/*", route)
-    pg = context.new_page()
-    pg.external_requests = external
-    yield pg
-    context.close()
+def _url(site: Path, rel: str) -> str:
+    return (site / rel).as_uri()
 
 
-def _check_rendered(pg) -> None:
-    """Figures loaded, no error output shown, no external image requested."""
-    problems = []
-    broken = pg.eval_on_selector_all(
-        "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0))"
-               ".map(e => e.src.slice(0, 80))")
-    if broken:
-        problems.append(f"images that did not load: {broken}")
-    errors = [t[:300] for t in pg.locator(STDERR).all_inner_texts()
-              if "Traceback" in t or re.search(r"^\w+(Error|Exception)\b", t, re.M)]
-    if errors:
-        problems.append(f"error output shown: {errors}")
-    images = [u for kind, u in pg.external_requests if kind == "image"]
-    if images:
-        problems.append(f"external images requested: {images}")
-    assert problems == [], f"{pg.url}: " + "; ".join(problems)
+def _screenshot(page, name: str, tmp_path: Path) -> None:
+    if os.environ.get("VFS_UPDATE_SCREENSHOTS") == "1":
+        folder = REPO / "docs" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}.png"))
+    else:
+        page.screenshot(path=str(tmp_path / f"{name}.png"))
 
 
-@pytest.mark.parametrize("page_path", list(PAGES))
-def test_page_loads_with_figures_and_no_errors(page, base_url, page_path, tmp_path):
-    response = page.goto(base_url + page_path, wait_until="load")
-    assert response is not None and response.status == 200
-    _check_rendered(page)
-    page.screenshot(path=str(_screenshot_path(page_path, tmp_path)), full_page=True)
+def _pages(site: Path) -> list[str]:
+    return sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html")
+                  if "_static" not in p.parts)
 
 
-@pytest.mark.parametrize("notebook", LESSONS + SOLUTIONS, ids=lambda p: p.stem)
-def test_committed_notebooks_hold_no_error_output(notebook):
-    nb = json.loads(notebook.read_text())
-    errors = [(i, o.get("ename")) for i, cell in enumerate(nb["cells"])
-              for o in cell.get("outputs", []) if o["output_type"] == "error"]
-    assert errors == [], f"{notebook.name}: error outputs in cells {errors}"
+def _browser_test(fn):
+    for mark in [*MARKS, NEEDS_BOOK]:
+        fn = mark(fn)
+    return fn
 
 
-def _first_heading(notebook: Path) -> str:
-    for cell in json.loads(notebook.read_text())["cells"]:
-        if cell["cell_type"] == "markdown":
-            for line in "".join(cell["source"]).splitlines():
-                if line.startswith("#"):
-                    return re.sub(r"[*_`]", "", line.lstrip("#").strip())
-    return notebook.stem
+@_browser_test
+def test_every_page_renders_offline_with_its_images(site, browser_page, tmp_path):
+    from playwright.sync_api import expect
+
+    page, blocked = browser_page
+    pages = _pages(site)
+    expected = {"intro.html", "references.html", "search.html"} | {
+        f"notebooks/{p.stem}.html" for p in LESSONS} | {
+        f"notebooks/solutions/{p.stem}.html" for p in SOLUTIONS}
+    assert expected <= set(pages), f"pages missing: {sorted(expected - set(pages))}"
+    for rel in pages:
+        page.goto(_url(site, rel), wait_until="load")
+        expect(page.locator("main#main-content")).to_be_visible()
+        broken = page.eval_on_selector_all(
+            "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)")
+        assert broken == [], f"{rel}: images that did not load: {broken}"
+        errors = page.locator(f"article {STDERR}").all_inner_texts()
+        assert not [e for e in errors if "Traceback" in e], f"{rel}: error output {errors}"
+        if rel == "notebooks/01_loading.html":
+            _screenshot(page, "site_lesson", tmp_path)
+        if rel == "intro.html":
+            _screenshot(page, "site_index", tmp_path)
+    assert blocked == [], f"requests that would have left the machine: {sorted(set(blocked))}"
 
 
-def test_index_lists_lessons_in_order(page, base_url):
-    page.goto(base_url + "index.html")
-    hrefs = page.eval_on_selector_all("a.vfs-lesson", "els => els.map(e => e.getAttribute('href'))")
-    assert hrefs == [f"{p.stem}.html" for p in LESSONS]
-    titles = page.locator("a.vfs-lesson").all_inner_texts()
-    assert titles == [_first_heading(p) for p in LESSONS]
-    solutions = page.eval_on_selector_all("a.vfs-solution",
-                                          "els => els.map(e => e.getAttribute('href'))")
-    assert sorted(set(solutions)) == sorted(f"solutions/{p.stem}.html" for p in SOLUTIONS)
-    text = page.inner_text("body")
-    for needle in ["10.1007/978-3-030-59725-2_70", "10.1016/j.media.2022.102646",
-                   "RU 2018620500", "Problems of Endocrinology 66(5)", "CC BY-NC 4.0", "MIT"]:
-        assert needle in text
+@_browser_test
+def test_search_finds_hounsfield_offline(site, browser_page, tmp_path):
+    from playwright.sync_api import expect
+
+    page, blocked = browser_page
+    page.goto(_url(site, "search.html") + "?q=Hounsfield", wait_until="load")
+    results = page.locator("#search-results ul.search li")
+    expect(results.first).to_be_visible()
+    hrefs = results.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert any("01_loading" in h for h in hrefs), hrefs
+    _screenshot(page, "site_search", tmp_path)
+    assert blocked == [], sorted(set(blocked))
 
 
-@pytest.mark.parametrize("index", range(len(LESSONS)), ids=[p.stem for p in LESSONS])
-def test_lesson_links_neighbours_and_binder(page, base_url, index):
-    lesson = LESSONS[index]
-    page.goto(f"{base_url}{lesson.stem}.html")
-    prev = f"{LESSONS[index - 1].stem}.html" if index else "index.html"
-    nxt = f"{LESSONS[index + 1].stem}.html" if index + 1 < len(LESSONS) else "index.html"
-    top = page.locator("nav.vfs-top")
-    assert top.locator("a.vfs-prev").get_attribute("href") == prev
-    assert top.locator("a.vfs-next").get_attribute("href") == nxt
-    badge = top.locator("a.vfs-binder")
-    assert badge.is_visible()
-    href = badge.get_attribute("href")
-    assert href.startswith(BINDER) and unquote(href[len(BINDER):]) == f"notebooks/{lesson.name}"
-    # following "next" really lands on the next page
-    top.locator("a.vfs-next").click()
-    assert page.url == base_url + nxt
+@_browser_test
+def test_sidebar_lists_lessons_in_order_with_solutions_nested(site, browser_page):
+    page, _ = browser_page
+    page.goto(_url(site, "intro.html"), wait_until="load")
+    tree = _book_module().lesson_tree(NOTEBOOKS)
+    links = page.locator("nav.bd-docs-nav a.reference.internal").evaluate_all(
+        "els => els.map(e => e.getAttribute('href'))")
+    expected = []
+    for lesson, solutions in tree:
+        expected += [f"{lesson}.html", *[f"{s}.html" for s in solutions]]
+    assert [h for h in links if h.startswith("notebooks/")] == expected
+    for lesson, solutions in tree:
+        for sol in solutions:
+            # the solution's list item sits inside its lesson's list item
+            nested = page.locator(f'li:has(> a[href="{lesson}.html"]) a[href="{sol}.html"]')
+            assert nested.count() == 1, f"{sol} is not under {lesson} in the sidebar"
 
 
-@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
-def test_solution_links_back_and_to_binder(page, base_url, solution):
-    page.goto(f"{base_url}solutions/{solution.stem}.html")
-    badge = page.locator("nav.vfs-top a.vfs-binder").get_attribute("href")
-    assert unquote(badge[len(BINDER):]) == f"notebooks/solutions/{solution.name}"
-    back = page.locator("nav.vfs-top a.vfs-lesson")
-    if back.count():
-        back.click()
-        assert page.url.startswith(base_url) and page.url.endswith(".html")
-        assert page.locator("a.vfs-solution").count() >= 1
+@_browser_test
+@pytest.mark.parametrize("nb", LESSONS + SOLUTIONS, ids=lambda p: p.stem)
+def test_launch_buttons_and_download_point_at_the_notebook(site, browser_page, nb):
+    page, _ = browser_page
+    rel = nb.relative_to(REPO).as_posix()
+    page.goto(_url(site, rel.replace(".ipynb", ".html")), wait_until="load")
+    hrefs = page.locator("a").evaluate_all("els => els.map(e => e.href)")
+    assert (f"https://mybinder.org/v2/gh/{OWNER_REPO}/main?urlpath=lab/tree/"
+            f"{quote(rel)}") in hrefs
+    assert f"https://colab.research.google.com/github/{OWNER_REPO}/blob/main/{rel}" in hrefs
+    download = [h for h in hrefs if h.startswith("file://") and h.endswith(nb.name)]
+    assert download, f"{rel}: no download link to {nb.name}"
+    downloaded = Path(re.sub(r"^file://", "", download[0]))
+    assert downloaded.read_bytes() == nb.read_bytes()
 
 
-def test_site_works_from_file_urls(page, site):
-    page.goto((site / "index.html").as_uri())
-    page.locator("a.vfs-lesson").first.click()
-    page.wait_for_load_state("load")
-    assert page.url == (site / f"{LESSONS[0].stem}.html").as_uri()
-    _check_rendered(page)
-    page.locator("nav.vfs-top a.vfs-prev").click()  # the first lesson's "previous" is the index
-    assert page.url == (site / "index.html").as_uri()
+@_browser_test
+def test_bibliography_renders_the_dataset_citations(site, browser_page):
+    from playwright.sync_api import expect
+
+    page, _ = browser_page
+    page.goto(_url(site, "references.html"), wait_until="load")
+    entries = page.locator("div.citation, .bibtex div[role='doc-biblioentry'], dl.citation > dt")
+    expect(entries.first).to_be_visible()
+    text = page.locator("article").inner_text()
+    for needle in ("Keypoints localization", "anchor-free landmarks", "Tagged results of lung",
+                   "vertebral compression fractures"):
+        assert needle.lower() in text.lower(), needle
+    # the landing page's citations link into the bibliography
+    page.goto(_url(site, "intro.html"), wait_until="load")
+    cites = page.locator("article a[href*='references.html#']")
+    expect(cites.first).to_be_visible()
+
+
+@_browser_test
+@pytest.mark.skipif(not (NOTEBOOKS / "03_visualization.ipynb").exists(),
+                    reason="the widget lesson 03_visualization is not there")
+def test_widget_lesson_shows_its_static_picture(site, browser_page):
+    page, _ = browser_page
+    page.goto(_url(site, "notebooks/03_visualization.html"), wait_until="load")
+    article = page.locator("article")
+    assert "SliceBrowser(" not in article.inner_text()
+    assert page.locator("script[type='application/vnd.jupyter.widget-view+json']").count() == 0
+    section = page.locator("section", has=page.locator("h2", has_text="Browsing the slices"))
+    assert section.locator(".cell_output img").count() >= 2  # the widget's picture + static
