@@ -1,8 +1,6 @@
 """docs/check_front_matter.py: prerequisites, estimated time and last-updated date.
 
-The checker is tested on small synthetic notebooks. The test over the real lessons
-skips a lesson that carries no front matter at all while ``REQUIRE_FRONT_MATTER`` is
-False (the lessons are being rewritten); a lesson with some of it is always checked.
+The checker is tested on small synthetic notebooks, then run over every real lesson.
 """
 from __future__ import annotations
 
@@ -20,9 +18,6 @@ try:
     import check_front_matter as fm
 finally:
     sys.path.remove(str(REPO / "docs"))
-
-#: Switch on once every lesson carries its front matter.
-REQUIRE_FRONT_MATTER = False
 
 TODAY = dt.date(2026, 11, 29)
 GOOD = ("**Prerequisites:** lessons 00 (the data card) and 02 (matching).\n"
@@ -137,8 +132,4 @@ LESSONS = sorted(p for p in (REPO / "notebooks").glob("[0-9]*.ipynb"))
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_real_lessons_carry_front_matter(path):
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    if not REQUIRE_FRONT_MATTER and not fm.front_matter(nb):
-        pytest.skip(f"{path.name} has no front matter yet (lessons are being rewritten); "
-                    "set REQUIRE_FRONT_MATTER = True once they all have it")
     assert fm.check_notebook(path) == []
