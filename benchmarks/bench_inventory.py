@@ -12,6 +12,7 @@ configuration gets one untimed warm-up call (imports on the workers, file cache)
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import warnings
 
@@ -64,7 +65,7 @@ def main() -> None:
             executor = client.get_executor()
             client.run(_quiet)
             run(executor)  # warm-up: imports on the workers
-            seconds, parallel = _best_of(args.repeat, lambda: run(executor))
+            seconds, parallel = _best_of(args.repeat, functools.partial(run, executor))
         same = parallel.reset_index(drop=True).equals(table.reset_index(drop=True))
         print(f"{n} worker{'s' if n > 1 else ' '}     {seconds:8.3f} s  ratio "
               f"{seconds / baseline:5.2f}  (same table as serial: {same})")

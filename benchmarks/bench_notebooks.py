@@ -70,7 +70,8 @@ def _empty_notebook(folder: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    notebooks = [Path(a).resolve() for a in argv] or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    notebooks = ([Path(a).resolve() for a in argv]
+                 or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")))
     if not notebooks:
         print("no notebooks to run")
         return 0
@@ -81,7 +82,8 @@ def main(argv: list[str]) -> int:
         base_s, base_mb = _run(_empty_notebook(Path(tmp)))
     print(f"baseline (empty notebook): {base_s:.1f} s, kernel peak {base_mb:.0f} MB")
     print(f"limits: {LIMIT_SECONDS:.0f} s and {LIMIT_MB:.0f} MB per notebook\n")
-    header = f"{'notebook':32} {'seconds':>8} {'x base':>7} {'peak MB':>8} {'x base':>7}  within limits"
+    header = (f"{'notebook':32} {'seconds':>8} {'x base':>7} {'peak MB':>8} {'x base':>7}"
+              "  within limits")
     print(header)
     print("-" * len(header))
     failed = False

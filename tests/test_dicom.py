@@ -7,7 +7,6 @@ InstanceNumber, stack ``pixel_array`` on the last axis, apply slope/intercept.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from pydicom.uid import (
 
 from vfs_utils import dicom
 from vfs_utils.dicom import SeriesWarning, load_series, scan, write_series
-from vfs_utils.errors import DatasetExistsError, DataNotFoundError, SeriesError
+from vfs_utils.errors import DataNotFoundError, DatasetExistsError, SeriesError
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
 FOR_UID = "1.2.826.0.1.3680043.8.498.2"

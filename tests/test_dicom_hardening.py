@@ -21,8 +21,8 @@ import pydicom
 import pytest
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import DeflatedExplicitVRLittleEndian
-
 from test_dicom import FOR_UID, STUDY_UID, reference_volume, small_series
+
 from vfs_utils.dicom import load_series, scan, write_series
 from vfs_utils.errors import SeriesError, VfsError
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-
 from test_dicom import (  # noqa: F401  (fixtures)
     FOR_UID,
     LOC_UID,
@@ -29,6 +28,7 @@ from test_dicom import (  # noqa: F401  (fixtures)
     small_series,
     study,
 )
+
 from vfs_utils import dicom
 from vfs_utils.dicom import index as dindex
 from vfs_utils.dicom import load_series, scan, write_series

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 

@@ -392,7 +392,7 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
             "Download the missing studies, drop their readings from the frame, or pass "
             "default=(row, col, slice) mm, e.g. (1, 1, 1) for heights in voxels.")
     out: dict[str, tuple[float, float, float]] = {f: default for f in absent}
-    for (folder, uid), sp in zip(present, _series_spacings(root, present, executor)):
+    for (folder, _uid), sp in zip(present, _series_spacings(root, present, executor)):
         sp = tuple(float(v) for v in sp)
         if folder in out and not np.allclose(out[folder], sp):
             raise ValueError(f"dataset_spacing: folder {folder} has readings of two series with "
@@ -616,7 +616,7 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
         x = group[list(ratios)].to_numpy(dtype=float)
         keep = np.isfinite(x).any(axis=1)
         n_iter = 0
-        for n_iter in range(1, int(max_iter) + 1):
+        for n_iter in range(1, int(max_iter) + 1):  # noqa: B007 (reported after the loop)
             sub = np.where(keep[:, None], x, np.nan)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)

@@ -108,7 +108,7 @@ def test_schmorl_node_is_a_disc_filled_pit_in_the_named_endplate(plain_spine):
     assert len(pit[0]) > 5
     assert plain[pit].min() > 150 and 60 < pitted[pit].min() and np.median(pitted[pit]) < 110
     # the keypoints' heights are untouched: the measured-back helper of test_render
-    from test_render import measured_heights, true_heights   # tests/phantom (rootdir mode)
+    from test_render import measured_heights, true_heights  # tests/phantom (rootdir mode)
     sp = plain_spine.geometry.spacing
     err = measured_heights(pitted, pts, sp) - true_heights(v.points, sp)
     assert np.abs(err).max() < 1.5

@@ -31,11 +31,26 @@ its manifest and code fingerprint). Every public name is re-exported here.
 """
 from __future__ import annotations
 
-from .dataset import (DEFAULT_STUDIES, build_dataset, code_fingerprint, dataset_manifest,
-                      fingerprint_files, read_manifest, write_study)
+from .dataset import (
+                      DEFAULT_STUDIES,
+                      build_dataset,
+                      code_fingerprint,
+                      dataset_manifest,
+                      fingerprint_files,
+                      read_manifest,
+                      write_study,
+)
 from .render import render_sagittal_slab, render_volume
-from .spine import (HU, NON_FRACTURE_DEFORMITIES, Geometry, SpineTruth, VertebraTruth,
-                    sample_readings, sample_spine, spine_from_annotation)
+from .spine import (
+                      HU,
+                      NON_FRACTURE_DEFORMITIES,
+                      Geometry,
+                      SpineTruth,
+                      VertebraTruth,
+                      sample_readings,
+                      sample_spine,
+                      spine_from_annotation,
+)
 
 __all__ = [
     "DEFAULT_STUDIES",

@@ -24,8 +24,14 @@ from ..data import demo_dir
 from ..dicom import write_series
 from ..errors import DataNotFoundError, DatasetExistsError
 from .render import render_volume
-from .spine import _DEFORMITIES, SpineTruth, _uid, sample_readings, sample_spine, \
-    spine_from_annotation
+from .spine import (
+    _DEFORMITIES,
+    SpineTruth,
+    _uid,
+    sample_readings,
+    sample_spine,
+    spine_from_annotation,
+)
 
 __all__ = ["DEFAULT_STUDIES", "build_dataset", "code_fingerprint", "dataset_manifest",
            "fingerprint_files", "read_manifest", "write_study"]

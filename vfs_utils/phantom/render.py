@@ -134,7 +134,7 @@ def _box_grid(geom: Geometry, box, lo_mm, hi_mm):
     hi = np.minimum(hi, [b[1] for b in box])
     if np.any(hi <= lo):
         return None
-    return [(int(l), int(h)) for l, h in zip(lo, hi)]
+    return [(int(a), int(b)) for a, b in zip(lo, hi)]
 
 
 def _local_grids(geom: Geometry, rng_idx, frame: _Frame):
@@ -533,7 +533,8 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
 
 
 def render_sagittal_slab(truth: SpineTruth, half_width_mm: float = 12.0,
-                         rng: np.random.Generator | None = None, **kwargs) -> tuple[np.ndarray, tuple]:
+                         rng: np.random.Generator | None = None,
+                         **kwargs) -> tuple[np.ndarray, tuple]:
     """Render only a thin sagittal slab around the spine's columns.
 
     Parameters

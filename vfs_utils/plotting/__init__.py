@@ -25,17 +25,40 @@ and tables and compute nothing a lesson would want as numbers.
 """
 from __future__ import annotations
 
-from ._style import (ENV_STATIC_FIGURES, GRADE_COLORS, MODEL_COLORS, OKABE_ITO, WINDOWS,
-                     expert_colors, sagittal_extent)
-from .agreement import (plot_bland_altman, plot_flip_rate_vs_observed, plot_level_reference,
-                        plot_prevalence_by_level)
+from ._style import (
+                     ENV_STATIC_FIGURES,
+                     GRADE_COLORS,
+                     MODEL_COLORS,
+                     OKABE_ITO,
+                     WINDOWS,
+                     expert_colors,
+                     sagittal_extent,
+)
+from .agreement import (
+                     plot_bland_altman,
+                     plot_flip_rate_vs_observed,
+                     plot_level_reference,
+                     plot_prevalence_by_level,
+)
 from .browser import SliceBrowser, slice_browser
 from .classifier import plot_calibration, plot_patches, plot_roc
-from .morphometry import (draw_vertebra_heights, plot_distributions, plot_flip_rate,
-                          plot_grade_prevalence, plot_kappa_heatmap)
+from .morphometry import (
+                     draw_vertebra_heights,
+                     plot_distributions,
+                     plot_flip_rate,
+                     plot_grade_prevalence,
+                     plot_kappa_heatmap,
+)
 from .reformation import CurvedReformation, curved_reformation, show_curved_reformation
-from .sagittal import (overlay_readings, sagittal_column, show_sagittal, vertebra_centres,
-                       vertebra_columns, vertebra_montage, zoom_to_readings)
+from .sagittal import (
+                     overlay_readings,
+                     sagittal_column,
+                     show_sagittal,
+                     vertebra_centres,
+                     vertebra_columns,
+                     vertebra_montage,
+                     zoom_to_readings,
+)
 
 __all__ = [
     "ENV_STATIC_FIGURES",

@@ -13,8 +13,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ._style import (_TITLE_SIZE, ENV_STATIC_FIGURES, _column_index, _figsize, _one_file,
-                     _spacing, _window_name, expert_colors, sagittal_extent)
+from ._style import (
+    _TITLE_SIZE,
+    ENV_STATIC_FIGURES,
+    _column_index,
+    _figsize,
+    _one_file,
+    _spacing,
+    _window_name,
+    expert_colors,
+    sagittal_extent,
+)
 from .sagittal import _draw_readings, sagittal_column, show_sagittal
 
 __all__ = ["SliceBrowser", "slice_browser"]

@@ -14,8 +14,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..annotation import LEVELS
-from ._style import (_LABEL_X, _LABEL_Y, _MARKERS, _SERIES_COLORS, _TITLE_SIZE, GRADE_COLORS,
-                     OKABE_ITO)
+from ._style import (
+    _LABEL_X,
+    _LABEL_Y,
+    _MARKERS,
+    _SERIES_COLORS,
+    _TITLE_SIZE,
+    GRADE_COLORS,
+    OKABE_ITO,
+)
 from .sagittal import show_sagittal
 
 _HEIGHT_NAMES = ("Ha", "Hm", "Hp")

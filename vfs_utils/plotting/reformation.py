@@ -14,8 +14,16 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
-from ._style import (_AIR_HU, _TITLE_SIZE, OKABE_ITO, _figsize, _spacing, _vmin_vmax,
-                     _window_name, sagittal_extent)
+from ._style import (
+    _AIR_HU,
+    _TITLE_SIZE,
+    OKABE_ITO,
+    _figsize,
+    _spacing,
+    _vmin_vmax,
+    _window_name,
+    sagittal_extent,
+)
 from .sagittal import show_sagittal
 
 __all__ = ["CurvedReformation", "curved_reformation", "show_curved_reformation"]

@@ -19,9 +19,20 @@ from matplotlib.lines import Line2D
 
 from ..annotation import points
 from ..matching import match_vertebrae
-from ._style import (_LABEL_X, _LABEL_Y, _TITLE_SIZE, _column_index, _figsize, _marker,
-                     _one_file, _spacing, _vmin_vmax, _window_name, expert_colors,
-                     sagittal_extent)
+from ._style import (
+    _LABEL_X,
+    _LABEL_Y,
+    _TITLE_SIZE,
+    _column_index,
+    _figsize,
+    _marker,
+    _one_file,
+    _spacing,
+    _vmin_vmax,
+    _window_name,
+    expert_colors,
+    sagittal_extent,
+)
 
 __all__ = ["overlay_readings", "sagittal_column", "show_sagittal", "vertebra_centres",
            "vertebra_columns", "vertebra_montage", "zoom_to_readings"]
