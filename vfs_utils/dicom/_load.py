@@ -26,7 +26,7 @@ from ._common import (
     as_tuple,
     normal,
 )
-from ._files import NATIVE_LE
+from ._fastheader import NATIVE_LE
 from .index import folder_listing
 
 __all__ = ["load_series"]

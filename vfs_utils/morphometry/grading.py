@@ -1,0 +1,163 @@
+"""Heights in mm and within-vertebra QM deformity grades.
+
+Inside: :func:`heights` (Ha, Hm, Hp of every reading), :func:`genant_grade`
+(Genant's 20/25/40 % bands applied to a keypoint height loss: a QM grade, not
+an SQ grade), the constants :data:`GRADE_THRESHOLDS`, :data:`GRADE_TOLERANCE`,
+:data:`GRADES`, :data:`DEFORMITIES`, and the private within-vertebra loss and
+deformity-type helpers that :mod:`.table` and :mod:`.sensitivity` use.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._inputs import _as_points, _flipped, _spacing_rows
+
+__all__ = [
+    "DEFORMITIES",
+    "GRADES",
+    "GRADE_THRESHOLDS",
+    "GRADE_TOLERANCE",
+    "genant_grade",
+    "heights",
+]
+
+
+#: Lower bounds of Genant's grades 1, 2 and 3 as a fraction of height lost
+#: (Genant et al. 1993): grade 0 below 20 %, 1 from 20 %, 2 from 25 %, 3 from 40 %.
+#: Applied here to keypoint heights, they give a QM deformity grade, not an SQ grade.
+GRADE_THRESHOLDS: tuple[float, float, float] = (0.20, 0.25, 0.40)
+
+#: A loss within this distance below a threshold counts as reaching it, so that a
+#: reduction of exactly 20 % computed in floating point (``1 - 8/10`` is
+#: 0.19999999999999996) is grade 1, not 0. Dimensionless.
+GRADE_TOLERANCE: float = 1e-9
+
+#: The grades, in order.
+GRADES: tuple[int, ...] = (0, 1, 2, 3)
+
+#: Deformity type named by the smallest of (Ha, Hm, Hp); "normal" is used for grade 0.
+DEFORMITIES: tuple[str, str, str] = ("wedge", "biconcave", "crush")
+
+
+def _pair_heights(pts: np.ndarray, sp: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+    """(n, 3) heights (anterior, middle, posterior) in mm."""
+    pairs = pts.reshape(-1, 3, 2, 3)
+    diff = (pairs[:, :, 1, :] - pairs[:, :, 0, :]) * sp[:, None, :]
+    h = np.sqrt(np.sum(diff * diff, axis=2))
+    order = np.argsort(pairs[:, :, :, 0].mean(axis=2), axis=1, kind="stable")
+    order[flipped] = order[flipped, ::-1]
+    return np.take_along_axis(h, order, axis=1)
+
+
+def heights(frame_or_points, spacing=(1.0, 1.0, 1.0), *, orientation=None):
+    """Anterior, middle and posterior vertebral-body heights in mm.
+
+    The three keypoint pairs are ordered by their mean row; for a supine
+    patient the smallest row is anterior, so the order is (Ha, Hm, Hp). Which
+    end is anterior is decided from ImageOrientationPatient when given: its
+    last three numbers are the LPS direction in which the row index grows, and
+    when their y component is negative (rows grow towards anterior: a prone
+    patient or a flipped image) the largest-row pair is anterior. Without an
+    orientation the patient is taken to be supine (the CT default).
+
+    The height of a pair is the Euclidean distance between its two points after
+    multiplying the (row, col, slice) differences by the spacing.
+
+    Parameters
+    ----------
+    frame_or_points : DataFrame or array_like
+        A :func:`~vfs_utils.annotation.read_annotations` frame, or keypoints
+        [row, col, slice] in voxels of shape (6, 3) or (n, 6, 3).
+    spacing : sequence of 3 floats, array of shape (n, 3), or mapping
+        Voxel spacing (row, col, slice) in mm: one for every vertebra, one per
+        row, or (for a frame) a mapping folder -> spacing. Default (1, 1, 1)
+        gives heights in voxels.
+    orientation : sequence of 6 floats, array of shape (n, 6), mapping, or None
+        ImageOrientationPatient of the series (one, per row, or by folder).
+
+    Returns
+    -------
+    DataFrame or ndarray
+        For a frame, a DataFrame with the frame's index and float columns
+        ``ha, hm, hp`` (mm). For an array, an ndarray of shape (n, 3), or (3,)
+        for one vertebra of shape (6, 3).
+    """
+    pts = _as_points(frame_or_points)
+    frame = frame_or_points if isinstance(frame_or_points, pd.DataFrame) else None
+    n = len(pts)
+    h = _pair_heights(pts, _spacing_rows(spacing, n, frame), _flipped(orientation, n, frame))
+    if frame is not None:
+        return pd.DataFrame(h, index=frame.index, columns=["ha", "hm", "hp"])
+    if np.ndim(frame_or_points) == 2:
+        return h[0]
+    return h
+
+
+# --------------------------------------------------------------------------- grades
+def _grade_codes(loss: np.ndarray) -> np.ndarray:
+    """Integer grades 0..3 (int8) of any-shaped loss; -1 where the loss is NaN."""
+    loss = np.asarray(loss, dtype=float)
+    limits = np.asarray(GRADE_THRESHOLDS) - GRADE_TOLERANCE
+    codes = np.asarray((loss[..., None] >= limits).sum(axis=-1), dtype=np.int8)
+    return np.where(np.isnan(loss), np.int8(-1), codes)
+
+
+def _to_int64(codes: np.ndarray) -> pd.arrays.IntegerArray:
+    """Pandas ``Int64`` array of grade codes, <NA> where the code is -1."""
+    codes = np.asarray(codes).reshape(-1)
+    return pd.arrays.IntegerArray(np.where(codes < 0, 0, codes).astype(np.int64), codes < 0)
+
+
+def genant_grade(loss):
+    """Grade of a fractional height loss with Genant's bands (a QM deformity grade).
+
+    Grade 0 below 20 %, 1 from 20 %, 2 from 25 %, 3 from 40 % (the bands of
+    Genant HK, Wu CY, van Kuijk C, Nevitt MC (1993) Vertebral fracture
+    assessment using a semiquantitative technique. J Bone Miner Res
+    8(9):1137-1148); see :data:`GRADE_THRESHOLDS`. A loss of exactly 0.20 is
+    grade 1, and so is one within :data:`GRADE_TOLERANCE` below it (floating
+    point). A negative loss (taller than the reference) is grade 0.
+
+    Genant's SQ grade is a radiologist's visual estimate that first decides
+    whether a deformity is a fracture at all; applied to measured heights the
+    same bands give a quantitative-morphometry (QM) *deformity* grade, which
+    also counts normal wedging and endplate concavity.
+
+    Parameters
+    ----------
+    loss : float or array_like of float
+        Fraction of height lost (0.2 = 20 %). NaN means unknown.
+
+    Returns
+    -------
+    int, pandas.NA, Series or IntegerArray
+        An int (or ``pd.NA`` for NaN) for a scalar; a Series of dtype
+        ``Int64`` with the same index for a Series; otherwise a 1-D pandas
+        ``Int64`` array, with ``<NA>`` where the loss is NaN.
+    """
+    if isinstance(loss, pd.Series):
+        codes = _grade_codes(loss.to_numpy(dtype=float, na_value=np.nan))
+        return pd.Series(_to_int64(codes), index=loss.index, name=loss.name)
+    arr = np.asarray(loss, dtype=float)
+    if arr.ndim == 0:
+        code = int(_grade_codes(arr))
+        return pd.NA if code < 0 else code
+    if arr.ndim != 1:
+        raise ValueError(f"genant_grade takes a scalar or a 1-D array, not shape {arr.shape}")
+    return _to_int64(_grade_codes(arr))
+
+
+def _within_loss(h: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = 1.0 - h.min(axis=-1) / h.max(axis=-1)
+    return np.where(np.isfinite(loss), loss, np.nan)
+
+
+def _deformity(h: np.ndarray, codes: np.ndarray, crush: np.ndarray | None = None) -> np.ndarray:
+    names = np.asarray(DEFORMITIES, dtype=object)[np.argmin(np.nan_to_num(h, nan=np.inf), axis=1)]
+    if crush is not None:
+        names = np.where(crush, "crush", names)
+    out = np.where(codes == 0, "normal", names).astype(object)
+    out[codes < 0] = None
+    return out

@@ -1,0 +1,184 @@
+"""Level-normal references and SD scores (Eastell et al. 1991).
+
+Inside: :func:`label_levels` (keep the graded levels, default
+:data:`LABEL_LEVELS`, T4-L4), :func:`level_reference` (per-level normal mean
+and SD of the :data:`RATIOS`), :func:`sd_scores` (SD scores and grades with
+the :data:`SD_THRESHOLDS` bands).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..annotation import LEVELS
+from ._inputs import _require
+from .grading import DEFORMITIES, GRADE_TOLERANCE, _to_int64
+
+__all__ = [
+    "LABEL_LEVELS",
+    "RATIOS",
+    "SD_THRESHOLDS",
+    "label_levels",
+    "level_reference",
+    "sd_scores",
+]
+
+
+#: Levels graded by default (T4-L4, as in most morphometry and SQ studies: above T4 the
+#: shoulders hide the vertebrae on radiographs, and the published normal ranges start there).
+LABEL_LEVELS: tuple[str, ...] = tuple(f"Th{i}" for i in range(4, 13)) + tuple(
+    f"L{i}" for i in range(1, 5))
+
+#: The three shape ratios of Eastell et al. (1991): wedge Ha/Hp, mid-wedge (biconcave)
+#: Hm/Hp and compression Hp / mean Hp of the adjacent vertebrae (columns of the table).
+RATIOS: tuple[str, str, str] = ("wedge_index", "biconcave_index", "crush_index")
+
+#: SD-score bands (Eastell et al. 1991): grade 1 from 3 SD below the level's normal mean,
+#: grade 2 from 4 SD.
+SD_THRESHOLDS: tuple[float, float] = (3.0, 4.0)
+
+
+def label_levels(table: pd.DataFrame, levels: Sequence[str] | None = LABEL_LEVELS) -> pd.DataFrame:
+    """The rows whose ``level`` is among ``levels`` (default T4-L4, :data:`LABEL_LEVELS`).
+
+    v1 readings have no level: give them the v2 level first with
+    :func:`vfs_utils.matching.carry_levels`. ``levels=None`` keeps every row.
+    """
+    _require(table, ["level"], "label_levels")
+    if levels is None:
+        return table
+    unknown = sorted(set(levels) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"label_levels: unknown level names {unknown}; use names of "
+                         "vfs_utils.annotation.LEVELS such as 'Th4' or 'L1'")
+    return table[table["level"].isin(list(levels))]
+
+
+def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd: float = 3.0,
+                    max_iter: int = 50, min_n: int = 10) -> pd.DataFrame:
+    """Per-level normal mean and SD of the shape ratios, from the data themselves.
+
+    For each level, the mean and SD (ddof 1) of every ratio are estimated by
+    iterative trimming: start from every reading with that level, drop the
+    readings with any ratio more than ``n_sd`` SD from the current mean (in
+    either direction), re-estimate, and repeat until no reading is dropped
+    (or ``max_iter``). Readings are the units (each expert's reading counts
+    once). This is the way population normal ranges were derived for the
+    SD-score criteria of Eastell et al. (1991) and McCloskey et al. (1993):
+    the deformed vertebrae, being few and far out, are excluded, and what is
+    left estimates the level's normal shape, including its normal wedging
+    and concavity. The crush ratio needs both neighbours, so it is missing at
+    the ends of a reading and estimated from the readings that have it.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`morphometry_table`, with ``level`` (v2, or v1 after
+        :func:`vfs_utils.matching.carry_levels`).
+    ratios : sequence of str
+        Ratio columns (default :data:`RATIOS`).
+    n_sd : float
+        Trimming distance in SD.
+    max_iter : int
+        Maximum trimming rounds.
+    min_n : int
+        Levels with fewer retained readings get NaN (no reference).
+
+    Returns
+    -------
+    DataFrame
+        Index ``level`` (in :data:`~vfs_utils.annotation.LEVELS` order),
+        columns ``n`` (readings of the level), ``n_normal`` (retained),
+        ``iterations``, and ``mean_<ratio>``, ``sd_<ratio>`` per ratio.
+    """
+    _require(table, ["level", *ratios], "level_reference")
+    rows = {}
+    for level, group in table[table["level"].notna()].groupby("level", sort=False):
+        x = group[list(ratios)].to_numpy(dtype=float)
+        keep = np.isfinite(x).any(axis=1)
+        n_iter = 0
+        for n_iter in range(1, int(max_iter) + 1):  # noqa: B007 (reported after the loop)
+            sub = np.where(keep[:, None], x, np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, sd = np.nanmean(sub, axis=0), np.nanstd(sub, axis=0, ddof=1)
+                z = np.abs(x - mean) / sd
+            out = np.nan_to_num(z, nan=0.0).max(axis=1) > n_sd
+            new = keep & ~out
+            if (new == keep).all():
+                break
+            keep = new
+        row = {"n": len(group), "n_normal": int(keep.sum()), "iterations": n_iter}
+        for j, r in enumerate(ratios):
+            ok = keep.sum() >= min_n
+            row[f"mean_{r}"] = float(mean[j]) if ok else float("nan")
+            row[f"sd_{r}"] = float(sd[j]) if ok else float("nan")
+        rows[level] = row
+    order = [lv for lv in LEVELS if lv in rows]
+    out = pd.DataFrame.from_dict(rows, orient="index").reindex(order)
+    out.index.name = "level"
+    return out
+
+
+def _sd_codes(score: np.ndarray) -> np.ndarray:
+    """SD grades 0..2 (int8) of SD scores (negative = below normal); -1 where NaN."""
+    score = np.asarray(score, dtype=float)
+    codes = np.asarray((-score[..., None] >= np.asarray(SD_THRESHOLDS) - GRADE_TOLERANCE).sum(
+        axis=-1), dtype=np.int8)
+    return np.where(np.isnan(score), np.int8(-1), codes)
+
+
+def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
+              ratios: Sequence[str] = RATIOS) -> pd.DataFrame:
+    """SD scores of the shape ratios against a level-normal reference (Eastell et al. 1991).
+
+    ``z_<ratio> = (ratio - mean_level) / sd_level``; ``sd_score`` is the
+    smallest of them (the most deformed ratio), ``sd_grade`` its grade: 0
+    above -3 SD, 1 from 3 SD below the normal mean, 2 from 4 SD
+    (:data:`SD_THRESHOLDS`), ``sd_deformity`` the ratio that is lowest
+    ("wedge" Ha/Hp, "biconcave" Hm/Hp, "crush" Hp/neighbours' Hp; "normal" at
+    grade 0). The reference is level-specific, so normal thoracic wedging and
+    endplate concavity are not counted. A ratio that is missing (crush at the
+    ends of a reading) is left out of the minimum; a level without a
+    reference gives NaN.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`morphometry_table` with ``level``.
+    reference : DataFrame
+        From :func:`level_reference`.
+    ratios : sequence of str
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``table`` with ``z_<ratio>``, ``sd_score``, ``sd_grade``
+        (Int64) and ``sd_deformity``.
+    """
+    _require(table, ["level", *ratios], "sd_scores")
+    missing = [f"{k}_{r}" for r in ratios for k in ("mean", "sd")
+               if f"{k}_{r}" not in reference.columns]
+    if missing:
+        raise ValueError(f"sd_scores: the reference lacks {missing}; build it with "
+                         "level_reference()")
+    out = table.copy()
+    ref = reference.reindex(out["level"].astype(object).where(out["level"].notna(), None))
+    z = np.column_stack([(out[r].to_numpy(float) - ref[f"mean_{r}"].to_numpy(float))
+                         / ref[f"sd_{r}"].to_numpy(float) for r in ratios])
+    for j, r in enumerate(ratios):
+        out[f"z_{r}"] = z[:, j]
+    any_z = np.isfinite(z).any(axis=1)
+    score = np.where(any_z, np.nanmin(np.where(np.isfinite(z), z, np.inf), axis=1), np.nan)
+    codes = _sd_codes(score)
+    out["sd_score"] = score
+    out["sd_grade"] = _to_int64(codes)
+    names = np.asarray(DEFORMITIES, dtype=object)[np.argmin(np.where(np.isfinite(z), z, np.inf),
+                                                            axis=1)]
+    sd_def = np.where(codes == 0, "normal", names).astype(object)
+    sd_def[codes < 0] = None
+    out["sd_deformity"] = pd.Series(sd_def, index=out.index, dtype=object)
+    return out
