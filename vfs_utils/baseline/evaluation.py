@@ -1,14 +1,20 @@
 """Grouped evaluation of the baseline: study-bootstrap intervals (:func:`bootstrap_ci`),
 cross-validated predictions (:func:`evaluate`), tables (:func:`summarize`,
-:func:`confusion`), the single-annotator baseline (:func:`reader_baseline`), and the
-curves the lesson's figures draw (:func:`roc_curves`, :func:`calibration_curves`,
-:func:`worst_errors`).
+:func:`confusion`), the single-annotator baseline (:func:`annotator_baseline`; the old
+name :func:`reader_baseline` still works), the leakage of ungrouped folds
+(:func:`leakage`), and the curves the lesson's figures draw (:func:`roc_curves`,
+:func:`calibration_curves`, :func:`worst_errors`).
+
+A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
+default, the rows of :func:`~vfs_utils.baseline.dataset_features`): every patient is
+scored on the same span of the spine, not on as many levels as were read.
 
 scikit-learn is imported inside the functions that use it (see :mod:`.models`).
 """
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,16 +23,20 @@ import pandas as pd
 
 from ..annotation import read_annotations
 from ..matching import match_vertebrae
-from ..morphometry import consensus, morphometry_table
+from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from .models import _feature_matrix, _threads, make_models
 from .studies import TARGETS, Study, load_studies
 
-__all__ = ["READER", "Evaluation", "bootstrap_ci", "calibration_curves", "confusion",
-           "evaluate", "reader_baseline", "roc_curves", "summarize", "target_title",
+__all__ = ["ANNOTATOR", "READER", "Evaluation", "Leakage", "annotator_baseline",
+           "bootstrap_ci", "calibration_curves", "confusion", "evaluate", "leakage",
+           "paired_bootstrap", "reader_baseline", "roc_curves", "summarize", "target_title",
            "worst_errors"]
 
-#: Name of the human reader baseline in prediction tables.
-READER = "reader (one expert)"
+#: Name of the single-annotator baseline in prediction tables: one annotator's QM
+#: grade (from their own keypoints) against the consensus of the other annotators.
+ANNOTATOR = "one annotator vs others"
+#: The earlier name of :data:`ANNOTATOR` (same value).
+READER = ANNOTATOR
 
 
 # --------------------------------------------------------------------------- metrics
@@ -140,9 +150,9 @@ class Evaluation:
     ----------
     predictions : DataFrame
         Long format, one row per (model, target, vertebra): ``model, target,
-        row`` (row of the features frame, -1 for the reader), ``group`` (study),
+        row`` (row of the features frame, -1 for the annotator), ``group`` (study),
         ``unit`` (the patient-level unit: the study, or study/expert for the
-        reader), ``fold``, ``label`` (bool), ``score`` (probability), ``predicted``
+        annotator), ``fold``, ``label`` (bool), ``score`` (probability), ``predicted``
         (bool at the threshold).
     summary : DataFrame
         See :func:`summarize`.
@@ -170,7 +180,8 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     :class:`~sklearn.model_selection.GroupKFold` by study: no study is in the
     training and the test part of a fold. Every vertebra gets one out-of-fold
     probability per model and target; a patient's score is the maximum over
-    their vertebrae and their label is "any vertebra positive".
+    their vertebrae (the rows given: the label levels) and their label is "any
+    vertebra positive".
 
     Parameters
     ----------
@@ -190,7 +201,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     n_boot, seed
         See :func:`bootstrap_ci`.
     extra_predictions : DataFrame, optional
-        Further predictions in the same long format (e.g. :func:`reader_baseline`)
+        Further predictions in the same long format (e.g. :func:`annotator_baseline`)
         summarised in the same table.
     threads : int or None
         BLAS/OpenMP threads while fitting (see :func:`train_model`).
@@ -304,47 +315,64 @@ def confusion(predictions: pd.DataFrame, model: str, target: str,
                         columns=pd.Index(["not fractured", "fractured"], name="predicted"))
 
 
-def reader_baseline(studies: Iterable[Study] | object, **kwargs) -> pd.DataFrame:
-    """The human reader: one expert's morphometric grade against the other experts' consensus.
+def annotator_baseline(studies: Iterable[Study] | object, *,
+                       levels: Sequence[str] | None = LABEL_LEVELS, turns: str = "all",
+                       **kwargs) -> pd.DataFrame:
+    """One annotator's QM morphometry against the consensus of the other annotators.
 
-    For each expert of each study, the expert's within-vertebra Genant grade
-    (from their own keypoints, :func:`vfs_utils.morphometry.morphometry_table`)
-    is compared with the consensus (:func:`vfs_utils.morphometry.consensus`)
-    of the *other* experts of that study, on the vertebrae both read. The
-    score is the expert's height loss ``1 - min/max``; the prediction is their
-    grade reaching the target. Every expert takes a turn, so a vertebra read
-    by three experts gives three rows; studies with a single expert give none.
+    For each expert of each study, the expert's within-vertebra QM grade (from
+    their own keypoints, :func:`vfs_utils.morphometry.morphometry_table`) is
+    compared with the consensus (:func:`vfs_utils.morphometry.consensus`) of the
+    *other* experts of that study, on the vertebrae both read, at the label
+    levels. The score is the expert's height loss ``1 - min/max``; the prediction
+    is their grade reaching the target. A study read by one expert gives no row.
+    It is what a single human annotator's keypoints achieve against the same kind
+    of reference as the models; it is not a radiologist's visual (SQ) reading.
 
     Parameters
     ----------
     studies : sequence of Study, or anything :func:`load_studies` takes
+    levels : sequence of str or None
+        Label levels (default T4-L4); None keeps every level.
+    turns : {"all", "image"}
+        ``"all"``: every expert takes a turn (a vertebra read by three experts gives
+        three rows). ``"image"``: only the expert a study's image was rendered from
+        (:attr:`Study.expert`; studies without one give no row), so that the labels
+        are exactly the models' labels (:func:`~vfs_utils.baseline.dataset_features`).
     **kwargs
         Passed to :func:`load_studies`.
 
     Returns
     -------
     DataFrame
-        Long-format predictions (see :class:`Evaluation`), model
-        ``"reader (one expert)"``, ``unit`` = study/expert, ``fold`` = -1, ``row`` = -1.
+        Long-format predictions (see :class:`Evaluation`), model :data:`ANNOTATOR`,
+        ``unit`` = study/expert (the patient-level unit), ``fold`` = -1, ``row`` = -1.
     """
+    if turns not in ("all", "image"):
+        raise ValueError(f"turns must be 'all' or 'image', not {turns!r}")
     studies = load_studies(studies, **kwargs)
     frames = [match_vertebrae(read_annotations([s.annotation])) for s in studies]
     frame = pd.concat(frames, ignore_index=True)
     spacing = {s.folder: s.spacing for s in studies}
     table = morphometry_table(frame, spacing=spacing)
+    image = {s.folder: s.expert for s in studies}
     parts = []
     for expert in sorted(table["expert"].unique()):
         mine = table[table["expert"] == expert]
+        if turns == "image":
+            mine = mine[mine["folder"].map(image) == expert]
         others = table[(table["expert"] != expert) & table["file"].isin(mine["file"])]
-        if others.empty:
+        if others.empty or mine.empty:
             continue
         ref = consensus(others)[["file", "vertebra_id", "grade"]].rename(
             columns={"grade": "ref_grade"})
         both = mine.merge(ref, on=["file", "vertebra_id"], how="inner")
         both = both[both["grade"].notna() & both["ref_grade"].notna()]
+        if levels is not None:
+            both = both[both["level"].isin(list(levels))]
         for target, k in TARGETS.items():
             parts.append(pd.DataFrame({
-                "model": READER, "target": target, "row": -1,
+                "model": ANNOTATOR, "target": target, "row": -1,
                 "group": both["folder"].to_numpy(),
                 "unit": (both["folder"] + "/" + both["expert"]).to_numpy(), "fold": -1,
                 "label": (both["ref_grade"] >= k).to_numpy(bool),
@@ -359,16 +387,173 @@ def reader_baseline(studies: Iterable[Study] | object, **kwargs) -> pd.DataFrame
         drop=True)
 
 
+def reader_baseline(studies: Iterable[Study] | object, **kwargs) -> pd.DataFrame:
+    """Deprecated name of :func:`annotator_baseline` (it is one annotator's morphometry,
+    not a radiologist's reading)."""
+    warnings.warn("vfs_utils.baseline.reader_baseline is now annotator_baseline (one "
+                  "annotator's QM morphometry against the others' consensus)",
+                  DeprecationWarning, stacklevel=2)
+    return annotator_baseline(studies, **kwargs)
+
+
+# --------------------------------------------------------------------------- leakage
+def paired_bootstrap(labels, scores_a, scores_b, groups, *, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """ROC AUC of ``scores_b`` minus that of ``scores_a``, with a group-bootstrap interval.
+
+    Both AUCs of a replicate are computed on the same resampled groups (studies,
+    drawn with replacement, each vertebra weighted by how often its study was
+    drawn), so the interval is that of the paired difference. Replicates with one
+    class are skipped.
+
+    Returns
+    -------
+    (difference, low, high) : floats
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels, dtype=bool)
+    a, b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    g = np.asarray(groups)
+    if not (len(y) == len(a) == len(b) == len(g)):
+        raise ValueError("labels, both scores and groups must have the same length")
+    if y.all() or not y.any():
+        return math.nan, math.nan, math.nan
+    diff = float(roc_auc_score(y, b) - roc_auc_score(y, a))
+    _, codes = np.unique(g, return_inverse=True)
+    n_groups = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in range(0, int(n_boot), 250):
+        k = min(250, int(n_boot) - start)
+        draws = rng.integers(0, n_groups, size=(k, n_groups))
+        counts = np.stack([np.bincount(d, minlength=n_groups) for d in draws]).astype(float)
+        w = counts[:, codes]
+        auc_a = _roc_auc(*_weighted_curves(y, a, w))
+        auc_b = _roc_auc(*_weighted_curves(y, b, w))
+        values.append(auc_b - auc_a)
+    vals = np.concatenate(values)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return diff, math.nan, math.nan
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(vals, [alpha, 1 - alpha])
+    return diff, float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """Grouped against ungrouped cross-validation of one model (:func:`leakage`).
+
+    Attributes
+    ----------
+    predictions : DataFrame
+        ``split`` (``"GroupKFold by patient"`` or ``"KFold over vertebrae"``),
+        ``row``, ``group``, ``label``, ``score`` (out of fold).
+    summary : DataFrame
+        One row per (level, split): ``roc_auc, roc_auc_lo, roc_auc_hi``; and per
+        level a row ``split = "gap (KFold - GroupKFold)"`` with the paired difference
+        and its patient-bootstrap interval.
+    """
+
+    predictions: pd.DataFrame
+    summary: pd.DataFrame
+
+
+GROUPED = "GroupKFold by patient"
+UNGROUPED = "KFold over vertebrae"
+GAP = "gap (KFold - GroupKFold)"
+
+
+def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int = 1000,
+            seed: int = 0, threads: int | None = 1) -> Leakage:
+    """How much an ungrouped split flatters a model: KFold over vertebrae vs GroupKFold.
+
+    The same model is cross-validated twice on the same rows: with
+    :class:`~sklearn.model_selection.GroupKFold` by patient (no patient on both
+    sides of a split) and with a shuffled :class:`~sklearn.model_selection.KFold`
+    over vertebrae (a patient's other vertebrae in the training part). Whatever
+    ties the vertebrae of a patient together (scanner, noise, bone density, body
+    size, the neighbour features) is learnt in the second and flatters it. The
+    gap is the ROC AUC of KFold minus that of GroupKFold, at vertebra and at
+    patient level (maximum over a patient's vertebrae), with a paired bootstrap
+    over patients (:func:`paired_bootstrap`).
+
+    Parameters
+    ----------
+    features : DataFrame
+        A features frame (``f_*`` columns) or a feature matrix.
+    labels : array_like of bool
+        One target.
+    groups : array_like
+        Patient (study) of each row.
+    model : estimator
+        An unfitted scikit-learn classifier (cloned for every fold).
+    n_splits, n_boot, seed, threads
+        Folds; bootstrap replicates and seed (also of the KFold shuffle); BLAS threads.
+
+    Returns
+    -------
+    Leakage
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import GroupKFold, KFold
+
+    X = _feature_matrix(features)
+    y = np.asarray(labels, dtype=bool)
+    g = np.asarray(groups)
+    if not (len(X) == len(y) == len(g)):
+        raise ValueError(f"features, labels and groups differ in length: {len(X)}, {len(y)}, "
+                         f"{len(g)}")
+    splitters = {GROUPED: GroupKFold(n_splits=n_splits).split(X, y, groups=g),
+                 UNGROUPED: KFold(n_splits=n_splits, shuffle=True,
+                                  random_state=seed).split(X, y)}
+    parts, scores = [], {}
+    for name, splits in splitters.items():
+        prob = np.empty(len(X))
+        for train, test in splits:
+            with _threads(threads):
+                est = clone(model).fit(X.iloc[train], y[train])
+                classes = list(est.classes_)
+                prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
+                              if True in classes else 0.0)
+        scores[name] = prob
+        parts.append(pd.DataFrame({"split": name, "row": np.arange(len(X)), "group": g,
+                                   "label": y, "score": prob}))
+    predictions = pd.concat(parts, ignore_index=True)
+    rows = []
+    for level in ("vertebra", "patient"):
+        if level == "vertebra":
+            lab, grp = y, g
+            sc = scores
+        else:
+            per = pd.DataFrame({"g": g, "y": y, **{k: v for k, v in scores.items()}}).groupby(
+                "g", sort=True)
+            agg = per.agg({"y": "any", GROUPED: "max", UNGROUPED: "max"})
+            lab, grp = agg["y"].to_numpy(bool), agg.index.to_numpy()
+            sc = {k: agg[k].to_numpy(float) for k in (GROUPED, UNGROUPED)}
+        for name in (GROUPED, UNGROUPED):
+            est, lo, hi = bootstrap_ci(lab, sc[name], grp, n_boot=n_boot, seed=seed)
+            rows.append({"level": level, "split": name, "n": len(lab),
+                         "positives": int(np.sum(lab)), "roc_auc": est, "roc_auc_lo": lo,
+                         "roc_auc_hi": hi})
+        d, lo, hi = paired_bootstrap(lab, sc[GROUPED], sc[UNGROUPED], grp, n_boot=n_boot,
+                                     seed=seed)
+        rows.append({"level": level, "split": GAP, "n": len(lab), "positives": int(np.sum(lab)),
+                     "roc_auc": d, "roc_auc_lo": lo, "roc_auc_hi": hi})
+    return Leakage(predictions, pd.DataFrame(rows))
+
+
 # --------------------------------------------------------------------------- curves
 def target_title(target: str) -> str:
-    """``"consensus grade ≥ k"`` for a target of :data:`TARGETS` (else the name)."""
+    """``"consensus QM grade ≥ k"`` for a target of :data:`TARGETS` (else the name)."""
     k = TARGETS.get(target)
-    return f"consensus grade ≥ {k}" if k is not None else target
+    return f"consensus QM grade ≥ {k}" if k is not None else target
 
 
 def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
                level: str = "vertebra") -> pd.DataFrame:
-    """ROC curve of every model, and the reader's operating point, for one target and level.
+    """ROC curve of every model, and the annotator's operating point, for one target and level.
 
     Parameters
     ----------
@@ -384,7 +569,7 @@ def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
     DataFrame
         Columns ``model, kind, fpr, tpr``: ``kind`` is ``"curve"`` for the points of
         :func:`sklearn.metrics.roc_curve` and ``"operating point"`` for the rate of the
-        reader's yes/no calls (:data:`READER`). Models with one class only are left out.
+        annotator's yes/no calls (:data:`ANNOTATOR`). Models with one class only are left out.
     """
     from sklearn.metrics import roc_curve
 
@@ -397,7 +582,7 @@ def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
             continue
         fpr, tpr, _ = roc_curve(y, s)
         parts.append(pd.DataFrame({"model": model, "kind": "curve", "fpr": fpr, "tpr": tpr}))
-        if model == READER:
+        if model == ANNOTATOR:
             p = part["predicted"].to_numpy(bool)
             parts.append(pd.DataFrame({"model": [model], "kind": ["operating point"],
                                        "fpr": [np.mean(p[~y])], "tpr": [np.mean(p[y])]}))
