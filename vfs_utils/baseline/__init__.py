@@ -38,19 +38,20 @@ an explicit allow-list.
 
 One module per step: :mod:`.studies` (what is studied, the labels), :mod:`.features`
 (the image features), :mod:`.models` (models, persistence, one-study prediction),
-:mod:`.evaluation` (grouped evaluation, intervals, the annotator baseline, leakage). Every public
+:mod:`.evaluation` (grouped evaluation, intervals, the annotator baseline), :mod:`.leakage`
+(grouped against ungrouped folds). Every public
 name is re-exported here, so ``baseline.<name>`` works as before; the figures are in
 :mod:`vfs_utils.plotting` (``baseline.plot_*`` still work and say so).
 """
 from __future__ import annotations
 
 from ..errors import ModelFileError
-from .evaluation import (ANNOTATOR, READER, Evaluation, Leakage, annotator_baseline,
-                         bootstrap_ci, calibration_curves, confusion, evaluate, leakage,
-                         paired_bootstrap, reader_baseline, roc_curves, summarize,
-                         target_title, worst_errors)
+from .evaluation import (ANNOTATOR, READER, Evaluation, annotator_baseline, bootstrap_ci,
+                         calibration_curves, confusion, evaluate, reader_baseline, roc_curves,
+                         summarize, target_title, worst_errors)
 from .features import (PATCH_MM, dataset_features, feature_columns, study_features,
                        vertebra_features)
+from .leakage import Leakage, leakage, paired_bootstrap
 from .models import (ALLOWED_TYPES, MODEL_NAMES, default_model, load_model, make_models,
                      predict_study, save_model, train_model)
 from .studies import (KINDS, LABEL_LEVELS, PRIMARY_TARGET, TARGETS, Study, image_expert,
