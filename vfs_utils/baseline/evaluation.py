@@ -296,7 +296,8 @@ def summarize(predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -
 
 def confusion(predictions: pd.DataFrame, model: str, target: str,
               level: str = "vertebra") -> pd.DataFrame:
-    """The 2 x 2 confusion matrix of one model and target (rows: truth, columns: prediction).
+    """The 2 x 2 confusion matrix of one model and target (rows: truth, columns: prediction;
+    positive = the target's deformity grade reached).
 
     Uses :func:`sklearn.metrics.confusion_matrix` on the ``predicted`` column;
     ``level="patient"`` aggregates first (any vertebra / maximum score).
@@ -309,8 +310,8 @@ def confusion(predictions: pd.DataFrame, model: str, target: str,
         raise ValueError(f"no predictions of model {model!r} for target {target!r}")
     m = confusion_matrix(part["label"].to_numpy(bool), part["predicted"].to_numpy(bool),
                          labels=[False, True])
-    return pd.DataFrame(m, index=pd.Index(["not fractured", "fractured"], name="truth"),
-                        columns=pd.Index(["not fractured", "fractured"], name="predicted"))
+    return pd.DataFrame(m, index=pd.Index(["negative", "positive"], name="truth"),
+                        columns=pd.Index(["negative", "positive"], name="predicted"))
 
 
 def annotator_baseline(studies: Iterable[Study] | object, *,
