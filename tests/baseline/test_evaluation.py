@@ -208,3 +208,15 @@ def test_leakage_shows_a_patient_look_that_only_ungrouped_folds_can_learn():
     # the grouped out-of-fold scores never come from a model that saw the patient
     pred = out.predictions
     assert set(pred["split"]) == {"GroupKFold by patient", "KFold over vertebrae"}
+
+
+def test_annotator_baseline_without_image_expert_is_empty_and_typed(studies, features):
+    # sampled studies are rendered from the true spine: no image expert, so no "image" turn
+    empty = baseline.annotator_baseline(studies, turns="image")
+    assert empty.empty and empty["score"].dtype == float and empty["label"].dtype == bool
+    ev = baseline.evaluate(features, features[["label_moderate"]], features["folder"],
+                           models={"prevalence": baseline.make_models()["prevalence"]},
+                           n_boot=20, extra_predictions=empty)
+    worst = baseline.worst_errors(ev.predictions, features, model="prevalence",
+                                  target="label_moderate", n=1)
+    assert len(worst) == 2

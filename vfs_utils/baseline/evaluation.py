@@ -377,9 +377,12 @@ def annotator_baseline(studies: Iterable[Study] | object, *,
                 "label": (both["ref_grade"] >= k).to_numpy(bool),
                 "score": both["height_loss"].to_numpy(float),
                 "predicted": (both["grade"] >= k).to_numpy(bool)}))
-    if not parts:
-        return pd.DataFrame(columns=["model", "target", "row", "group", "unit", "fold", "label",
-                                     "score", "predicted"])
+    if not parts:       # typed, so that it concatenates with model predictions unchanged
+        return pd.DataFrame({"model": pd.Series(dtype=object), "target": pd.Series(dtype=object),
+                             "row": pd.Series(dtype=int), "group": pd.Series(dtype=object),
+                             "unit": pd.Series(dtype=object), "fold": pd.Series(dtype=int),
+                             "label": pd.Series(dtype=bool), "score": pd.Series(dtype=float),
+                             "predicted": pd.Series(dtype=bool)})
     out = pd.concat(parts, ignore_index=True)
     order = {t: i for i, t in enumerate(TARGETS)}
     return out.sort_values("target", key=lambda s: s.map(order), kind="stable").reset_index(
@@ -489,6 +492,7 @@ def worst_errors(predictions: pd.DataFrame, features: pd.DataFrame, *,
     part = predictions[(predictions["model"] == model) & (predictions["target"] == target)]
     if part.empty:
         raise ValueError(f"no predictions of model {model!r} for target {target!r}")
+    part = part.astype({"label": bool, "score": float})
     misses = part[part["label"]].nsmallest(n, "score", keep="first")
     alarms = part[~part["label"]].nlargest(n, "score", keep="first")
     picked = pd.concat([misses, alarms])
