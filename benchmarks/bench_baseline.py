@@ -50,7 +50,8 @@ def pipeline(source, workers: int) -> tuple[int, int]:
         features, _patches = baseline.dataset_features(studies, executor=executor,
                                                        return_patches=True)
     annotator = pd.concat([baseline.annotator_baseline(studies),
-                           baseline.annotator_baseline(studies, turns="image")])
+                           baseline.annotator_baseline(studies, turns="image").assign(
+                               model="image's annotator vs others")])
     targets = list(baseline.TARGETS)
     result = baseline.evaluate(features, features[targets], features["folder"], n_boot=1000,
                                seed=0, extra_predictions=annotator)
@@ -59,9 +60,9 @@ def pipeline(source, workers: int) -> tuple[int, int]:
     s = result.summary
     for target in targets:
         for level in ("vertebra", "patient"):
-            for model in ("logistic", baseline.ANNOTATOR):
+            for model in ("logistic", baseline.ANNOTATOR, "image's annotator vs others"):
                 r = s[(s.model == model) & (s.target == target) & (s.level == level)].iloc[0]
-                print(f"    {target:>14} {level:>8} {model:>24}: ROC AUC {r.roc_auc:.3f} "
+                print(f"    {target:>14} {level:>8} {model:>28}: ROC AUC {r.roc_auc:.3f} "
                       f"[{r.roc_auc_lo:.3f}, {r.roc_auc_hi:.3f}], {r.positives}/{r.n} positive")
     for r in leak.summary.itertuples():
         print(f"    leakage {r.level:>8} {r.split:>24}: {r.roc_auc:+.3f} "
