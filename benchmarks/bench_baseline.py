@@ -1,12 +1,14 @@
-"""Benchmark: the default pipeline of lesson 05 against its time and memory targets.
+"""Benchmark: the default pipeline of lesson 06 against its time and memory targets.
 
 Runs, in one process (so that the peak resident memory is the pipeline's own):
 
 (a) the default pipeline of ``notebooks/06_classifier.ipynb``: ``load_studies`` on
-    the lesson's data source (phantom mode: all 100 real v2 annotation files),
-    ``dataset_features`` on a two-process pool with patches, ``reader_baseline``
-    and ``evaluate`` (5-fold GroupKFold, 3 models, 2 targets, 1000 bootstrap
-    replicates), timed end to end;
+    the lesson's data source (phantom mode: all 100 real v2 annotation files, each
+    rendered from one expert's reading), ``dataset_features`` on a two-process pool
+    with patches, ``annotator_baseline`` (all turns and the image's annotator),
+    ``evaluate`` (5-fold GroupKFold, 3 models, 2 targets, 1000 bootstrap
+    replicates) and ``leakage`` (KFold vs GroupKFold, logistic, primary target,
+    1000 paired replicates), timed end to end;
 (b) a baseline measured in the same run: rendering the **full** phantom volume of
     one study (what writing 100 phantom series would cost per study) against
     rendering the thin slab the features need, for the same study; the ratio is
@@ -14,7 +16,7 @@ Runs, in one process (so that the peak resident memory is the pipeline's own):
 
 Targets: (a) at most 120 s and at most 2 GB peak memory (this process plus, as an
 upper bound, the largest worker once per worker), at least 40 studies and 500
-vertebrae. Prints the numbers and ratios; asserts nothing.
+vertebrae (T4-L4, labelled). Prints the numbers and ratios; asserts nothing.
 
 Run: ``python benchmarks/bench_baseline.py [--workers 2] [--repeats 3]``
 """
@@ -41,13 +43,30 @@ def peak_mb(who: int) -> float:
 
 
 def pipeline(source, workers: int) -> tuple[int, int]:
+    import pandas as pd
+
     studies = baseline.load_studies(source)
     with ProcessPoolExecutor(max_workers=workers) as executor:
         features, _patches = baseline.dataset_features(studies, executor=executor,
                                                        return_patches=True)
-    reader = baseline.reader_baseline(studies)
-    baseline.evaluate(features, features[["label_any", "label_moderate"]], features["folder"],
-                      n_boot=1000, seed=0, extra_predictions=reader)
+    annotator = pd.concat([baseline.annotator_baseline(studies),
+                           baseline.annotator_baseline(studies, turns="image").assign(
+                               model="image's annotator vs others")])
+    targets = list(baseline.TARGETS)
+    result = baseline.evaluate(features, features[targets], features["folder"], n_boot=1000,
+                               seed=0, extra_predictions=annotator)
+    leak = baseline.leakage(features, features[baseline.PRIMARY_TARGET], features["folder"],
+                            baseline.make_models()["logistic"], n_boot=1000, seed=0)
+    s = result.summary
+    for target in targets:
+        for level in ("vertebra", "patient"):
+            for model in ("logistic", baseline.ANNOTATOR, "image's annotator vs others"):
+                r = s[(s.model == model) & (s.target == target) & (s.level == level)].iloc[0]
+                print(f"    {target:>14} {level:>8} {model:>28}: ROC AUC {r.roc_auc:.3f} "
+                      f"[{r.roc_auc_lo:.3f}, {r.roc_auc_hi:.3f}], {r.positives}/{r.n} positive")
+    for r in leak.summary.itertuples():
+        print(f"    leakage {r.level:>8} {r.split:>24}: {r.roc_auc:+.3f} "
+              f"[{r.roc_auc_lo:+.3f}, {r.roc_auc_hi:+.3f}]")
     return features["folder"].nunique(), len(features)
 
 

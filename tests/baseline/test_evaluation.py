@@ -95,12 +95,19 @@ def test_bootstrap_ci_brackets_estimate_and_is_reproducible():
     assert baseline.bootstrap_ci(y, s, groups, n_boot=300, seed=3) == (est, lo, hi)
 
 
-def test_reader_baseline_compares_each_expert_with_the_others(studies):
-    rd = baseline.reader_baseline(studies)
+def test_annotator_baseline_compares_each_expert_with_the_others(studies):
+    rd = baseline.annotator_baseline(studies, levels=None)
     # two experts per study, each vertebra read by both: one row per expert per vertebra
     n_readings = sum(len(vs) for s in studies for vs in s.annotation.experts.values())
     assert len(rd) == n_readings * len(baseline.TARGETS)
     assert set(rd["unit"].str.split("/").str[1]) <= {f"expert{i}" for i in range(1, 5)}
+    # at the label levels only the T4-L4 readings are compared
+    in_levels = sum(v.level in baseline.LABEL_LEVELS for s in studies
+                    for vs in s.annotation.experts.values() for v in vs)
+    assert len(baseline.annotator_baseline(studies)) == in_levels * len(baseline.TARGETS)
+    with pytest.warns(DeprecationWarning, match="annotator_baseline"):
+        old = baseline.reader_baseline(studies, levels=None)
+    pd.testing.assert_frame_equal(old, rd)
 
 
 def _predictions() -> pd.DataFrame:
@@ -140,7 +147,7 @@ def test_old_baseline_plot_names_still_draw_and_say_where_they_moved():
     pred = _predictions()
     with pytest.warns(DeprecationWarning, match="vfs_utils.plotting.plot_roc"):
         ax = baseline.plot_roc(pred, "label_any", "vertebra")
-    assert ax.get_title() == "ROC, vertebra level, consensus grade ≥ 1"
+    assert ax.get_title() == "ROC, vertebra level, consensus QM grade ≥ 1"
     assert {ln.get_label() for ln in ax.get_lines()} >= {"logistic", baseline.READER}
     with pytest.warns(DeprecationWarning):
         assert baseline.OKABE_ITO["blue"] == "#0072B2"
@@ -162,3 +169,54 @@ def test_calibration_curves_and_worst_errors_from_hand_made_predictions():
     assert worst[["error", "row"]].to_numpy().tolist() == [["missed", 2], ["false alarm", 1]]
     assert worst["level"].tolist() == ["L1", "#1"]
     assert worst["title"].iloc[0].startswith("missed: …STUDY-B L1")
+
+
+def test_paired_bootstrap_is_the_difference_of_sklearn_aucs():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(25), 6)
+    y = rng.random(150) < 0.3
+    a = y * 0.3 + rng.random(150)
+    b = y * 0.9 + rng.random(150)
+    d, lo, hi = baseline.paired_bootstrap(y, a, b, groups, n_boot=300, seed=1)
+    assert d == pytest.approx(roc_auc_score(y, b) - roc_auc_score(y, a))
+    assert 0 < lo < d < hi
+    assert baseline.paired_bootstrap(y, a, a, groups, n_boot=50) == (0.0, 0.0, 0.0)
+
+
+def test_leakage_shows_a_patient_look_that_only_ungrouped_folds_can_learn():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    # 40 patients, 10 vertebrae each: a patient's label and a random 8-d "look" (scanner,
+    # bone density) shared by all their vertebrae; nothing in a vertebra tells its label
+    rng = np.random.default_rng(0)
+    n_pat, n_vert = 40, 10
+    look = rng.normal(size=(n_pat, 8))
+    sick = rng.random(n_pat) < 0.5
+    groups = np.repeat(np.arange(n_pat), n_vert)
+    X = pd.DataFrame(look[groups] + 0.05 * rng.normal(size=(n_pat * n_vert, 8)),
+                     columns=[f"f_{i}" for i in range(8)])
+    y = sick[groups] & (rng.random(n_pat * n_vert) < 0.5)
+    out = baseline.leakage(X, y, groups, KNeighborsClassifier(n_neighbors=5), n_boot=200)
+    s = out.summary.set_index(["level", "split"])
+    grouped = s.loc[("vertebra", "GroupKFold by patient"), "roc_auc"]
+    shuffled = s.loc[("vertebra", "KFold over vertebrae"), "roc_auc"]
+    gap = s.loc[("vertebra", "gap (KFold - GroupKFold)")]
+    assert grouped < 0.65 and shuffled > 0.75
+    assert gap["roc_auc"] == pytest.approx(shuffled - grouped)
+    assert gap["roc_auc_lo"] > 0
+    assert s.loc[("patient", "GroupKFold by patient"), "n"] == n_pat
+    # the grouped out-of-fold scores never come from a model that saw the patient
+    pred = out.predictions
+    assert set(pred["split"]) == {"GroupKFold by patient", "KFold over vertebrae"}
+
+
+def test_annotator_baseline_without_image_expert_is_empty_and_typed(studies, features):
+    # sampled studies are rendered from the true spine: no image expert, so no "image" turn
+    empty = baseline.annotator_baseline(studies, turns="image")
+    assert empty.empty and empty["score"].dtype == float and empty["label"].dtype == bool
+    ev = baseline.evaluate(features, features[["label_moderate"]], features["folder"],
+                           models={"prevalence": baseline.make_models()["prevalence"]},
+                           n_boot=20, extra_predictions=empty)
+    worst = baseline.worst_errors(ev.predictions, features, model="prevalence",
+                                  target="label_moderate", n=1)
+    assert len(worst) == 2

@@ -66,7 +66,7 @@ def test_predict_study_equals_features_of_the_loaded_series(features, tiny_datas
     model = baseline.train_model(features, features["label_any"], "logistic")
     out = baseline.predict_study(root, ann_file, model=model)
     studies = baseline.load_studies(ann_file, root=root)
-    feats = baseline.dataset_features(studies)
+    feats = baseline.dataset_features(studies, levels=None)     # every vertebra, as predicted
     expected = model.predict_proba(feats[baseline.feature_columns(feats)])[:, 1]
     np.testing.assert_allclose(out["probability"].to_numpy(), expected)
     assert studies[0].kind == "synthetic" and studies[0].root == root   # read from disk

@@ -1,9 +1,10 @@
 """A baseline fracture classifier: image features per vertebra, scikit-learn, grouped evaluation.
 
 The task: given a CT series and the centre of every vertebral body (from the
-annotation; finding the vertebrae is out of scope), say for each vertebra
-whether it is fractured (expert consensus Genant grade >= 1, and >= 2), and
-for each patient whether any vertebra is.
+annotation; finding the vertebrae is out of scope), say for each patient whether
+at least one vertebra at the label levels (T4-L4) has a moderate or severe
+deformity (consensus QM grade >= 2, the primary target) or any deformity (grade
+>= 1, secondary), and for each vertebra whether it has.
 
 Only the **centre and column** of each vertebra come from the annotation.
 Everything else is measured in the image (:func:`vertebra_features`): a
@@ -30,38 +31,47 @@ logistic regression and histogram gradient boosting. Evaluation
 (:func:`evaluate`): grouped cross-validation by study, ROC AUC and PR AUC with
 study-bootstrap intervals, sensitivity and specificity at a fixed threshold,
 at vertebra and patient level (a patient's score is the maximum over their
-vertebrae). Models are saved with skops (:func:`save_model`,
+vertebrae at the label levels), the single-annotator baseline
+(:func:`annotator_baseline`) and the leakage of ungrouped folds (:func:`leakage`). Models are saved with skops (:func:`save_model`,
 :func:`load_model`): loading runs no pickle code and accepts only the types of
 an explicit allow-list.
 
 One module per step: :mod:`.studies` (what is studied, the labels), :mod:`.features`
 (the image features), :mod:`.models` (models, persistence, one-study prediction),
-:mod:`.evaluation` (grouped evaluation, intervals, the reader baseline). Every public
+:mod:`.evaluation` (grouped evaluation, intervals, the annotator baseline), :mod:`.leakage`
+(grouped against ungrouped folds). Every public
 name is re-exported here, so ``baseline.<name>`` works as before; the figures are in
 :mod:`vfs_utils.plotting` (``baseline.plot_*`` still work and say so).
 """
 from __future__ import annotations
 
 from ..errors import ModelFileError
-from .evaluation import (READER, Evaluation, bootstrap_ci, calibration_curves, confusion,
-                         evaluate, reader_baseline, roc_curves, summarize, target_title,
-                         worst_errors)
+from .evaluation import (ANNOTATOR, READER, Evaluation, annotator_baseline, bootstrap_ci,
+                         calibration_curves, confusion, evaluate, reader_baseline, roc_curves,
+                         summarize, target_title, worst_errors)
 from .features import (PATCH_MM, dataset_features, feature_columns, study_features,
                        vertebra_features)
+from .leakage import Leakage, leakage, paired_bootstrap
 from .models import (ALLOWED_TYPES, MODEL_NAMES, default_model, load_model, make_models,
                      predict_study, save_model, train_model)
-from .studies import KINDS, TARGETS, Study, load_studies, vertebra_table
+from .studies import (KINDS, LABEL_LEVELS, PRIMARY_TARGET, TARGETS, Study, image_expert,
+                      load_studies, vertebra_table)
 
 __all__ = [
     "ALLOWED_TYPES",
+    "ANNOTATOR",
     "KINDS",
+    "LABEL_LEVELS",
     "MODEL_NAMES",
     "PATCH_MM",
+    "PRIMARY_TARGET",
     "READER",
     "TARGETS",
     "Evaluation",
+    "Leakage",
     "ModelFileError",
     "Study",
+    "annotator_baseline",
     "bootstrap_ci",
     "calibration_curves",
     "confusion",
@@ -69,9 +79,12 @@ __all__ = [
     "default_model",
     "evaluate",
     "feature_columns",
+    "image_expert",
+    "leakage",
     "load_model",
     "load_studies",
     "make_models",
+    "paired_bootstrap",
     "predict_study",
     "reader_baseline",
     "roc_curves",

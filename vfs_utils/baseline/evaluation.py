@@ -1,14 +1,19 @@
 """Grouped evaluation of the baseline: study-bootstrap intervals (:func:`bootstrap_ci`),
 cross-validated predictions (:func:`evaluate`), tables (:func:`summarize`,
-:func:`confusion`), the single-annotator baseline (:func:`reader_baseline`), and the
-curves the lesson's figures draw (:func:`roc_curves`, :func:`calibration_curves`,
-:func:`worst_errors`).
+:func:`confusion`), the single-annotator baseline (:func:`annotator_baseline`; the old
+name :func:`reader_baseline` still works), and the curves the lesson's figures draw (:func:`roc_curves`,
+:func:`calibration_curves`, :func:`worst_errors`).
+
+A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
+default, the rows of :func:`~vfs_utils.baseline.dataset_features`): every patient is
+scored on the same span of the spine, not on as many levels as were read.
 
 scikit-learn is imported inside the functions that use it (see :mod:`.models`).
 """
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,16 +22,19 @@ import pandas as pd
 
 from ..annotation import read_annotations
 from ..matching import match_vertebrae
-from ..morphometry import consensus, morphometry_table
+from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from .models import _feature_matrix, _threads, make_models
 from .studies import TARGETS, Study, load_studies
 
-__all__ = ["READER", "Evaluation", "bootstrap_ci", "calibration_curves", "confusion",
-           "evaluate", "reader_baseline", "roc_curves", "summarize", "target_title",
-           "worst_errors"]
+__all__ = ["ANNOTATOR", "READER", "Evaluation", "annotator_baseline", "bootstrap_ci",
+           "calibration_curves", "confusion", "evaluate", "reader_baseline", "roc_curves",
+           "summarize", "target_title", "worst_errors"]
 
-#: Name of the human reader baseline in prediction tables.
-READER = "reader (one expert)"
+#: Name of the single-annotator baseline in prediction tables: one annotator's QM
+#: grade (from their own keypoints) against the consensus of the other annotators.
+ANNOTATOR = "one annotator vs others"
+#: The earlier name of :data:`ANNOTATOR` (same value).
+READER = ANNOTATOR
 
 
 # --------------------------------------------------------------------------- metrics
@@ -140,9 +148,9 @@ class Evaluation:
     ----------
     predictions : DataFrame
         Long format, one row per (model, target, vertebra): ``model, target,
-        row`` (row of the features frame, -1 for the reader), ``group`` (study),
+        row`` (row of the features frame, -1 for the annotator), ``group`` (study),
         ``unit`` (the patient-level unit: the study, or study/expert for the
-        reader), ``fold``, ``label`` (bool), ``score`` (probability), ``predicted``
+        annotator), ``fold``, ``label`` (bool), ``score`` (probability), ``predicted``
         (bool at the threshold).
     summary : DataFrame
         See :func:`summarize`.
@@ -170,7 +178,8 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     :class:`~sklearn.model_selection.GroupKFold` by study: no study is in the
     training and the test part of a fold. Every vertebra gets one out-of-fold
     probability per model and target; a patient's score is the maximum over
-    their vertebrae and their label is "any vertebra positive".
+    their vertebrae (the rows given: the label levels) and their label is "any
+    vertebra positive".
 
     Parameters
     ----------
@@ -190,7 +199,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     n_boot, seed
         See :func:`bootstrap_ci`.
     extra_predictions : DataFrame, optional
-        Further predictions in the same long format (e.g. :func:`reader_baseline`)
+        Further predictions in the same long format (e.g. :func:`annotator_baseline`)
         summarised in the same table.
     threads : int or None
         BLAS/OpenMP threads while fitting (see :func:`train_model`).
@@ -287,7 +296,8 @@ def summarize(predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -
 
 def confusion(predictions: pd.DataFrame, model: str, target: str,
               level: str = "vertebra") -> pd.DataFrame:
-    """The 2 x 2 confusion matrix of one model and target (rows: truth, columns: prediction).
+    """The 2 x 2 confusion matrix of one model and target (rows: truth, columns: prediction;
+    positive = the target's deformity grade reached).
 
     Uses :func:`sklearn.metrics.confusion_matrix` on the ``predicted`` column;
     ``level="patient"`` aggregates first (any vertebra / maximum score).
@@ -300,75 +310,104 @@ def confusion(predictions: pd.DataFrame, model: str, target: str,
         raise ValueError(f"no predictions of model {model!r} for target {target!r}")
     m = confusion_matrix(part["label"].to_numpy(bool), part["predicted"].to_numpy(bool),
                          labels=[False, True])
-    return pd.DataFrame(m, index=pd.Index(["not fractured", "fractured"], name="truth"),
-                        columns=pd.Index(["not fractured", "fractured"], name="predicted"))
+    return pd.DataFrame(m, index=pd.Index(["negative", "positive"], name="truth"),
+                        columns=pd.Index(["negative", "positive"], name="predicted"))
 
 
-def reader_baseline(studies: Iterable[Study] | object, **kwargs) -> pd.DataFrame:
-    """The human reader: one expert's morphometric grade against the other experts' consensus.
+def annotator_baseline(studies: Iterable[Study] | object, *,
+                       levels: Sequence[str] | None = LABEL_LEVELS, turns: str = "all",
+                       **kwargs) -> pd.DataFrame:
+    """One annotator's QM morphometry against the consensus of the other annotators.
 
-    For each expert of each study, the expert's within-vertebra Genant grade
-    (from their own keypoints, :func:`vfs_utils.morphometry.morphometry_table`)
-    is compared with the consensus (:func:`vfs_utils.morphometry.consensus`)
-    of the *other* experts of that study, on the vertebrae both read. The
-    score is the expert's height loss ``1 - min/max``; the prediction is their
-    grade reaching the target. Every expert takes a turn, so a vertebra read
-    by three experts gives three rows; studies with a single expert give none.
+    For each expert of each study, the expert's within-vertebra QM grade (from
+    their own keypoints, :func:`vfs_utils.morphometry.morphometry_table`) is
+    compared with the consensus (:func:`vfs_utils.morphometry.consensus`) of the
+    *other* experts of that study, on the vertebrae both read, at the label
+    levels. The score is the expert's height loss ``1 - min/max``; the prediction
+    is their grade reaching the target. A study read by one expert gives no row.
+    It is what a single human annotator's keypoints achieve against the same kind
+    of reference as the models; it is not a radiologist's visual (SQ) reading.
 
     Parameters
     ----------
     studies : sequence of Study, or anything :func:`load_studies` takes
+    levels : sequence of str or None
+        Label levels (default T4-L4); None keeps every level.
+    turns : {"all", "image"}
+        ``"all"``: every expert takes a turn (a vertebra read by three experts gives
+        three rows). ``"image"``: only the expert a study's image was rendered from
+        (:attr:`Study.expert`; studies without one give no row), so that the labels
+        are exactly the models' labels (:func:`~vfs_utils.baseline.dataset_features`).
     **kwargs
         Passed to :func:`load_studies`.
 
     Returns
     -------
     DataFrame
-        Long-format predictions (see :class:`Evaluation`), model
-        ``"reader (one expert)"``, ``unit`` = study/expert, ``fold`` = -1, ``row`` = -1.
+        Long-format predictions (see :class:`Evaluation`), model :data:`ANNOTATOR`,
+        ``unit`` = study/expert (the patient-level unit), ``fold`` = -1, ``row`` = -1.
     """
+    if turns not in ("all", "image"):
+        raise ValueError(f"turns must be 'all' or 'image', not {turns!r}")
     studies = load_studies(studies, **kwargs)
     frames = [match_vertebrae(read_annotations([s.annotation])) for s in studies]
     frame = pd.concat(frames, ignore_index=True)
     spacing = {s.folder: s.spacing for s in studies}
     table = morphometry_table(frame, spacing=spacing)
+    image = {s.folder: s.expert for s in studies}
     parts = []
     for expert in sorted(table["expert"].unique()):
         mine = table[table["expert"] == expert]
+        if turns == "image":
+            mine = mine[mine["folder"].map(image) == expert]
         others = table[(table["expert"] != expert) & table["file"].isin(mine["file"])]
-        if others.empty:
+        if others.empty or mine.empty:
             continue
         ref = consensus(others)[["file", "vertebra_id", "grade"]].rename(
             columns={"grade": "ref_grade"})
         both = mine.merge(ref, on=["file", "vertebra_id"], how="inner")
         both = both[both["grade"].notna() & both["ref_grade"].notna()]
+        if levels is not None:
+            both = both[both["level"].isin(list(levels))]
         for target, k in TARGETS.items():
             parts.append(pd.DataFrame({
-                "model": READER, "target": target, "row": -1,
+                "model": ANNOTATOR, "target": target, "row": -1,
                 "group": both["folder"].to_numpy(),
                 "unit": (both["folder"] + "/" + both["expert"]).to_numpy(), "fold": -1,
                 "label": (both["ref_grade"] >= k).to_numpy(bool),
                 "score": both["height_loss"].to_numpy(float),
                 "predicted": (both["grade"] >= k).to_numpy(bool)}))
-    if not parts:
-        return pd.DataFrame(columns=["model", "target", "row", "group", "unit", "fold", "label",
-                                     "score", "predicted"])
+    if not parts:       # typed, so that it concatenates with model predictions unchanged
+        return pd.DataFrame({"model": pd.Series(dtype=object), "target": pd.Series(dtype=object),
+                             "row": pd.Series(dtype=int), "group": pd.Series(dtype=object),
+                             "unit": pd.Series(dtype=object), "fold": pd.Series(dtype=int),
+                             "label": pd.Series(dtype=bool), "score": pd.Series(dtype=float),
+                             "predicted": pd.Series(dtype=bool)})
     out = pd.concat(parts, ignore_index=True)
     order = {t: i for i, t in enumerate(TARGETS)}
     return out.sort_values("target", key=lambda s: s.map(order), kind="stable").reset_index(
         drop=True)
 
 
+def reader_baseline(studies: Iterable[Study] | object, **kwargs) -> pd.DataFrame:
+    """Deprecated name of :func:`annotator_baseline` (it is one annotator's morphometry,
+    not a radiologist's reading)."""
+    warnings.warn("vfs_utils.baseline.reader_baseline is now annotator_baseline (one "
+                  "annotator's QM morphometry against the others' consensus)",
+                  DeprecationWarning, stacklevel=2)
+    return annotator_baseline(studies, **kwargs)
+
+
 # --------------------------------------------------------------------------- curves
 def target_title(target: str) -> str:
-    """``"consensus grade ≥ k"`` for a target of :data:`TARGETS` (else the name)."""
+    """``"consensus QM grade ≥ k"`` for a target of :data:`TARGETS` (else the name)."""
     k = TARGETS.get(target)
-    return f"consensus grade ≥ {k}" if k is not None else target
+    return f"consensus QM grade ≥ {k}" if k is not None else target
 
 
 def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
                level: str = "vertebra") -> pd.DataFrame:
-    """ROC curve of every model, and the reader's operating point, for one target and level.
+    """ROC curve of every model, and the annotator's operating point, for one target and level.
 
     Parameters
     ----------
@@ -384,7 +423,7 @@ def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
     DataFrame
         Columns ``model, kind, fpr, tpr``: ``kind`` is ``"curve"`` for the points of
         :func:`sklearn.metrics.roc_curve` and ``"operating point"`` for the rate of the
-        reader's yes/no calls (:data:`READER`). Models with one class only are left out.
+        annotator's yes/no calls (:data:`ANNOTATOR`). Models with one class only are left out.
     """
     from sklearn.metrics import roc_curve
 
@@ -397,7 +436,7 @@ def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
             continue
         fpr, tpr, _ = roc_curve(y, s)
         parts.append(pd.DataFrame({"model": model, "kind": "curve", "fpr": fpr, "tpr": tpr}))
-        if model == READER:
+        if model == ANNOTATOR:
             p = part["predicted"].to_numpy(bool)
             parts.append(pd.DataFrame({"model": [model], "kind": ["operating point"],
                                        "fpr": [np.mean(p[~y])], "tpr": [np.mean(p[y])]}))
@@ -453,6 +492,7 @@ def worst_errors(predictions: pd.DataFrame, features: pd.DataFrame, *,
     part = predictions[(predictions["model"] == model) & (predictions["target"] == target)]
     if part.empty:
         raise ValueError(f"no predictions of model {model!r} for target {target!r}")
+    part = part.astype({"label": bool, "score": float})
     misses = part[part["label"]].nsmallest(n, "score", keep="first")
     alarms = part[~part["label"]].nlargest(n, "score", keep="first")
     picked = pd.concat([misses, alarms])

@@ -20,6 +20,7 @@ from .._fs import check_spacing, study_dir
 from .._parallel import map_ordered
 from ..dicom import load_series
 from ..errors import DataNotFoundError
+from ..morphometry import LABEL_LEVELS
 from ..phantom import render_volume
 from .studies import Study, _noise_seed, load_studies, vertebra_table
 
@@ -37,7 +38,6 @@ _LATERAL_MM = (-2.0, -1.0, 0.0, 1.0, 2.0)
 _SOFT_HU = 40.0
 #: An endplate is a peak at least this much (HU) above the body's central HU.
 _CORTEX_CONTRAST_HU = 100.0
-#: Targets: name -> lowest consensus grade counted as positive.
 
 
 # --------------------------------------------------------------------------- features
@@ -315,7 +315,8 @@ def _study_image(study: Study):
 
 
 def study_features(study: Study, *, return_patches: bool = False,
-                   threshold_hu: float | None = None, table: pd.DataFrame | None = None):
+                   threshold_hu: float | None = None, table: pd.DataFrame | None = None,
+                   levels: Sequence[str] | None = LABEL_LEVELS):
     """Labels and image features of every vertebra of one study.
 
     Parameters
@@ -327,15 +328,19 @@ def study_features(study: Study, *, return_patches: bool = False,
         Passed to :func:`vertebra_features`.
     table : DataFrame, optional
         The study's :func:`vertebra_table` when already computed.
+    levels : sequence of str or None
+        Label levels, see :func:`vertebra_table` (column ``in_levels``).
 
     Returns
     -------
     DataFrame or (DataFrame, ndarray)
         :func:`vertebra_table` columns (plus ``kind``) followed by the ``f_*``
-        features. The image is freed before returning.
+        features, every vertebra of the image (labelled or not). The image is
+        freed before returning.
     """
     if table is None:
-        table = vertebra_table(study.annotation, study.spacing)
+        table = vertebra_table(study.annotation, study.spacing,
+                               exclude={study.folder: study.expert}, levels=levels)
     feats, patches = _image_features(study, table, threshold_hu)
     table = table.reset_index(drop=True)
     table.insert(2, "kind", study.kind)
@@ -361,8 +366,14 @@ def _study_job(args) -> tuple[pd.DataFrame, np.ndarray | None]:
 def dataset_features(source_or_annotation_dir, *, root: str | os.PathLike | None = None,
                      executor: Executor | None = None, min_studies: int | None = None,
                      seed: int = 0, limit: int | None = None, return_patches: bool = False,
-                     threshold_hu: float | None = None):
-    """Labels and image features of every vertebra of a dataset, one study per task.
+                     threshold_hu: float | None = None,
+                     levels: Sequence[str] | None = LABEL_LEVELS):
+    """Labels and image features of the labelled vertebrae of a dataset, one study per task.
+
+    Features are computed for every vertebra of an image (the neighbours enter the
+    features of a vertebra); the rows returned are those with a label (a consensus
+    grade of experts whose reading did not render the image, :attr:`Study.expert`)
+    at the label levels.
 
     Parameters
     ----------
@@ -378,11 +389,14 @@ def dataset_features(source_or_annotation_dir, *, root: str | os.PathLike | None
         Also return the patches, stacked in row order.
     threshold_hu : float, optional
         Passed to :func:`vertebra_features`.
+    levels : sequence of str or None
+        Label levels (default T4-L4, :data:`vfs_utils.morphometry.LABEL_LEVELS`);
+        None keeps every level.
 
     Returns
     -------
     DataFrame or (DataFrame, ndarray)
-        One row per vertebra with a consensus grade, studies in order; see
+        One row per labelled vertebra at the label levels, studies in order; see
         :func:`study_features`.
     """
     studies = load_studies(source_or_annotation_dir, root=root, min_studies=min_studies,
@@ -390,7 +404,8 @@ def dataset_features(source_or_annotation_dir, *, root: str | os.PathLike | None
     if not studies:
         raise DataNotFoundError(f"{source_or_annotation_dir}: no study to compute features for")
     tables = vertebra_table([s.annotation for s in studies],
-                            {s.folder: s.spacing for s in studies})
+                            {s.folder: s.spacing for s in studies},
+                            exclude={s.folder: s.expert for s in studies}, levels=levels)
     by_folder = dict(list(tables.groupby("folder", sort=False)))
     empty = [s.folder for s in studies if s.folder not in by_folder]
     if empty:
@@ -406,9 +421,10 @@ def dataset_features(source_or_annotation_dir, *, root: str | os.PathLike | None
         t.insert(2, "kind", s.kind)
         frames.append(pd.concat([t, feats], axis=1))
     frame = pd.concat(frames, ignore_index=True)
-    keep = frame["grade"].notna().to_numpy()
+    keep = frame["grade"].notna().to_numpy() & frame["in_levels"].to_numpy(bool)
     if not keep.all():
-        log.info("%d vertebrae without a consensus grade left out", int((~keep).sum()))
+        log.info("%d vertebrae without a label or outside the label levels left out",
+                 int((~keep).sum()))
     frame = frame[keep].reset_index(drop=True)
     if return_patches:
         patches = np.concatenate([r[1] for r in results])[keep]

@@ -1,10 +1,20 @@
 """The studies of a baseline run and their labels: :class:`Study`, :func:`load_studies`,
-:func:`vertebra_table` (centres and consensus labels per vertebra), :data:`TARGETS`.
+:func:`image_expert`, :func:`vertebra_table` (centres and consensus labels per vertebra),
+:data:`TARGETS`, :data:`PRIMARY_TARGET`.
 
 A study's ``kind`` is the data mode it comes from, in the words of
 :mod:`vfs_utils.tutorial`: ``real`` (a series read from a dataset root), ``phantom``
-(a real annotation over a phantom rendered from it) or ``synthetic`` (a sampled
-phantom spine with simulated readings, or a series of the synthetic dataset).
+(a real annotation over a phantom rendered from ONE of its readings) or ``synthetic``
+(a sampled phantom spine with simulated readings, or a series of the synthetic dataset).
+
+No label is computed from the reading an image was rendered from. In the ``phantom``
+mode the image of a study is rendered from one expert's reading (:func:`image_expert`:
+the expert with the most vertebrae, the first in name order on a tie) and its labels
+are the consensus of the *other* experts (:attr:`Study.expert`, ``exclude=`` of
+:func:`vertebra_table`); a study read by a single expert has no independent label and
+is left out. In the ``synthetic`` mode the image is rendered from the true spine and
+every reading is a noisy view of it, so all readings make the label. Real images are
+no one's reading.
 """
 from __future__ import annotations
 
@@ -21,16 +31,21 @@ from pydicom.uid import generate_uid
 
 from .._fs import study_dir
 from .._modes import MODES
-from ..annotation import Annotation, load_annotation, read_annotations
+from ..annotation import LEVELS, Annotation, load_annotation, read_annotations
 from ..errors import DataNotFoundError, VfsError
 from ..matching import match_vertebrae, series_spacing
-from ..morphometry import consensus, morphometry_table
+from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..phantom import dataset_manifest, sample_readings, sample_spine, spine_from_annotation
 
-__all__ = ["KINDS", "TARGETS", "Study", "load_studies", "vertebra_table"]
+__all__ = ["KINDS", "LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
+           "load_studies", "vertebra_table"]
 
-#: Targets: name -> lowest consensus grade counted as positive.
-TARGETS: dict[str, int] = {"label_any": 1, "label_moderate": 2}
+#: Targets: name -> lowest consensus QM grade counted as positive. The primary target is
+#: the clinician's question, a moderate or severe deformity (grade >= 2); grade >= 1
+#: (mild included) is the secondary one.
+TARGETS: dict[str, int] = {"label_moderate": 2, "label_any": 1}
+#: The target a lesson reports first.
+PRIMARY_TARGET: str = "label_moderate"
 #: Data modes a study can come from (the words of :mod:`vfs_utils.tutorial`).
 KINDS: tuple[str, ...] = MODES
 # Names of earlier versions, still accepted by Study.
@@ -60,6 +75,10 @@ class Study:
         Without ``root``: the phantom spine a slab is rendered from.
     seed : int
         Seed of the rendering noise.
+    expert : str or None
+        The expert whose reading the image was rendered from (``phantom`` mode):
+        left out of this study's labels. None when the image is no expert's
+        reading (a real image, or a phantom of the true spine).
     """
 
     annotation: Annotation
@@ -68,6 +87,7 @@ class Study:
     root: Path | None = None
     truth: object | None = None
     seed: int = 0
+    expert: str | None = None
 
     def __post_init__(self) -> None:
         kind = _OLD_KINDS.get(self.kind, self.kind)
@@ -124,12 +144,35 @@ def _image_studies(files: list[Path], root: Path, seed: int, kind: str) -> list[
     return studies
 
 
+def image_expert(annotation: Annotation) -> str | None:
+    """The expert a phantom of ``annotation`` is rendered from, or None.
+
+    The expert with the most vertebra readings, the first in name order on a tie
+    (deterministic, and it leaves the others' readings to make the labels). None
+    when fewer than two experts read the study: then no reading is left for an
+    independent label.
+    """
+    counts = {e: len(vs) for e, vs in annotation.experts.items() if vs}
+    if len(counts) < 2:
+        return None
+    return sorted(counts, key=lambda e: (-counts[e], e))[0]
+
+
 def _phantom_studies(files: list[Path], seed: int) -> list[Study]:
-    studies = []
+    studies, single = [], []
     for f in files:
         ann = load_annotation(f)
-        truth = spine_from_annotation(ann)
-        studies.append(Study(ann, tuple(truth.geometry.spacing), "phantom", None, truth, seed))
+        expert = image_expert(ann)
+        if expert is None:
+            single.append(ann.folder)
+            continue
+        truth = spine_from_annotation(ann, expert=expert)
+        studies.append(Study(ann, tuple(truth.geometry.spacing), "phantom", None, truth, seed,
+                             expert))
+    if single:
+        warnings.warn(f"{len(single)} studies read by a single expert are left out of the "
+                      f"phantom mode (first: {single[0]}): the image is rendered from one "
+                      "reading and the label needs another.", stacklevel=3)
     return studies
 
 
@@ -157,11 +200,14 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
     source : DataSource, path-like or sequence of Study
         A :class:`~vfs_utils.tutorial.DataSource` (its v2 annotations; images
         read from ``source.root`` in the ``real`` and ``synthetic`` modes,
-        phantom slabs rendered from the annotations in the ``phantom`` mode),
-        a folder of annotation files (or one file), or studies (returned as they are).
+        phantom slabs rendered from one reading of each annotation in the
+        ``phantom`` mode, see :func:`image_expert`), a folder of annotation files
+        (or one file), or studies (returned as they are).
     root : path-like, optional
         With a folder of annotation files: read the images from this dataset
-        root; without it the images are phantoms rendered from the annotations.
+        root; without it, or when it is a phantom build of real annotations
+        (rendered from all readings), the images are phantoms rendered in memory
+        from one reading of each annotation.
     min_studies : int, optional
         Top up with sampled phantom spines (simulated readings) to this many
         studies. Default: 40 for a DataSource in the ``synthetic`` mode, else 0
@@ -193,10 +239,15 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
         files = _annotation_files(Path(source))
     if limit is not None:
         files = files[:max(int(limit), 0)]
+    kind = None
     if root is not None:
         kind = mode if mode is not None else _root_kind(Path(root))
+    if kind is not None and kind != "phantom":
         studies = _image_studies(files, Path(root), seed, kind)
     else:
+        # a phantom build on disk is rendered from the mean of ALL readings (for the other
+        # lessons); scored against labels from those readings it would be circular, so the
+        # phantom studies are rendered again, in memory, from one reading each
         studies = _phantom_studies(files, seed)
     missing = int(min_studies or 0) - len(studies)
     if missing > 0:
@@ -205,7 +256,9 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
 
 
 # --------------------------------------------------------------------------- labels
-def vertebra_table(annotations: Annotation | Sequence[Annotation], spacing) -> pd.DataFrame:
+def vertebra_table(annotations: Annotation | Sequence[Annotation], spacing, *,
+                   exclude: Mapping[str, str | None] | None = None,
+                   levels: Sequence[str] | None = LABEL_LEVELS) -> pd.DataFrame:
     """One row per vertebra: centre and consensus labels, for one or many annotations.
 
     Parameters
@@ -213,16 +266,28 @@ def vertebra_table(annotations: Annotation | Sequence[Annotation], spacing) -> p
     annotations : Annotation or sequence of Annotation
     spacing : (row, col, slice) mm, or mapping folder -> (row, col, slice)
         Voxel spacing of the annotated series (for the heights behind the grades).
+    exclude : mapping folder -> expert, optional
+        The expert whose reading a study's image was rendered from
+        (:attr:`Study.expert`). That reading is left out of the labels, which are
+        the consensus of the other experts, and only the vertebrae it marked are
+        listed (the image has no others).
+    levels : sequence of str or None
+        The label levels (default T4-L4, :data:`vfs_utils.morphometry.LABEL_LEVELS`):
+        column ``in_levels`` marks the vertebrae whose level is among them (every
+        vertebra with ``levels=None``). A model is evaluated on those only; the
+        others stay in the table as the neighbours of the image features.
 
     Returns
     -------
     DataFrame
         Annotations in the given order, each head -> feet; columns ``folder,
-        series_uid, vertebra_id, level, n_experts, centre_row, centre_col,
-        centre_slice`` (voxels, means over the experts of each expert's
-        six-point mean), ``grade`` (consensus within-vertebra Genant grade,
-        Int64, :func:`vfs_utils.morphometry.consensus`), ``label_any`` (grade
-        >= 1) and ``label_moderate`` (grade >= 2), booleans.
+        series_uid, vertebra_id, level, image_expert`` (the excluded reading, or
+        None), ``n_experts`` and ``experts`` (the readers behind the label),
+        ``centre_row, centre_col, centre_slice`` (voxels, means over every
+        expert's six-point mean), ``in_levels``, ``grade`` (the consensus QM grade
+        of the label readers, Int64, :func:`vfs_utils.morphometry.consensus`
+        ``method="mean"``; <NA> when no other expert read the vertebra),
+        ``label_moderate`` (grade >= 2) and ``label_any`` (grade >= 1), booleans.
     """
     anns = [annotations] if isinstance(annotations, Annotation) else list(annotations)
     frame = match_vertebrae(read_annotations(anns))
@@ -232,23 +297,50 @@ def vertebra_table(annotations: Annotation | Sequence[Annotation], spacing) -> p
                        "expert reading per study.")
     if not isinstance(spacing, Mapping):
         spacing = tuple(float(s) for s in spacing)
+    if levels is not None:
+        unknown = sorted(set(levels) - set(LEVELS))
+        if unknown:
+            raise ValueError(f"vertebra_table: unknown level names {unknown}; use names of "
+                             "vfs_utils.annotation.LEVELS such as 'Th4' or 'L1', or None")
     table = morphometry_table(frame, spacing=spacing)
-    cons = consensus(table)
-    col = table.groupby(["file", "vertebra_id"], sort=False)["centre_col"].mean()
-    keys = pd.MultiIndex.from_frame(cons[["file", "vertebra_id"]])
+    exclude = {k: v for k, v in (exclude or {}).items() if v is not None}
+    excluded = pd.Series([exclude.get(f) for f in table["folder"]], index=table.index,
+                         dtype=object)
+    is_image = (table["expert"] == excluded).to_numpy(bool)
+    keys = ["file", "vertebra_id"]
+    # every vertebra of the image: those the image's expert marked, or every one read
+    everyone = consensus(table)
+    everyone = everyone[[c for c in (*keys, "folder", "series_uid", "level", "centre_row",
+                                     "centre_slice") if c in everyone.columns]]
+    col = table.groupby(keys, sort=False)["centre_col"].mean()
+    marked = pd.MultiIndex.from_frame(table.loc[is_image, keys].drop_duplicates())
+    keep = (~everyone["folder"].isin(list(exclude)).to_numpy(bool)
+            | pd.MultiIndex.from_frame(everyone[keys]).isin(marked))
+    everyone = everyone[keep]
+    others = table[~is_image]
+    if others.empty:
+        label = pd.DataFrame(columns=[*keys, "n_experts", "experts", "grade"])
+    else:
+        label = consensus(others)[[*keys, "n_experts", "experts", "grade"]]
+    cons = everyone.merge(label, on=keys, how="left")
+    idx = pd.MultiIndex.from_frame(cons[keys])
     out = pd.DataFrame({
         "folder": cons["folder"].to_numpy(dtype=object),
         "series_uid": cons["series_uid"].to_numpy(dtype=object),
         "vertebra_id": cons["vertebra_id"].to_numpy(),
         "level": (cons["level"].to_numpy(dtype=object) if "level" in cons
                   else np.full(len(cons), None, dtype=object)),
-        "n_experts": cons["n_experts"].to_numpy(),
+        "image_expert": cons["folder"].map(exclude).astype(object).where(
+            cons["folder"].isin(list(exclude)), None).to_numpy(dtype=object),
+        "n_experts": cons["n_experts"].fillna(0).astype(int).to_numpy(),
+        "experts": cons["experts"].fillna("").to_numpy(dtype=object),
         "centre_row": cons["centre_row"].to_numpy(float),
-        "centre_col": col.reindex(keys).to_numpy(float),
+        "centre_col": col.reindex(idx).to_numpy(float),
         "centre_slice": cons["centre_slice"].to_numpy(float),
-        "grade": cons["grade"].astype("Int64").to_numpy(),
     })
-    out["grade"] = out["grade"].astype("Int64")
+    out["in_levels"] = (out["level"].isin(list(levels)).to_numpy(bool) if levels is not None
+                        else np.ones(len(out), bool))
+    out["grade"] = pd.array(cons["grade"].astype("Float64").round(), dtype="Int64")
     for name, k in TARGETS.items():
         out[name] = (out["grade"] >= k).astype("boolean")
     rank = {a.folder: i for i, a in enumerate(anns)}

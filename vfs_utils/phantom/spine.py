@@ -488,16 +488,18 @@ def _folder_spacing(folder: str) -> tuple[float, float, float]:
     return (pixel, pixel, 1.0)
 
 
-def _group_vertebrae(annotation: Annotation) -> list[np.ndarray]:
+def _group_vertebrae(annotation: Annotation, expert: str | None = None) -> list[np.ndarray]:
     """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it.
 
     Readings are paired across experts by :func:`vfs_utils.matching.match_vertebrae`
-    (by level in v2, by position in v1).
+    (by level in v2, by position in v1). With ``expert``, only that expert's readings.
     """
     if not any(annotation.experts.values()):
         raise AnnotationError(f"{annotation.path or annotation.folder}: no expert marked any "
                               "vertebra; the phantom needs at least one reading.")
     frame = match_vertebrae(read_annotations([annotation]))
+    if expert is not None:
+        frame = frame[frame["expert"] == expert]
     pts = points(frame)
     ids = frame["vertebra_id"].to_numpy()
     return [pts[ids == k] for k in np.unique(ids)]
@@ -526,7 +528,8 @@ def _separate(points: list[np.ndarray], spacing: np.ndarray) -> list[np.ndarray]
 def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
                           spacing: tuple[float, float, float] | None = None,
                           shape: tuple[int, int] = (512, 512), margin: int = 16,
-                          extra_points: np.ndarray | None = None) -> SpineTruth:
+                          extra_points: np.ndarray | None = None,
+                          expert: str | None = None) -> SpineTruth:
     """The spine of a real annotation: one vertebra per mean of the experts' readings.
 
     Vertebrae are matched across experts by level (v2) or by the nearest centre
@@ -546,20 +549,36 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
         Slices added below the largest annotated slice index.
     extra_points : ndarray (k, 3), optional
         Further points the volume must contain (e.g. the other annotation version).
+    expert : str, optional
+        Render the vertebrae from this one expert's reading instead of the mean of
+        all readings, so that the other experts' readings are independent of the
+        image (a label scored against the image must come from them only). The
+        volume still holds every expert's points.
 
     Returns
     -------
     SpineTruth
         With the annotation's folder, SeriesInstanceUID and readings; grades unknown.
+
+    Raises
+    ------
+    AnnotationError
+        ``expert`` is not an expert of the annotation, or read no vertebra.
     """
     ann = annotation if isinstance(annotation, Annotation) else load_annotation(annotation)
     sp = np.asarray(spacing if spacing is not None else _folder_spacing(ann.folder), float)
-    groups = _group_vertebrae(ann)
+    if expert is not None and not ann.experts.get(expert):
+        raise AnnotationError(f"{ann.path or ann.folder}: expert {expert!r} has no vertebra "
+                              f"reading here (experts with readings: "
+                              f"{sorted(e for e, vs in ann.experts.items() if vs)}); pass one "
+                              "of them as expert=, or None for the mean of all readings.")
+    groups = _group_vertebrae(ann, expert)
     means = _separate([g.mean(axis=0) for g in groups], sp)
     levels: list[str | None] = [None] * len(groups)
-    if all(v.level for vs in ann.experts.values() for v in vs):
+    readers = {expert: ann.experts[expert]} if expert is not None else ann.experts
+    if all(v.level for vs in readers.values() for v in vs):
         lv = {}
-        for vs in ann.experts.values():
+        for vs in readers.values():
             for v in vs:
                 lv.setdefault(v.level, v.points.mean(axis=0)[2])
         levels = sorted(lv, key=lambda x: _level_index(x, 99))

@@ -160,4 +160,4 @@ _SERIES_COLORS = (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish gree
 #: a test keeps the names in step); other models get "reddish purple".
 MODEL_COLORS: dict[str, str] = {"prevalence": OKABE_ITO["black"], "logistic": OKABE_ITO["blue"],
                                 "boosting": OKABE_ITO["vermillion"],
-                                "reader (one expert)": OKABE_ITO["bluish green"]}
+                                "one annotator vs others": OKABE_ITO["bluish green"]}
