@@ -106,9 +106,16 @@ def _is_header(cell: dict) -> bool:
 
 def apply(nb: dict, path: str, repo: tuple[str, str]) -> dict:
     """Return ``nb`` with a fresh header for repository path ``path`` (idempotent)."""
+    old = {c.get("id"): c for c in nb["cells"] if _is_header(c)}
     cells = [c for c in nb["cells"] if not _is_header(c)]
     header = [_cell("markdown", badge_source(path, repo), "badges"),
               _cell("code", install_source(repo), "install")]
+    for cell in header:   # an executed notebook keeps its header cell's execution count
+        prev = old.get(cell["id"])
+        if (cell["cell_type"] == "code" and prev is not None
+                and "".join(prev.get("source", "")) == "".join(cell["source"])):
+            cell.update(execution_count=prev.get("execution_count"),
+                        outputs=prev.get("outputs", []))
     out = dict(nb, cells=header + cells)
     out["metadata"] = dict(nb.get("metadata", {}), kernelspec=dict(KERNELSPEC))
     # cell ids need nbformat >= 4.5

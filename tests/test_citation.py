@@ -20,7 +20,9 @@ def _bib_entries() -> dict[str, dict[str, str]]:
     entries = {}
     for key, body in re.findall(r"@\w+\{([^,]+),(.*?)\n\}", text, flags=re.S):
         fields = dict(re.findall(r"(\w+)\s*=\s*\{(.*?)\},?\n", body + "\n", flags=re.S))
-        entries[key.strip()] = {k.lower(): " ".join(v.split()) for k, v in fields.items()}
+        # BibTeX braces protect capitals ({MosMedData}); they are not part of the text
+        entries[key.strip()] = {k.lower(): " ".join(v.replace("{", "").replace("}", "").split())
+                                for k, v in fields.items()}
     return entries
 
 

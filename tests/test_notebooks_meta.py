@@ -147,3 +147,25 @@ def test_header_script_is_idempotent_and_up_to_date(tmp_path):
     assert ("https://colab.research.google.com/github/me/course/blob/main/"
             "notebooks/solutions/07_x_solutions.ipynb") in _text(fixed["cells"][0])
     assert fixed["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_header_script_keeps_an_executed_install_cell(tmp_path):
+    """Run on an executed notebook, the script changes nothing (the count stays)."""
+    script = REPO / "docs" / "notebook_header.py"
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[project.urls]\nSource = "https://github.com/me/course"\n')
+    target = tmp_path / "notebooks" / "01_x.ipynb"
+    nb = {"cells": [{"cell_type": "markdown", "id": "t", "source": ["# Title"], "metadata": {}}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    target.write_text(json.dumps(nb))
+    run = [sys.executable, str(script), "--root", str(tmp_path)]
+    subprocess.run(run, check=True, capture_output=True)
+    executed = json.loads(target.read_text())
+    install = executed["cells"][1]
+    assert install["cell_type"] == "code" and install["execution_count"] is None
+    install["execution_count"] = 1          # what a kernel leaves behind
+    target.write_text(json.dumps(executed, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+    assert subprocess.run(run + ["--check"], capture_output=True).returncode == 0
+    subprocess.run(run, check=True, capture_output=True)
+    assert json.loads(target.read_text())["cells"][1]["execution_count"] == 1

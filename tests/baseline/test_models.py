@@ -23,12 +23,12 @@ def test_save_load_predict_round_trip(tmp_path, features):
 
 
 def test_load_model_refuses_types_outside_the_allow_list(tmp_path):
+    import operator
+
     import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
-    from sklearn.linear_model import LogisticRegression
-
-    import operator
 
     model = make_pipeline(FunctionTransformer(operator.neg), LogisticRegression())
     model.fit(np.arange(10.0)[:, None], np.arange(10) > 4)

@@ -32,8 +32,9 @@ logistic regression and histogram gradient boosting. Evaluation
 study-bootstrap intervals, sensitivity and specificity at a fixed threshold,
 at vertebra and patient level (a patient's score is the maximum over their
 vertebrae at the label levels), the single-annotator baseline
-(:func:`annotator_baseline`) and the leakage of ungrouped folds (:func:`leakage`). Models are saved with skops (:func:`save_model`,
-:func:`load_model`): loading runs no pickle code and accepts only the types of
+(:func:`annotator_baseline`) and the leakage of ungrouped folds (:func:`leakage`).
+Models are saved with skops (:func:`save_model`, :func:`load_model`): loading runs no
+pickle code and accepts only the types of
 an explicit allow-list.
 
 One module per step: :mod:`.studies` (what is studied, the labels), :mod:`.features`
@@ -46,16 +47,43 @@ name is re-exported here, so ``baseline.<name>`` works as before; the figures ar
 from __future__ import annotations
 
 from ..errors import ModelFileError
-from .evaluation import (ANNOTATOR, READER, Evaluation, annotator_baseline, bootstrap_ci,
-                         calibration_curves, confusion, evaluate, reader_baseline, roc_curves,
-                         summarize, target_title, worst_errors)
-from .features import (PATCH_MM, dataset_features, feature_columns, study_features,
-                       vertebra_features)
+from .evaluation import (
+    ANNOTATOR,
+    READER,
+    Evaluation,
+    annotator_baseline,
+    bootstrap_ci,
+    calibration_curves,
+    confusion,
+    evaluate,
+    reader_baseline,
+    roc_curves,
+    summarize,
+    target_title,
+    worst_errors,
+)
+from .features import PATCH_MM, dataset_features, feature_columns, study_features, vertebra_features
 from .leakage import Leakage, leakage, paired_bootstrap
-from .models import (ALLOWED_TYPES, MODEL_NAMES, default_model, load_model, make_models,
-                     predict_study, save_model, train_model)
-from .studies import (KINDS, LABEL_LEVELS, PRIMARY_TARGET, TARGETS, Study, image_expert,
-                      load_studies, vertebra_table)
+from .models import (
+    ALLOWED_TYPES,
+    MODEL_NAMES,
+    default_model,
+    load_model,
+    make_models,
+    predict_study,
+    save_model,
+    train_model,
+)
+from .studies import (
+    KINDS,
+    LABEL_LEVELS,
+    PRIMARY_TARGET,
+    TARGETS,
+    Study,
+    image_expert,
+    load_studies,
+    vertebra_table,
+)
 
 __all__ = [
     "ALLOWED_TYPES",

@@ -1,8 +1,8 @@
 """Grouped evaluation of the baseline: study-bootstrap intervals (:func:`bootstrap_ci`),
 cross-validated predictions (:func:`evaluate`), tables (:func:`summarize`,
 :func:`confusion`), the single-annotator baseline (:func:`annotator_baseline`; the old
-name :func:`reader_baseline` still works), and the curves the lesson's figures draw (:func:`roc_curves`,
-:func:`calibration_curves`, :func:`worst_errors`).
+name :func:`reader_baseline` still works), and the curves the lesson's figures draw
+(:func:`roc_curves`, :func:`calibration_curves`, :func:`worst_errors`).
 
 A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
 default, the rows of :func:`~vfs_utils.baseline.dataset_features`): every patient is

@@ -35,7 +35,13 @@ from ..annotation import LEVELS, Annotation, load_annotation, read_annotations
 from ..errors import DataNotFoundError, VfsError
 from ..matching import match_vertebrae, series_spacing
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
-from ..phantom import dataset_manifest, sample_readings, sample_spine, spine_from_annotation
+from ..phantom import (
+    dataset_manifest,
+    sample_readings,
+    sample_spine,
+    spine_from_annotation,
+    with_acquisition,
+)
 
 __all__ = ["KINDS", "LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
            "load_studies", "vertebra_table"]
@@ -166,7 +172,9 @@ def _phantom_studies(files: list[Path], seed: int) -> list[Study]:
         if expert is None:
             single.append(ann.folder)
             continue
-        truth = spine_from_annotation(ann, expert=expert)
+        # a per-study acquisition (noise, blur, HU offset), as the phantom dataset draws it
+        truth = with_acquisition(spine_from_annotation(ann, expert=expert),
+                                 np.random.default_rng([*_noise_seed(ann.folder, seed), 3]))
         studies.append(Study(ann, tuple(truth.geometry.spacing), "phantom", None, truth, seed,
                              expert))
     if single:

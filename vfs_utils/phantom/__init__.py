@@ -50,6 +50,7 @@ from .spine import (
                       sample_readings,
                       sample_spine,
                       spine_from_annotation,
+                      with_acquisition,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "sample_spine",
     "sample_readings",
     "spine_from_annotation",
+    "with_acquisition",
     "render_volume",
     "render_sagittal_slab",
     "write_study",

@@ -31,6 +31,7 @@ from .spine import (
     sample_readings,
     sample_spine,
     spine_from_annotation,
+    with_acquisition,
 )
 
 __all__ = ["DEFAULT_STUDIES", "build_dataset", "code_fingerprint", "dataset_manifest",
@@ -494,13 +495,6 @@ def _build_synthetic(root: Path, n: int, seed: int, size: int = 512) -> list[dic
     return records
 
 
-def _with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
-    """``truth`` with a per-study acquisition drawn as :func:`sample_spine` draws it."""
-    return dataclasses.replace(truth, noise_hu=float(rng.uniform(10, 28)),
-                               blur_px=float(rng.uniform(0.4, 1.1)),
-                               hu_offset=float(np.clip(rng.normal(0, 6), -15, 15)))
-
-
 def _build_from_annotations(root: Path, files: list[Path], seed: int) -> list[dict]:
     anns = [load_annotation(f) for f in files]
     versions = {a.version for a in anns}
@@ -517,7 +511,7 @@ def _build_from_annotations(root: Path, files: list[Path], seed: int) -> list[di
                                     for vs in other_ann.experts.values() if vs])
         # levels from the v2 reading guide the lungs and organs; the given file sets the spine
         truth = spine_from_annotation(ann, extra_points=extra)
-        truth = _with_acquisition(truth, np.random.default_rng([seed, i, 3]))
+        truth = with_acquisition(truth, np.random.default_rng([seed, i, 3]))
         log.info("rendering study %d/%d (%s)", i + 1, len(files), ann.folder)
         digest = hashlib.sha256(ann.folder.encode()).hexdigest()[:8].upper()
         rec = write_study(root, truth, rng=np.random.default_rng([seed, i, 2]),

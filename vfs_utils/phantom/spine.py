@@ -16,6 +16,7 @@ pair upper endplate first.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -30,7 +31,7 @@ from ..errors import AnnotationError
 from ..matching import match_vertebrae
 
 __all__ = ["HU", "NON_FRACTURE_DEFORMITIES", "Geometry", "SpineTruth", "VertebraTruth",
-           "sample_readings", "sample_spine", "spine_from_annotation"]
+           "sample_readings", "sample_spine", "spine_from_annotation", "with_acquisition"]
 
 #: Root of every UID the phantom writes (``2.25`` UUID-derived UIDs are used below it).
 _UID_SOURCE = "vfs-tutorials phantom v1"
@@ -605,3 +606,14 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     bone = 170.0 + digest[1] % 100
     return SpineTruth(tuple(vertebrae), geometry, float(bone), bone < 200, ann.folder,
                       ann.series_uid, dict(ann.experts), 1.0)
+
+
+def with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
+    """``truth`` with a per-study acquisition drawn as :func:`sample_spine` draws it.
+
+    Noise SD 10-28 HU, blur 0.4-1.1 px and an HU offset (SD 6, clipped to 15 HU): what a
+    scanner and its reconstruction kernel give every vertebra of one study alike.
+    """
+    return dataclasses.replace(truth, noise_hu=float(rng.uniform(10, 28)),
+                               blur_px=float(rng.uniform(0.4, 1.1)),
+                               hu_offset=float(np.clip(rng.normal(0, 6), -15, 15)))
