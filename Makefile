@@ -56,6 +56,7 @@ demo: $(VENV)/.installed
 	@echo "demo done: executed notebooks are in $(VFS_CACHE_DIR)/executed"
 
 test: $(VENV)/.installed-dev
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory nbtest
 	$(MAKE) --no-print-directory site
