@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -71,7 +70,7 @@ def _with(truth, index, deformity, detail):
     vs = list(truth.vertebrae)
     v = vs[index]
     vs[index] = phantom.VertebraTruth(v.points, v.level, 0, deformity,
-                                      detail=MappingProxyType(detail))
+                                      detail=dict(detail))
     return dataclasses.replace(truth, vertebrae=tuple(vs))
 
 

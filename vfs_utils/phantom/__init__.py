@@ -40,7 +40,7 @@ from .dataset import (
                       read_manifest,
                       write_study,
 )
-from .render import render_sagittal_slab, render_volume
+from .render import render_sagittal_slab, render_volume, with_acquisition
 from .spine import (
                       HU,
                       NON_FRACTURE_DEFORMITIES,
@@ -50,7 +50,6 @@ from .spine import (
                       sample_readings,
                       sample_spine,
                       spine_from_annotation,
-                      with_acquisition,
 )
 
 __all__ = [

@@ -23,7 +23,7 @@ from ..data import annotation_dir as configured_annotation_dir
 from ..data import demo_dir
 from ..dicom import write_series
 from ..errors import DataNotFoundError, DatasetExistsError
-from .render import render_volume
+from .render import render_volume, with_acquisition
 from .spine import (
     _DEFORMITIES,
     SpineTruth,
@@ -31,7 +31,6 @@ from .spine import (
     sample_readings,
     sample_spine,
     spine_from_annotation,
-    with_acquisition,
 )
 
 __all__ = ["DEFAULT_STUDIES", "build_dataset", "code_fingerprint", "dataset_manifest",

@@ -26,7 +26,7 @@ from scipy import ndimage
 from ..annotation import LEVELS
 from .spine import HU, Geometry, SpineTruth, _level_index
 
-__all__ = ["render_sagittal_slab", "render_volume"]
+__all__ = ["render_sagittal_slab", "render_volume", "with_acquisition"]
 
 _CORTEX_MM = 1.0
 _DELTA_MM = 1.2     # the body extends this far beyond the anterior/posterior keypoints
@@ -560,3 +560,14 @@ def render_sagittal_slab(truth: SpineTruth, half_width_mm: float = 12.0,
     rows, ncols, slices = truth.geometry.shape
     box = ((0, rows), (max(c0, 0), min(c1, ncols)), (0, slices))
     return render_volume(truth, rng=rng, box=box, **kwargs), box
+
+
+def with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
+    """``truth`` with a per-study acquisition drawn as :func:`sample_spine` draws it.
+
+    Noise SD 10-28 HU, blur 0.4-1.1 px and an HU offset (SD 6, clipped to 15 HU): what a
+    scanner and its reconstruction kernel give every vertebra of one study alike.
+    """
+    return dataclasses.replace(truth, noise_hu=float(rng.uniform(10, 28)),
+                               blur_px=float(rng.uniform(0.4, 1.1)),
+                               hu_offset=float(np.clip(rng.normal(0, 6), -15, 15)))

@@ -8,6 +8,10 @@ concavity Hm/Hp, per level) and the simulated readers' noise come from a small
 table of numbers measured once on the real v2 annotations (``_NORMAL_SHAPE``;
 re-derive it with ``docs/derive_phantom_shape.py``).
 
+The module is one piece (a little over 600 lines) because sampling and the
+annotation path build the same truth objects with the same per-level conventions;
+split, each half would import the other's private helpers.
+
 Conventions are the annotation's: a volume has shape ``(rows, cols, slices)``,
 row grows anterior -> posterior, col patient right -> left, slice head -> feet;
 points are ``[row, col, slice]`` voxel indices; spacing is ``(row, col, slice)``
@@ -16,13 +20,11 @@ pair upper endplate first.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
 
@@ -31,7 +33,7 @@ from ..errors import AnnotationError
 from ..matching import match_vertebrae
 
 __all__ = ["HU", "NON_FRACTURE_DEFORMITIES", "Geometry", "SpineTruth", "VertebraTruth",
-           "sample_readings", "sample_spine", "spine_from_annotation", "with_acquisition"]
+           "sample_readings", "sample_spine", "spine_from_annotation"]
 
 #: Root of every UID the phantom writes (``2.25`` UUID-derived UIDs are used below it).
 _UID_SOURCE = "vfs-tutorials phantom v1"
@@ -99,7 +101,7 @@ class VertebraTruth:
     grade: int | None = None
     deformity: str | None = None
     annotated: bool = True
-    detail: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    detail: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -400,7 +402,7 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     for p, (level, grade, deformity, detail) in zip(pts_mm, outline):
         vox = np.column_stack([p[:, 0] / pixel, np.full(6, col), p[:, 1] / slice_sp])
         vertebrae.append(VertebraTruth(vox, level, int(grade), deformity,
-                                       detail=MappingProxyType(dict(detail))))
+                                       detail=dict(detail)))
     geometry = Geometry((rows, cols, n_slices), (pixel, pixel, slice_sp),
                         (-pixel * cols / 2, -pixel * rows / 2 + 30.0, -40.0))
     return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, folder, series_uid,
@@ -607,13 +609,3 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     return SpineTruth(tuple(vertebrae), geometry, float(bone), bone < 200, ann.folder,
                       ann.series_uid, dict(ann.experts), 1.0)
 
-
-def with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
-    """``truth`` with a per-study acquisition drawn as :func:`sample_spine` draws it.
-
-    Noise SD 10-28 HU, blur 0.4-1.1 px and an HU offset (SD 6, clipped to 15 HU): what a
-    scanner and its reconstruction kernel give every vertebra of one study alike.
-    """
-    return dataclasses.replace(truth, noise_hu=float(rng.uniform(10, 28)),
-                               blur_px=float(rng.uniform(0.4, 1.1)),
-                               hu_offset=float(np.clip(rng.normal(0, 6), -15, 15)))
