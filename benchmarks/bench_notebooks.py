@@ -27,6 +27,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT_SECONDS = 60.0
+#: Lessons with a larger time budget: the classifier trains and cross-validates models.
+LIMIT_SECONDS_FOR = {"06_classifier": 120.0}
 LIMIT_MB = 2048.0
 
 # Runs in the child: execute one notebook, report the kernel's peak RSS (kB on Linux).
@@ -81,7 +83,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base_s, base_mb = _run(_empty_notebook(Path(tmp)))
     print(f"baseline (empty notebook): {base_s:.1f} s, kernel peak {base_mb:.0f} MB")
-    print(f"limits: {LIMIT_SECONDS:.0f} s and {LIMIT_MB:.0f} MB per notebook\n")
+    print(f"limits: {LIMIT_SECONDS:.0f} s (06_classifier: 120 s) and {LIMIT_MB:.0f} MB per "
+          "notebook\n")
     header = (f"{'notebook':32} {'seconds':>8} {'x base':>7} {'peak MB':>8} {'x base':>7}"
               "  within limits")
     print(header)
@@ -94,7 +97,7 @@ def main(argv: list[str]) -> int:
             print(f"{path.name:32} FAILED\n{exc}")
             failed = True
             continue
-        ok = seconds <= LIMIT_SECONDS and mb <= LIMIT_MB
+        ok = seconds <= LIMIT_SECONDS_FOR.get(path.stem, LIMIT_SECONDS) and mb <= LIMIT_MB
         failed |= not ok
         print(f"{path.name:32} {seconds:8.1f} {seconds / base_s:7.1f} {mb:8.0f} "
               f"{mb / base_mb:7.1f}  {'yes' if ok else 'NO'}")
