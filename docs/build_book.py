@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.toc_only:
         print(yaml.safe_dump(toc(REPO / "notebooks"), sort_keys=False), end="")
         return 0
+    args.out = args.out.resolve()   # `make site` passes a relative folder
     seconds = build(args.out)
     pages = sum(1 for _ in args.out.rglob("*.html"))
     print(f"site: {pages} pages in {args.out} ({seconds:.1f} s); open "
