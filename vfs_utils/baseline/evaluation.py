@@ -119,18 +119,32 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
         return math.nan, math.nan, math.nan
     estimate = float(roc_auc_score(y, s) if metric == "roc_auc"
                      else average_precision_score(y, s))
-    _, codes = np.unique(g, return_inverse=True)
+    values = [_METRICS[metric](*_weighted_curves(y, s, w))
+              for w in _group_weights(g, n_boot, seed)]
+    return _percentile_interval(estimate, values, level)
+
+
+def _group_weights(groups, n_boot: int, seed: int, chunk: int = 250):
+    """Cluster-bootstrap weights, ``chunk`` replicates at a time.
+
+    Each replicate draws as many groups as there are, with replacement; an item's
+    weight is how often its group was drawn. Yields arrays of shape
+    ``(replicates, items)``.
+    """
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
-    values = []
-    for start in range(0, int(n_boot), 250):
-        b = min(250, int(n_boot) - start)
+    for start in range(0, int(n_boot), chunk):
+        b = min(chunk, int(n_boot) - start)
         draws = rng.integers(0, n_groups, size=(b, n_groups))
         counts = np.zeros((b, n_groups))
         np.add.at(counts, (np.arange(b)[:, None], draws), 1.0)
-        pos, neg = _weighted_curves(y, s, counts[:, codes])
-        values.append(_METRICS[metric](pos, neg))
-    vals = np.concatenate(values)
+        yield counts[:, codes]
+
+
+def _percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
+    """``(estimate, low, high)``: the percentile interval of the finite replicates."""
+    vals = np.concatenate([np.atleast_1d(v) for v in values]) if len(values) else np.array([])
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return estimate, math.nan, math.nan

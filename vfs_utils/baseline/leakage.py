@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .evaluation import _roc_auc, _weighted_curves, bootstrap_ci
+from .evaluation import (
+    _group_weights,
+    _percentile_interval,
+    _roc_auc,
+    _weighted_curves,
+    bootstrap_ci,
+)
 from .models import _feature_matrix, _threads
 
 __all__ = ["GAP", "GROUPED", "UNGROUPED", "Leakage", "leakage", "paired_bootstrap"]
@@ -41,25 +47,9 @@ def paired_bootstrap(labels, scores_a, scores_b, groups, *, n_boot: int = 1000, 
     if y.all() or not y.any():
         return math.nan, math.nan, math.nan
     diff = float(roc_auc_score(y, b) - roc_auc_score(y, a))
-    _, codes = np.unique(g, return_inverse=True)
-    n_groups = int(codes.max()) + 1
-    rng = np.random.default_rng(seed)
-    values = []
-    for start in range(0, int(n_boot), 250):
-        k = min(250, int(n_boot) - start)
-        draws = rng.integers(0, n_groups, size=(k, n_groups))
-        counts = np.stack([np.bincount(d, minlength=n_groups) for d in draws]).astype(float)
-        w = counts[:, codes]
-        auc_a = _roc_auc(*_weighted_curves(y, a, w))
-        auc_b = _roc_auc(*_weighted_curves(y, b, w))
-        values.append(auc_b - auc_a)
-    vals = np.concatenate(values)
-    vals = vals[np.isfinite(vals)]
-    if vals.size == 0:
-        return diff, math.nan, math.nan
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(vals, [alpha, 1 - alpha])
-    return diff, float(lo), float(hi)
+    values = [_roc_auc(*_weighted_curves(y, b, w)) - _roc_auc(*_weighted_curves(y, a, w))
+              for w in _group_weights(g, n_boot, seed)]
+    return _percentile_interval(diff, values, level)
 
 
 @dataclass(frozen=True)
