@@ -183,6 +183,25 @@ def _labels_frame(labels) -> pd.DataFrame:
     return pd.DataFrame({name: np.asarray(labels)})
 
 
+def _out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | None = 1
+                ) -> np.ndarray:
+    """Out-of-fold probability of the positive class: ``model`` refitted (cloned) per fold.
+
+    ``splits`` is a sequence of ``(train, test)`` index arrays. A training fold
+    without positives predicts 0.
+    """
+    from sklearn.base import clone
+
+    prob = np.empty(len(X))
+    for train, test in splits:
+        with _threads(threads):
+            est = clone(model).fit(X.iloc[train], y[train])
+            classes = list(est.classes_)
+            prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
+                          if True in classes else 0.0)
+    return prob
+
+
 def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = None,
              n_splits: int = 5, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
              extra_predictions: pd.DataFrame | None = None,
@@ -222,7 +241,6 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     -------
     Evaluation
     """
-    from sklearn.base import clone
     from sklearn.model_selection import GroupKFold
 
     X = _feature_matrix(features)
@@ -240,13 +258,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     for target in y_all.columns:
         y = y_all[target].to_numpy(dtype=bool)
         for name, model in models.items():
-            prob = np.empty(len(X))
-            for train, test in splits:
-                with _threads(threads):
-                    est = clone(model).fit(X.iloc[train], y[train])
-                    classes = list(est.classes_)
-                    prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
-                                  if True in classes else 0.0)
+            prob = _out_of_fold(model, X, y, splits, threads)
             parts.append(pd.DataFrame({
                 "model": name, "target": target, "row": np.arange(len(X)), "group": g,
                 "unit": g, "fold": fold, "label": y, "score": prob,

@@ -14,12 +14,13 @@ import pandas as pd
 
 from .evaluation import (
     _group_weights,
+    _out_of_fold,
     _percentile_interval,
     _roc_auc,
     _weighted_curves,
     bootstrap_ci,
 )
-from .models import _feature_matrix, _threads
+from .models import _feature_matrix
 
 __all__ = ["GAP", "GROUPED", "UNGROUPED", "Leakage", "leakage", "paired_bootstrap"]
 
@@ -107,7 +108,6 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
     -------
     Leakage
     """
-    from sklearn.base import clone
     from sklearn.model_selection import GroupKFold, KFold
 
     X = _feature_matrix(features)
@@ -121,13 +121,7 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
                                   random_state=seed).split(X, y)}
     parts, scores = [], {}
     for name, splits in splitters.items():
-        prob = np.empty(len(X))
-        for train, test in splits:
-            with _threads(threads):
-                est = clone(model).fit(X.iloc[train], y[train])
-                classes = list(est.classes_)
-                prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
-                              if True in classes else 0.0)
+        prob = _out_of_fold(model, X, y, list(splits), threads)
         scores[name] = prob
         parts.append(pd.DataFrame({"split": name, "row": np.arange(len(X)), "group": g,
                                    "label": y, "score": prob}))
