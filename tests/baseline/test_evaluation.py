@@ -220,3 +220,24 @@ def test_annotator_baseline_without_image_expert_is_empty_and_typed(studies, fea
     worst = baseline.worst_errors(ev.predictions, features, model="prevalence",
                                   target="label_moderate", n=1)
     assert len(worst) == 2
+
+
+def test_prevalence_model_scores_each_fold_with_its_training_prevalence():
+    # the no-skill model's out-of-fold score is its fold's training prevalence, so pooled
+    # over folds its ROC AUC falls below 0.5: a fold with many positives is scored lowest
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(40), 10)
+    sick = rng.random(40) < 0.5
+    y = rng.random(400) < np.where(sick[groups], 0.4, 0.05)
+    X = pd.DataFrame({"f_x": rng.normal(size=400)})
+    ev = baseline.evaluate(X, pd.DataFrame({"t": y}), groups, n_boot=10,
+                           models={"prevalence": baseline.make_models()["prevalence"]})
+    pred = ev.predictions.query("model == 'prevalence'")
+    for k, part in pred.groupby("fold"):
+        training = y[pred["fold"].to_numpy() != k]
+        assert np.allclose(part["score"], training.mean())
+    folds = pred.groupby("fold").agg(score=("score", "first"), share=("label", "mean"))
+    assert np.corrcoef(folds["score"], folds["share"])[0, 1] < -0.99
+    auc = ev.summary.set_index(["model", "level"]).loc[("prevalence", "vertebra"), "roc_auc"]
+    assert auc == pytest.approx(roc_auc_score(y[pred["row"]], pred["score"]))
+    assert auc < 0.5

@@ -1,13 +1,14 @@
 """Tests of vfs_utils.baseline.features: image features from centres and the image alone."""
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from vfs_utils import baseline
+from vfs_utils import baseline, phantom
 from vfs_utils.annotation import Annotation
 
 
@@ -78,3 +79,25 @@ def test_dataset_features_deterministic_and_executor_independent(studies, featur
         again = baseline.dataset_features(studies[:3], executor=ex)
     first = features[features["folder"].isin([s.folder for s in studies[:3]])]
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again)
+
+
+@pytest.mark.parametrize("bone_hu", [75.0, 220.0])
+def test_heights_of_a_phantom_spine_at_low_and_normal_bone_density(bone_hu):
+    # osteoporotic cancellous bone (75 HU) is no brighter than the disc (80 HU): the heights
+    # must still come from the cortical endplates, as well as at normal density (220 HU)
+    truth = phantom.sample_spine(np.random.default_rng(4), n_vertebrae=12, fractures=[],
+                                 non_fracture=False)
+    truth = dataclasses.replace(truth, bone_hu=bone_hu, noise_hu=28.0, blur_px=1.0,
+                                hu_offset=0.0)
+    slab, box = phantom.render_sagittal_slab(truth, rng=np.random.default_rng(0))
+    offset = np.array([box[0][0], box[1][0], box[2][0]], float)
+    centres = np.stack([v.points.mean(axis=0) for v in truth.vertebrae]) - offset
+    f = baseline.vertebra_features(slab, centres, truth.geometry.spacing)
+    # the true heights at 20 %, 50 % and 80 % of the depth, from the truth's keypoints
+    true = truth.heights_mm()
+    inner = slice(1, len(truth.vertebrae) - 1)
+    measured = f[["f_h_ant", "f_h_mid", "f_h_post"]].to_numpy()[inner]
+    assert np.isfinite(measured).all()
+    error = np.abs(measured - true[inner])
+    assert np.median(error) < 1.5, error.round(1)
+    assert np.mean(error < 3.0) > 0.9, error.round(1)

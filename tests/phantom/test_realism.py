@@ -141,3 +141,31 @@ def test_readings_of_a_short_vertebra_are_normal_within_but_low_against_neighbou
                             plain_spine.geometry.spacing)
     assert morphometry.genant_grade(1 - h[1].min() / h[1].max()) == 0
     assert h[1, 2] / h[[0, 2], 2].mean() < 0.85
+
+
+def test_bone_density_of_an_annotation_phantom_follows_its_rendered_reading(v2_dir):
+    # the image of a real annotation is rendered from one expert's reading; the patient's bone
+    # is osteoporotic more often when that reading itself has a QM grade >= 2 vertebra at T4-L4
+    from vfs_utils import annotation
+    files = sorted(v2_dir.glob("*.json"))
+    deformed, bone, osteo = [], [], []
+    for path in files:
+        ann = annotation.load_annotation(path)
+        counts = {e: len(vs) for e, vs in ann.experts.items() if vs}
+        expert = sorted(counts, key=lambda e: (-counts[e], e))[0]
+        truth = phantom.spine_from_annotation(ann, expert=expert)
+        frame = annotation.read_annotations([path])
+        frame = frame[frame["expert"] == expert]
+        table = morphometry.morphometry_table(frame, spacing=truth.geometry.spacing)
+        labelled = table[table["level"].isin(morphometry.LABEL_LEVELS)]
+        deformed.append(bool((labelled["grade"] >= 2).any()))
+        bone.append(truth.bone_hu)
+        osteo.append(truth.osteoporotic)
+    deformed, bone, osteo = np.array(deformed), np.array(bone), np.array(osteo)
+    assert 0.25 < deformed.mean() < 0.75
+    assert bone[osteo].max() <= 150 <= bone[~osteo].min()
+    assert osteo[deformed].mean() > osteo[~deformed].mean() + 0.2
+    assert np.median(bone[deformed]) < np.median(bone[~deformed]) - 30
+    # drawn from the folder's own seed: the same study gives the same patient
+    assert phantom.spine_from_annotation(files[0]).bone_hu == \
+        phantom.spine_from_annotation(files[0]).bone_hu

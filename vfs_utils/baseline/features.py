@@ -36,6 +36,9 @@ _HALF = PATCH_MM // 2
 _LATERAL_MM = (-2.0, -1.0, 0.0, 1.0, 2.0)
 #: Soft-tissue level (HU) used with the body's own HU to set the bone threshold.
 _SOFT_HU = 40.0
+#: The adaptive bone threshold's range (HU): the floor stays above soft tissue and below
+#: osteoporotic cancellous bone (a floor at the disc's 80 HU lost the bone run there).
+_THRESHOLD_RANGE_HU = (60.0, 250.0)
 #: An endplate is a peak at least this much (HU) above the body's central HU.
 _CORTEX_CONTRAST_HU = 100.0
 
@@ -145,7 +148,7 @@ def _patch_features(patch: np.ndarray, threshold_hu: float | None) -> dict[str, 
     centre = patch[c - 2:c + 3, c - 2:c + 3]
     hu_centre = float(np.median(centre))
     thr = (float(threshold_hu) if threshold_hu is not None
-           else float(np.clip(0.5 * (hu_centre + _SOFT_HU), 80.0, 250.0)))
+           else float(np.clip(0.5 * (hu_centre + _SOFT_HU), *_THRESHOLD_RANGE_HU)))
     f: dict[str, float] = {"f_hu_centre": hu_centre,
                            "f_hu_std": float(patch[c - 4:c + 5, c - 4:c + 5].std()),
                            "f_threshold": thr}
@@ -219,7 +222,9 @@ def vertebra_features(volume_or_slab, centres, spacing: Sequence[float] | None =
     (from the neighbouring centres, head -> feet) and columns across it
     (anterior -> posterior), averaged over five sagittal planes 1 mm apart. From
     it: the bone threshold (half-way between the body's central HU and soft
-    tissue, 40 HU, clipped to 80-250 HU, unless ``threshold_hu``); the body's
+    tissue, 40 HU, clipped to 60-250 HU, unless ``threshold_hu``: osteoporotic
+    cancellous bone, 70-110 HU, is no brighter than a disc, so there the cortical
+    endplate peaks, not the threshold, end the bone run); the body's
     depth and its heights at 20 %, 50 % and 80 % of the depth (the extent
     of the above-threshold run through the centre, edges at half maximum);
     height ratios and loss ``1 - min/max``; the heights relative to the mean

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..annotation import LEVELS
-from .spine import HU, Geometry, SpineTruth, _level_index
+from .spine import HU, Geometry, SpineTruth, _draw_acquisition, _level_index
 
 __all__ = ["render_sagittal_slab", "render_volume", "with_acquisition"]
 
@@ -568,6 +568,4 @@ def with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
     Noise SD 10-28 HU, blur 0.4-1.1 px and an HU offset (SD 6, clipped to 15 HU): what a
     scanner and its reconstruction kernel give every vertebra of one study alike.
     """
-    return dataclasses.replace(truth, noise_hu=float(rng.uniform(10, 28)),
-                               blur_px=float(rng.uniform(0.4, 1.1)),
-                               hu_offset=float(np.clip(rng.normal(0, 6), -15, 15)))
+    return dataclasses.replace(truth, **_draw_acquisition(rng))

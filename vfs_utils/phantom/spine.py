@@ -31,6 +31,8 @@ import numpy as np
 from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations
 from ..errors import AnnotationError
 from ..matching import match_vertebrae
+from ..morphometry.grading import GRADE_THRESHOLDS, GRADE_TOLERANCE, _within_loss, heights
+from ..morphometry.reference import LABEL_LEVELS
 
 __all__ = ["HU", "NON_FRACTURE_DEFORMITIES", "Geometry", "SpineTruth", "VertebraTruth",
            "sample_readings", "sample_spine", "spine_from_annotation"]
@@ -262,6 +264,29 @@ def _non_fracture(k: int, rng: np.random.Generator, p_osteophyte: float
     return "normal", {}
 
 
+def _patient_bone(fractured: bool, rng: np.random.Generator) -> tuple[float, bool]:
+    """A patient's cancellous bone density (HU) and whether it is osteoporotic.
+
+    Osteoporotic (70-150 HU) with probability 0.6 when the spine has a deformity,
+    0.2 otherwise; else 150-300 HU.
+    """
+    osteoporotic = bool(rng.random() < (0.6 if fractured else 0.2))
+    bone = float(np.clip(rng.normal(115, 20), 70, 150) if osteoporotic
+                 else np.clip(rng.normal(215, 35), 150, 300))
+    return bone, osteoporotic
+
+
+def _draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
+    """One study's acquisition, shared by all its vertebrae (``SpineTruth`` fields).
+
+    ``noise_hu`` 10-28 HU (image noise SD), ``blur_px`` 0.4-1.1 px (in-plane blur:
+    the reconstruction kernel) and ``hu_offset`` (calibration, SD 6 HU, clipped to
+    15 HU).
+    """
+    return {"noise_hu": float(rng.uniform(10, 28)), "blur_px": float(rng.uniform(0.4, 1.1)),
+            "hu_offset": float(np.clip(rng.normal(0, 6), -15, 15))}
+
+
 def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                  fractures: Sequence[tuple[str, int]] | None = None,
                  shape: tuple[int, int] = (512, 512), folder: str = "PHANTOM",
@@ -324,14 +349,9 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                                   int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
     fractured = any(int(g) > 0 for _, g in fractures)
     # patient: bone density (lower with fractures) and degenerative tendency
-    osteoporotic = bool(rng.random() < (0.6 if fractured else 0.2))
-    bone = float(np.clip(rng.normal(115, 20), 70, 150) if osteoporotic
-                 else np.clip(rng.normal(215, 35), 150, 300))
+    bone, osteoporotic = _patient_bone(fractured, rng)
     p_osteophyte = float(rng.choice(_P_OSTEOPHYTE, p=_P_OSTEOPHYTE_PATIENT))
-    # study: acquisition
-    noise_hu = float(rng.uniform(10, 28))
-    blur_px = float(rng.uniform(0.4, 1.1))
-    hu_offset = float(np.clip(rng.normal(0, 6), -15, 15))
+    acquisition = _draw_acquisition(rng)
 
     lo = max(levels.index("Th4") if "Th4" in levels else 0, 1)
     hi = levels.index("L1") if "L1" in levels else n - 2
@@ -406,8 +426,7 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     geometry = Geometry((rows, cols, n_slices), (pixel, pixel, slice_sp),
                         (-pixel * cols / 2, -pixel * rows / 2 + 30.0, -40.0))
     return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, folder, series_uid,
-                      torso_scale=float(rng.normal(1.0, 0.05)), noise_hu=noise_hu,
-                      blur_px=blur_px, hu_offset=hu_offset)
+                      torso_scale=float(rng.normal(1.0, 0.05)), **acquisition)
 
 
 def _reader_points(v: VertebraTruth, sp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -558,6 +577,12 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
         image (a label scored against the image must come from them only). The
         volume still holds every expert's points.
 
+    The patient's bone density is drawn as :func:`sample_spine` draws it, from a
+    seed of the folder name, with "fractured" meaning that the rendered reading
+    itself has a vertebra of within-vertebra QM grade >= 2 at the label levels
+    (T4-L4; every level of a v1 reading, which has none): the image's density
+    follows what the image shows, never the other experts' readings.
+
     Returns
     -------
     SpineTruth
@@ -604,8 +629,14 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
             vertebrae.append(VertebraTruth(bottom, None, annotated=False))
     geometry = Geometry((rows, cols, n_slices), tuple(float(s) for s in sp),
                         (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
+    # the patient's bone density: lower, more often, when the rendered reading itself shows
+    # a moderate or severe deformity (QM grade >= 2) at the label levels (all levels in v1)
+    loss = _within_loss(heights(np.stack(means), sp))
+    at_labels = [lvl is None or lvl in LABEL_LEVELS for lvl in levels]
+    fractured = bool(np.any(loss[at_labels] >= GRADE_THRESHOLDS[1] - GRADE_TOLERANCE))
     digest = hashlib.sha256(ann.folder.encode()).digest()
-    bone = 170.0 + digest[1] % 100
-    return SpineTruth(tuple(vertebrae), geometry, float(bone), bone < 200, ann.folder,
+    bone, osteoporotic = _patient_bone(fractured, np.random.default_rng(
+        [int.from_bytes(digest[:4], "little"), 5]))
+    return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, ann.folder,
                       ann.series_uid, dict(ann.experts), 1.0)
 
