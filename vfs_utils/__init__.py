@@ -3,7 +3,7 @@
 Reading the vertebral-fracture annotations of MosMed CTLungCa-500 and the CT
 series they belong to, a synthetic spine phantom that stands in for the
 registration-gated images, vertebral morphometry and Genant grading, plots,
-and a baseline fracture classifier. One module per concept::
+and a baseline deformity classifier. One module per concept::
 
     errors       exception types
     data         where annotations and datasets live; the pinned download
@@ -15,7 +15,7 @@ and a baseline fracture classifier. One module per concept::
                  (spine: geometry, truths, sampling; render; dataset: writer, manifest)
     plotting/    every figure of the lessons (_style, sagittal, reformation, browser,
                  morphometry, classifier)
-    baseline/    image features and a scikit-learn fracture classifier
+    baseline/    image features and a scikit-learn deformity classifier
                  (studies, features, models, evaluation)
     tutorial     the setup step every notebook opens with (data modes)
 

@@ -236,8 +236,6 @@ def test_prevalence_model_scores_each_fold_with_its_training_prevalence():
     for k, part in pred.groupby("fold"):
         training = y[pred["fold"].to_numpy() != k]
         assert np.allclose(part["score"], training.mean())
-    folds = pred.groupby("fold").agg(score=("score", "first"), share=("label", "mean"))
-    assert np.corrcoef(folds["score"], folds["share"])[0, 1] < -0.99
     auc = ev.summary.set_index(["model", "level"]).loc[("prevalence", "vertebra"), "roc_auc"]
     assert auc == pytest.approx(roc_auc_score(y[pred["row"]], pred["score"]))
     assert auc < 0.5

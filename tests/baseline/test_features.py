@@ -93,7 +93,8 @@ def test_heights_of_a_phantom_spine_at_low_and_normal_bone_density(bone_hu):
     offset = np.array([box[0][0], box[1][0], box[2][0]], float)
     centres = np.stack([v.points.mean(axis=0) for v in truth.vertebrae]) - offset
     f = baseline.vertebra_features(slab, centres, truth.geometry.spacing)
-    # the true heights at 20 %, 50 % and 80 % of the depth, from the truth's keypoints
+    # the true heights between the truth's keypoint pairs; for these normal vertebrae the
+    # heights at 20 %, 50 % and 80 % of the depth that the features measure are close to them
     true = truth.heights_mm()
     inner = slice(1, len(truth.vertebrae) - 1)
     measured = f[["f_h_ant", "f_h_mid", "f_h_post"]].to_numpy()[inner]

@@ -146,13 +146,12 @@ def test_readings_of_a_short_vertebra_are_normal_within_but_low_against_neighbou
 def test_bone_density_of_an_annotation_phantom_follows_its_rendered_reading(v2_dir):
     # the image of a real annotation is rendered from one expert's reading; the patient's bone
     # is osteoporotic more often when that reading itself has a QM grade >= 2 vertebra at T4-L4
-    from vfs_utils import annotation
+    from vfs_utils import annotation, baseline
     files = sorted(v2_dir.glob("*.json"))
     deformed, bone, osteo = [], [], []
     for path in files:
         ann = annotation.load_annotation(path)
-        counts = {e: len(vs) for e, vs in ann.experts.items() if vs}
-        expert = sorted(counts, key=lambda e: (-counts[e], e))[0]
+        expert = baseline.image_expert(ann)
         truth = phantom.spine_from_annotation(ann, expert=expert)
         frame = annotation.read_annotations([path])
         frame = frame[frame["expert"] == expert]
@@ -166,6 +165,36 @@ def test_bone_density_of_an_annotation_phantom_follows_its_rendered_reading(v2_d
     assert bone[osteo].max() <= 150 <= bone[~osteo].min()
     assert osteo[deformed].mean() > osteo[~deformed].mean() + 0.2
     assert np.median(bone[deformed]) < np.median(bone[~deformed]) - 30
-    # drawn from the folder's own seed: the same study gives the same patient
-    assert phantom.spine_from_annotation(files[0]).bone_hu == \
-        phantom.spine_from_annotation(files[0]).bone_hu
+
+
+def test_bone_density_of_an_annotation_phantom_ignores_the_other_readings(v2_dir):
+    # crushing every vertebra of the readings that are NOT rendered (the label's readers)
+    # must not change the image's patient: its density comes from the rendered reading only
+    from vfs_utils import baseline
+    from vfs_utils.annotation import Annotation, load_annotation
+    changed = 0
+    for path in sorted(v2_dir.glob("*.json"))[:30]:
+        ann = load_annotation(path)
+        expert = baseline.image_expert(ann)
+        truth = phantom.spine_from_annotation(ann, expert=expert)
+        crushed = {}
+        for name, vs in ann.experts.items():
+            if name == expert:
+                crushed[name] = vs
+                continue
+            out = []
+            for v in vs:
+                pts = v.points.copy()                  # three pairs of (top, bottom) points
+                mid = pts[0:2].mean(axis=0)
+                pts[0:2] = mid + 0.3 * (pts[0:2] - mid)  # one pair 70 % shorter: grade 3
+                out.append(type(v)(pts, v.level))
+            crushed[name] = tuple(out)
+        other = phantom.spine_from_annotation(
+            Annotation(ann.folder, ann.series_uid, ann.version, crushed), expert=expert)
+        assert (other.bone_hu, other.osteoporotic) == (truth.bone_hu, truth.osteoporotic)
+        # while a crushed RENDERED reading does decide the density (a control)
+        mine = {**ann.experts, expert: crushed[next(e for e in crushed if e != expert)]}
+        changed += phantom.spine_from_annotation(
+            Annotation(ann.folder, ann.series_uid, ann.version, mine),
+            expert=expert).bone_hu != truth.bone_hu
+    assert changed > 0

@@ -1,4 +1,4 @@
-"""A baseline fracture classifier: image features per vertebra, scikit-learn, grouped evaluation.
+"""A baseline deformity classifier: image features per vertebra, scikit-learn, grouped evaluation.
 
 The task: given a CT series and the centre of every vertebral body (from the
 annotation; finding the vertebrae is out of scope), say for each patient whether

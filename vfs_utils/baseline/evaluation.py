@@ -227,7 +227,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     n_splits : int
         Folds.
     threshold : float
-        Probability at or above which a vertebra is called fractured (sensitivity,
+        Probability at or above which a vertebra is called positive (sensitivity,
         specificity, confusion matrix): 0.5 by default, fixed before seeing the data.
     n_boot, seed
         See :func:`bootstrap_ci`.
@@ -505,8 +505,8 @@ def worst_errors(predictions: pd.DataFrame, features: pd.DataFrame, *,
                  ) -> pd.DataFrame:
     """The most confident misses and false alarms of a model.
 
-    The ``n`` fractured vertebrae with the lowest out-of-fold probability, then the
-    ``n`` unfractured ones with the highest.
+    The ``n`` positive vertebrae with the lowest out-of-fold probability, then the
+    ``n`` negative ones with the highest.
 
     Returns
     -------

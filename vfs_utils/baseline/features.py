@@ -36,8 +36,10 @@ _HALF = PATCH_MM // 2
 _LATERAL_MM = (-2.0, -1.0, 0.0, 1.0, 2.0)
 #: Soft-tissue level (HU) used with the body's own HU to set the bone threshold.
 _SOFT_HU = 40.0
-#: The adaptive bone threshold's range (HU): the floor stays above soft tissue and below
-#: osteoporotic cancellous bone (a floor at the disc's 80 HU lost the bone run there).
+#: The adaptive bone threshold's range (HU): the floor stays above soft tissue (40 HU) and
+#: below the phantom's osteoporotic cancellous bone, 70 HU and up (a floor at the disc's 80 HU
+#: lost the bone run there). Real osteoporotic bone can fall below 60 HU; there only the
+#: cortical endplate peaks separate bone from disc, and the heights are less reliable.
 _THRESHOLD_RANGE_HU = (60.0, 250.0)
 #: An endplate is a peak at least this much (HU) above the body's central HU.
 _CORTEX_CONTRAST_HU = 100.0

@@ -230,8 +230,8 @@ def predict_study(root: str | os.PathLike, annotation_file: str | os.PathLike,
     DataFrame
         One row per vertebra, head -> feet: ``folder, vertebra_id, level,
         centre_row, centre_col, centre_slice, probability`` (of the model's
-        target; consensus grade >= 1 for the default model) and ``fractured``
-        (probability >= 0.5).
+        target; consensus grade >= 1 for the default model) and ``deformed``
+        (probability >= 0.5: a QM deformity, not a fracture diagnosis).
     """
     ann = load_annotation(annotation_file)
     series = match(ann, root)
@@ -252,5 +252,5 @@ def predict_study(root: str | os.PathLike, annotation_file: str | os.PathLike,
     out = table[["folder", "vertebra_id", "level", "centre_row", "centre_col",
                  "centre_slice"]].copy()
     out["probability"] = prob
-    out["fractured"] = prob >= 0.5
+    out["deformed"] = prob >= 0.5
     return out

@@ -31,7 +31,7 @@ import numpy as np
 from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations
 from ..errors import AnnotationError
 from ..matching import match_vertebrae
-from ..morphometry.grading import GRADE_THRESHOLDS, GRADE_TOLERANCE, _within_loss, heights
+from ..morphometry.grading import _within_loss, genant_grade, heights
 from ..morphometry.reference import LABEL_LEVELS
 
 __all__ = ["HU", "NON_FRACTURE_DEFORMITIES", "Geometry", "SpineTruth", "VertebraTruth",
@@ -264,13 +264,14 @@ def _non_fracture(k: int, rng: np.random.Generator, p_osteophyte: float
     return "normal", {}
 
 
-def _patient_bone(fractured: bool, rng: np.random.Generator) -> tuple[float, bool]:
+def _patient_bone(deformed: bool, rng: np.random.Generator) -> tuple[float, bool]:
     """A patient's cancellous bone density (HU) and whether it is osteoporotic.
 
     Osteoporotic (70-150 HU) with probability 0.6 when the spine has a deformity,
-    0.2 otherwise; else 150-300 HU.
+    0.2 otherwise; else 150-300 HU. These are settings of the phantom, chosen to tie
+    density to deformity as osteoporosis does, not values measured on this dataset.
     """
-    osteoporotic = bool(rng.random() < (0.6 if fractured else 0.2))
+    osteoporotic = bool(rng.random() < (0.6 if deformed else 0.2))
     bone = float(np.clip(rng.normal(115, 20), 70, 150) if osteoporotic
                  else np.clip(rng.normal(215, 35), 150, 300))
     return bone, osteoporotic
@@ -577,11 +578,13 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
         image (a label scored against the image must come from them only). The
         volume still holds every expert's points.
 
-    The patient's bone density is drawn as :func:`sample_spine` draws it, from a
-    seed of the folder name, with "fractured" meaning that the rendered reading
+    The patient's bone density is drawn with :func:`sample_spine`'s probabilities,
+    from a seed of the folder name. Where :func:`sample_spine` conditions on a
+    placed fracture of any grade, here "deformed" means that the rendered reading
     itself has a vertebra of within-vertebra QM grade >= 2 at the label levels
-    (T4-L4; every level of a v1 reading, which has none): the image's density
-    follows what the image shows, never the other experts' readings.
+    (T4-L4; every level of a v1 reading, which has no levels): grade 1 is mostly
+    normal wedging in real readings. The image's density follows what the image
+    shows, never the other experts' readings.
 
     Returns
     -------
@@ -631,11 +634,11 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
                         (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
     # the patient's bone density: lower, more often, when the rendered reading itself shows
     # a moderate or severe deformity (QM grade >= 2) at the label levels (all levels in v1)
-    loss = _within_loss(heights(np.stack(means), sp))
-    at_labels = [lvl is None or lvl in LABEL_LEVELS for lvl in levels]
-    fractured = bool(np.any(loss[at_labels] >= GRADE_THRESHOLDS[1] - GRADE_TOLERANCE))
+    grades = genant_grade(_within_loss(heights(np.stack(means), sp)))
+    at_labels = np.array([lvl is None or lvl in LABEL_LEVELS for lvl in levels])
+    deformed = bool((grades[at_labels] >= 2).any())
     digest = hashlib.sha256(ann.folder.encode()).digest()
-    bone, osteoporotic = _patient_bone(fractured, np.random.default_rng(
+    bone, osteoporotic = _patient_bone(deformed, np.random.default_rng(
         [int.from_bytes(digest[:4], "little"), 5]))
     return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, ann.folder,
                       ann.series_uid, dict(ann.experts), 1.0)
