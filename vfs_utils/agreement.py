@@ -256,9 +256,18 @@ def bootstrap_groups(statistic: Callable[[np.ndarray], float], groups, *, n_boot
     for b in range(int(n_boot)):
         pick = rng.integers(0, len(labels), len(labels))
         draws[b] = statistic(np.concatenate([members[g] for g in pick]))
-    draws = draws[np.isfinite(draws)]
-    if len(draws) == 0:
+    return _percentile_interval(estimate, draws, level)
+
+
+def _percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
+    """``(estimate, low, high)``: the percentile interval of the finite replicates.
+
+    ``values`` holds replicates, or arrays of them; NaN and infinite ones are dropped.
+    """
+    vals = np.concatenate([np.atleast_1d(v) for v in values]) if len(values) else np.array([])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
         return estimate, float("nan"), float("nan")
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return estimate, float(low), float(high)
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(vals, [alpha, 1 - alpha])
+    return estimate, float(lo), float(hi)

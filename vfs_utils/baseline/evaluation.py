@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..agreement import _percentile_interval
 from ..annotation import read_annotations
 from ..matching import match_vertebrae
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
@@ -140,17 +141,6 @@ def _group_weights(groups, n_boot: int, seed: int, chunk: int = 250):
         counts = np.zeros((b, n_groups))
         np.add.at(counts, (np.arange(b)[:, None], draws), 1.0)
         yield counts[:, codes]
-
-
-def _percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
-    """``(estimate, low, high)``: the percentile interval of the finite replicates."""
-    vals = np.concatenate([np.atleast_1d(v) for v in values]) if len(values) else np.array([])
-    vals = vals[np.isfinite(vals)]
-    if vals.size == 0:
-        return estimate, math.nan, math.nan
-    alpha = (1.0 - level) / 2
-    lo, hi = np.quantile(vals, [alpha, 1 - alpha])
-    return estimate, float(lo), float(hi)
 
 
 # --------------------------------------------------------------------------- evaluation

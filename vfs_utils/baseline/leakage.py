@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..agreement import _percentile_interval
 from .evaluation import (
     _group_weights,
     _out_of_fold,
-    _percentile_interval,
     _roc_auc,
     _weighted_curves,
     bootstrap_ci,

@@ -74,18 +74,15 @@ def walk(folder: Path) -> tuple[list[tuple[str, os.stat_result]], int, list[list
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
 
-    def count_hidden(path: str) -> int:
-        total = 0
+    def count_hidden(entry: os.DirEntry) -> int:
+        """Files in a hidden entry: 1 for a file, all files below for a folder (no links)."""
         try:
-            with os.scandir(path) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        total += count_hidden(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += 1
+            if entry.is_dir(follow_symlinks=False):
+                with os.scandir(entry.path) as it:
+                    return sum(count_hidden(e) for e in it)
+            return int(entry.is_file(follow_symlinks=False))
         except OSError:
-            pass
-        return total
+            return 0
 
     def visit(path: str, rel: str) -> None:
         nonlocal hidden
@@ -109,13 +106,7 @@ def walk(folder: Path) -> tuple[list[tuple[str, os.stat_result]], int, list[list
         for entry in entries:
             sub = f"{rel}{entry.name}"
             if entry.name.startswith("."):
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        hidden += count_hidden(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        hidden += 1
-                except OSError:
-                    pass
+                hidden += count_hidden(entry)
                 continue
             try:
                 is_dir = entry.is_dir()
