@@ -57,7 +57,7 @@ def test_offline_without_copy_says_what_to_do(monkeypatch):
         data.annotation_dir("v2")
     message = str(info.value)
     assert data.ENV_ANNOTATION_DIR_V2 in message
-    assert "vfs fetch --version v2" in message
+    assert "vfs fetch --schema v2" in message
     assert "VFS_OFFLINE" in message
 
 
@@ -78,6 +78,9 @@ def test_data_root(monkeypatch, tmp_path):
     with pytest.raises(DataNotFoundError, match="dicom"):
         data.data_root()
     (tmp_path / "dicom").mkdir()
+    with pytest.raises(DataNotFoundError, match="holds no study folder"):
+        data.data_root()
+    (tmp_path / "dicom" / "RLADD01").mkdir()
     assert data.data_root() == tmp_path
 
 

@@ -93,14 +93,27 @@ def test_phantom_mode_is_the_default_with_annotations(env, builds, monkeypatch):
     assert str(source).startswith("Data mode: phantom - ")
 
 
-def test_offline_forces_the_synthetic_dataset_even_with_annotations(env, builds, monkeypatch):
-    _annotations(env, monkeypatch)
+def test_offline_with_an_annotation_copy_is_the_phantom_mode_and_says_so(env, builds,
+                                                                        monkeypatch):
+    v1, v2 = _annotations(env, monkeypatch)
+    monkeypatch.setenv(data.ENV_OFFLINE, "1")
+    source = tutorial.setup()
+    out = env / "cache" / "demo" / "phantom"
+    assert builds == [(out, {"studies": tutorial.PHANTOM_STUDIES, "annotation_dir": v2,
+                             "replace_stale": True})]
+    assert (source.mode, source.annotation_dir, source.annotation_dir_v2) == ("phantom", v1, v2)
+    assert "VFS_OFFLINE is set" in str(source).splitlines()[0]
+
+
+def test_offline_without_an_annotation_copy_is_the_synthetic_mode(env, builds, monkeypatch):
     monkeypatch.setenv(data.ENV_OFFLINE, "1")
     source = tutorial.setup()
     out = env / "cache" / "demo" / "synthetic"
     assert builds == [(out, {"seed": 0, "replace_stale": True})]
     assert (source.mode, source.root, source.annotation_dir, source.annotation_dir_v2) == (
         "synthetic", out, out / "annotation", out / "annotation_v2")
+    assert str(source).splitlines()[0].endswith(
+        "(no annotation copy at hand, and VFS_OFFLINE is set).")
 
 
 def test_no_annotations_online_falls_back_to_synthetic_with_a_warning(env, builds, no_download):

@@ -168,6 +168,10 @@ def dicom_root(dataset_root: str | os.PathLike) -> Path:
     root = Path(dataset_root)
     base = root / "dicom"
     if not base.is_dir():
+        if root.name in ("phantom", "synthetic") and root.parent.name == "demo":
+            raise DataNotFoundError(f"{root}: this demo dataset is gone (deleted or moved). "
+                                    "Re-run the lesson's setup cell (or `vfs prepare`): it builds "
+                                    "the data again.")
         raise DataNotFoundError(f"{root}: not a dataset root (no dicom/ folder inside). Point at "
                                 "the folder that holds dicom/<Folder>/..., e.g. VFS_DATA_ROOT.")
     return base

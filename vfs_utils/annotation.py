@@ -263,9 +263,15 @@ def _check_unique(check: _Checker, vertebrae: list[Vertebra], where: str) -> Non
 
 def _parse(data, path: Path | str) -> Annotation:
     check = _Checker(path)
-    if not isinstance(data, dict):
-        raise check.fail("(top level)", f"expected an object, got {_short(data)}")
-    for key in ("Folder", "SeriesInstanceUID", "Annotation"):
+    keys = ("Folder", "SeriesInstanceUID", "Annotation")
+    if not isinstance(data, dict) or not any(key in data for key in keys):
+        found = (f"keys {_short(sorted(map(str, data)))}" if isinstance(data, dict)
+                 else _short(data))
+        raise check.fail("(top level)", f"not an annotation file (an annotation is an object "
+                         f"with the keys Folder, SeriesInstanceUID and Annotation; found "
+                         f"{found})", "Pass an annotation file, or move this file out of the "
+                         "annotation folder.")
+    for key in keys:
         if key not in data:
             raise check.fail(key, "missing key", "A file has Folder, SeriesInstanceUID and "
                              "Annotation; re-download it with `vfs fetch`.")
@@ -453,7 +459,9 @@ def load_annotation(path: str | os.PathLike) -> Annotation:
         data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                              f"{exc.msg}). Re-download it with `vfs fetch`.") from None
+                              f"{exc.msg}). If it is an upstream annotation file, re-download "
+                              "it with `vfs fetch`; any other file does not belong in an "
+                              "annotation folder.") from None
     except _DuplicateKey as exc:
         raise AnnotationError(f"{path}: key {exc.args[0][:60]!r} appears twice in one object; "
                               "JSON readers disagree on which one counts. Remove the duplicate "

@@ -1,4 +1,4 @@
-"""The ``vfs`` command line: fetch, prepare, demo-data, scan, inventory, morphometry, predict.
+"""The vfs command line: fetch, prepare, demo-data, scan, index, inventory, morphometry, predict.
 
 This is the only module that prints; the library reports through return
 values, exceptions, warnings and logging.
@@ -35,6 +35,44 @@ def _print_frame(frame, fmt: str) -> None:
         with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                "display.width", 200):
             print(frame.to_string(index=False))
+
+
+_SCAN_WIDTH = 100     # the table of `vfs scan` fits this many columns (csv has every column)
+
+
+def _mm(value) -> str:
+    return f"{float(value):.3g}"
+
+
+def _scan_view(table):
+    """The short table of ``vfs scan``: one line per series, about 100 columns wide."""
+    import pandas as pd
+
+    def spacing(row) -> str:
+        parts = [_mm(v) for v in (row.get("pixel_spacing") or ())]
+        slice_mm = row.get("slice_spacing")
+        if slice_mm is not None and pd.notna(slice_mm):
+            parts.append(_mm(slice_mm))
+        return "x".join(parts)
+
+    def kind(value) -> str:
+        return str(value).replace("\\", "/").split("/")[-1] if pd.notna(value) else ""
+
+    def short(value, width: int) -> str:
+        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) \
+            else str(value)
+        return text if len(text) <= width else text[:width - 3] + "..."
+
+    view = pd.DataFrame({
+        "folder": [short(v, 24) for v in table["folder"]],
+        "#": table.get("series_number", pd.Series([""] * len(table))).to_numpy(),
+        "slices": table["n_slices"].to_numpy(),
+        "description": [short(v, 32) for v in table.get("description", [""] * len(table))],
+        "type": [kind(v) for v in table.get("image_type", [""] * len(table))],
+        "spacing_mm": [spacing(r) for _, r in table.iterrows()],
+        "size": [f"{r}x{c}" for r, c in zip(table["rows"], table["cols"])],
+    })
+    return view
 
 
 # --------------------------------------------------------------------------- argument types
@@ -101,7 +139,7 @@ _STUDY_GB = 0.24     # disk per study rendered from a real annotation (512 x 512
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .data import fetch
 
-    for version, path in fetch(args.version).items():
+    for version, path in fetch(args.schema).items():
         print(f"{version}: {path}")
     return 0
 
@@ -119,8 +157,11 @@ def _remove_dead_partials(folder: Path) -> None:
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .data import demo_dir
-    from .phantom import build_dataset
+    from .phantom import DEFAULT_STUDIES, build_dataset
+    from .tutorial import lesson_demo_name
 
+    out, replace = args.out, False
+    n = args.studies or DEFAULT_STUDIES
     if args.from_annotations is not None:
         files = sorted(args.from_annotations.glob("*.json"))
         n = len(files) if args.studies is None else min(args.studies, len(files))
@@ -128,10 +169,20 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
             print(f"vfs demo-data: rendering all {n} studies of {args.from_annotations} "
                   f"(about {n * _STUDY_GB:.0f} GB); pass --studies N for fewer",
                   file=sys.stderr)
-    _remove_dead_partials(args.out.absolute().parent if args.out is not None
-                          else demo_dir("x").parent)
-    root = build_dataset(args.out, studies=args.studies, seed=args.seed,
-                         annotation_dir=args.from_annotations)
+    elif out is None:
+        # the lessons' parameters: their own folder, not a second identical copy
+        name = lesson_demo_name(studies=args.studies, seed=args.seed)
+        if name is not None:
+            out, replace = demo_dir(name), True
+    parent = out.absolute().parent if out is not None else demo_dir("x").parent
+    _remove_dead_partials(parent)
+    parent.mkdir(parents=True, exist_ok=True)     # an unusable folder: one line, no progress
+    if out is None or not (out / "manifest.json").is_file():
+        where = out if out is not None else demo_dir("").parent
+        print(f"vfs demo-data: writing {n} studies (about {n * _STUDY_GB:.1f} GB) into {where}; "
+              "this takes a while...", file=sys.stderr, flush=True)
+    root = build_dataset(out, studies=args.studies, seed=args.seed,
+                         annotation_dir=args.from_annotations, replace_stale=replace)
     print(root)
     return 0
 
@@ -153,7 +204,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         raise DataNotFoundError(f"{args.path}: no DICOM series found"
                                 + (f" ({skipped} non-DICOM files skipped)" if skipped else "")
                                 + "; pass a study folder or a dataset root holding DICOM files.")
-    _print_frame(table, args.format)
+    if args.format == "csv":
+        _print_frame(table, "csv")
+    else:
+        _print_frame(_scan_view(table), "table")
+        print("(every column, with study folders and SeriesInstanceUIDs: --format csv)",
+              file=sys.stderr)
     skipped = table.attrs.get("skipped_files", 0)
     if skipped:
         print(f"({skipped} non-DICOM files skipped)", file=sys.stderr)
@@ -226,17 +282,34 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vfs`` command."""
-    parser = argparse.ArgumentParser(prog="vfs", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="vfs", description=__doc__.splitlines()[0],
+        epilog="`vfs COMMAND -h` explains a command. Data settings (VFS_CACHE_DIR, "
+               "VFS_ANNOTATION_DIR, VFS_OFFLINE, ...) are described in the README.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"vfs (vfs-tutorials) {__version__}",
+                        help="print the program's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = {"choices": ["table", "csv"], "default": "table",
+           "help": "table: aligned columns for reading (default); csv: every column, for "
+                   "spreadsheets and pandas"}
 
     p = sub.add_parser("fetch", help="download the pinned annotation sets into the cache")
-    p.add_argument("--version", choices=["v1", "v2", "all"], default="all")
+    p.add_argument("--schema", choices=["v1", "v2", "all"], default="all",
+                   help="which annotation set: v1 (vertebral-fractures-severity), v2 "
+                        "(anchor-free-genant) or all (default)")
+    # the old spelling, kept working but hidden (it read like the program's version)
+    p.add_argument("--version", dest="schema", choices=["v1", "v2", "all"],
+                   help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("demo-data", help="write the synthetic phantom dataset (idempotent)")
     p.add_argument("--out", type=_output_folder, default=None,
-                   help="dataset root to write (default: the demo folder in the cache)")
+                   help="dataset root to write (default: a folder under demo/ in the cache; "
+                        "the lessons' own demo/synthetic for the default --studies and --seed)")
     p.add_argument("--studies", type=_int_in(1, 10_000, "studies"), default=None,
                    help="number of studies (with --from-annotations: the first N files)")
     p.add_argument("--seed", type=_int_in(0, 2**32 - 1, "seed"), default=0,
@@ -252,31 +325,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="list the DICOM series under a study folder or dataset root")
     p.add_argument("path", type=_existing_folder, help="a study folder or a dataset root")
-    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.add_argument("--format", **fmt)
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("index", help="read every study's headers into the series index now")
     p.add_argument("root", type=Path, help="dataset root holding dicom/<Folder>/...")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: the cores, at most 4)")
-    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.add_argument("--format", **fmt)
     p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser("inventory", help="match every annotation file to its series")
     p.add_argument("root", type=_existing_folder, help="dataset root holding dicom/<Folder>/...")
-    p.add_argument("--annotation-dir", type=_existing_folder, default=None,
+    p.add_argument("--annotation-dir", type=_existing_folder, default=None, metavar="DIR",
                    help="annotation folder (default: ROOT/annotation, else the configured v1 set)")
-    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.add_argument("--format", **fmt)
     p.set_defaults(func=_cmd_inventory)
 
     p = sub.add_parser("morphometry", help="heights, ratios and Genant grades per vertebra reading")
-    p.add_argument("--annotation-dir", type=_existing_folder, required=True)
+    p.add_argument("--annotation-dir", type=_existing_folder, required=True, metavar="DIR",
+                   help="folder of annotation files (v1 or v2), e.g. the one `vfs fetch` "
+                        "prints")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--root", type=_existing_folder,
                    help="dataset root: spacing from each series' headers")
     g.add_argument("--spacing", type=_positive_float, nargs=3, metavar=("ROW", "COL", "SLICE"),
                    help="one voxel spacing in mm for every series")
-    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.add_argument("--format", **fmt)
     p.set_defaults(func=_cmd_morphometry)
 
     p = sub.add_parser("predict", help="per-vertebra fracture probabilities for one study")

@@ -21,7 +21,11 @@ VFS_SHARED_DIR
 VFS_CACHE_DIR
     The cache folder (default: the user cache folder of ``vfs-tutorials``).
 VFS_OFFLINE
-    ``1`` forbids downloads; the lessons then run on the fully synthetic dataset.
+    ``1`` means "no network": nothing is downloaded. With an annotation copy at
+    hand (the variables above, the shared folder or the cache) the lessons still
+    run in the phantom mode; without one, on the fully synthetic dataset. Read by
+    :func:`vfs_utils._env.env_flag` (``1``/``true``/``yes``/``on`` or
+    ``0``/``false``/``no``/``off``; anything else is refused).
 
 Downloads are tried once per process, with a short connect timeout
 (:data:`CONNECT_TIMEOUT`); a failure is remembered in the cache for
@@ -39,8 +43,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ._env import env_flag
 from ._fs import write_text_atomic
-from .errors import DataNotFoundError, DownloadError
+from .errors import DataNotFoundError, DownloadError, UsageError
 
 __all__ = [
     "ENV_ANNOTATION_DIR",
@@ -59,6 +64,7 @@ __all__ = [
     "data_root",
     "demo_dir",
     "fetch",
+    "folder_schema",
     "offline",
     "registry",
     "shared_demo_dir",
@@ -149,8 +155,14 @@ def registry(version: str) -> dict[str, str]:
 
 
 def offline() -> bool:
-    """True when ``VFS_OFFLINE`` forbids downloads (any value but '', '0', 'false', 'no')."""
-    return os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no")
+    """True when ``VFS_OFFLINE`` forbids downloads (``1``, ``true``, ``yes`` or ``on``).
+
+    Raises
+    ------
+    UsageError
+        When ``VFS_OFFLINE`` holds a value that is neither on nor off.
+    """
+    return env_flag(ENV_OFFLINE)
 
 
 def cache_dir() -> Path:
@@ -197,16 +209,26 @@ def data_root() -> Path | None:
     Raises
     ------
     DataNotFoundError
-        When the variable is set but the folder has no ``dicom/`` sub-folder.
+        When the variable is set but the folder has no ``dicom/`` sub-folder, or no
+        study folder inside it.
     """
     value = os.environ.get(ENV_DATA_ROOT)
     if not value:
         return None
     root = Path(value).expanduser()
+    fix = (f"Point {ENV_DATA_ROOT} at the CTLungCa-500 root that holds dicom/<Folder>/..., or "
+           "unset it to use the phantom.")
     if not (root / "dicom").is_dir():
-        raise DataNotFoundError(
-            f"{ENV_DATA_ROOT}={value}: no folder {root / 'dicom'}. Point {ENV_DATA_ROOT} at the "
-            "CTLungCa-500 root that holds dicom/<Folder>/..., or unset it to use the phantom.")
+        raise DataNotFoundError(f"{ENV_DATA_ROOT}={value}: no folder {root / 'dicom'}. {fix}")
+    try:
+        has_study = any(p.is_dir() and not p.name.startswith(".")
+                        for p in (root / "dicom").iterdir())
+    except OSError as exc:
+        raise DataNotFoundError(f"{ENV_DATA_ROOT}={value}: {root / 'dicom'} cannot be listed "
+                                f"({exc.strerror or exc}). {fix}") from None
+    if not has_study:
+        raise DataNotFoundError(f"{ENV_DATA_ROOT}={value}: {root / 'dicom'} holds no study "
+                                f"folder (the download is missing or incomplete). {fix}")
     return root
 
 
@@ -247,9 +269,10 @@ def _mismatches(folder: Path, files: dict[str, str]) -> list[str]:
 
 
 def _no_network_hint(source: AnnotationSource) -> str:
-    return (f"Without network, set {ENV_OFFLINE}=1 (the lessons then use the synthetic "
-            f"dataset), or point {ENV_ANNOTATION_DIR} (v1) and {ENV_ANNOTATION_DIR_V2} (v2) at "
-            f"local copies of the annotation folders")
+    return (f"Without network, point {ENV_ANNOTATION_DIR} (v1) and {ENV_ANNOTATION_DIR_V2} (v2) "
+            f"at local copies of the annotation folders (the lessons then use the phantom "
+            f"mode), or set {ENV_OFFLINE}=1 to stop trying (without a copy the lessons use the "
+            f"synthetic dataset)")
 
 
 def _failure_file() -> Path:
@@ -264,12 +287,20 @@ def _remembered_failure(version: str) -> str | None:
     try:
         age = time.time() - path.stat().st_mtime
         if 0 <= age < RETRY_AFTER:
-            reason = path.read_text(encoding="utf-8").strip()[:300]
+            reason = _shorten(path.read_text(encoding="utf-8").strip(), 800)
             return (f"{reason} (remembered {age:.0f} s ago; downloads are not tried again for "
                     f"{RETRY_AFTER:.0f} s: run `vfs fetch` to try now)")
     except (OSError, ValueError):
         pass
     return None
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters (then ending in "...")."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit - 3].rsplit(" ", 1)[0].rstrip(" ,;:(") + "..."
 
 
 def _remember_failure(version: str, message: str) -> None:
@@ -325,6 +356,7 @@ def _find(version: str, path=None, *, download: bool | None = None,
         folder = Path(path).expanduser()
         if not _has_json(folder):
             raise DataNotFoundError(f"{folder}: no *.json annotation files there ({version}).")
+        _check_schema(folder, version, str(folder))
         return folder
     value = os.environ.get(source.env)
     if value:
@@ -333,7 +365,8 @@ def _find(version: str, path=None, *, download: bool | None = None,
             raise DataNotFoundError(
                 f"{source.env}={value}: no *.json annotation files there. Point {source.env} at "
                 f"the {version} annotation folder or unset it to use "
-                f"`vfs fetch --version {version}`.")
+                f"`vfs fetch --schema {version}`.")
+        _check_schema(folder, version, f"{source.env}={value}")
         return folder
     files = registry(version)
     shared = _shared(version)
@@ -350,12 +383,38 @@ def _find(version: str, path=None, *, download: bool | None = None,
             + (f"not in {ENV_SHARED_DIR} ({shared}), " if shared is not None else "")
             + f"not in the cache {cached}, and downloads are off"
             f"{' (VFS_OFFLINE is set)' if offline() else ''}. Set {source.env} to a local copy, "
-            f"or run `vfs fetch --version {version}` where there is network.")
+            f"or run `vfs fetch --schema {version}` where there is network.")
     if not retry:
         remembered = _remembered_failure(version)
         if remembered is not None:
             raise DataNotFoundError(remembered)
     return _download(source, files, cached)
+
+
+def folder_schema(folder: str | os.PathLike) -> str | None:
+    """The schema version (``"v1"`` or ``"v2"``) of the first readable annotation file in
+    ``folder`` (files in name order, at most 5 tried), or None when none can be read."""
+    from .annotation import load_annotation
+    from .errors import AnnotationError
+
+    for path in sorted(Path(folder).glob("*.json"))[:5]:
+        try:
+            return load_annotation(path).version
+        except (AnnotationError, OSError):
+            continue
+    return None
+
+
+def _check_schema(folder: Path, version: str, where: str) -> None:
+    """Refuse a folder of the other schema (``VFS_ANNOTATION_DIR`` and ``_V2`` swapped)."""
+    found = folder_schema(folder)
+    if found is None or found == version:
+        return
+    other = SOURCES[found]
+    raise UsageError(
+        f"{where}: holds {found} annotation files ({other.repository}), not {version} "
+        f"({SOURCES[version].repository}). Point {SOURCES[version].env} at the {version} folder "
+        f"and {other.env} at the {found} one (are the two swapped?).")
 
 
 @contextlib.contextmanager
@@ -400,7 +459,7 @@ def _download(source: AnnotationSource, files: dict[str, str], target: Path,
                     f"download was corrupted or the file changed upstream; run `vfs fetch "
                     f"--version {source.version}` again, and report it if it persists.") from exc
             except OSError as exc:  # requests' errors (connection, timeout, HTTP) are OSErrors
-                reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+                reason = _shorten(str(exc).splitlines()[0], 160) if str(exc) else ""
                 message = (f"could not download the {source.version} annotations ({name} from "
                            f"{url}: {type(exc).__name__} {reason}). {_no_network_hint(source)}.")
                 _remember_failure(source.version, message)

@@ -68,7 +68,9 @@ def index_enabled(index: bool | None = None) -> bool:
     """Whether to use the index: `index` when given, else not when ``VFS_NO_INDEX=1``."""
     if index is not None:
         return bool(index)
-    return os.environ.get(ENV_NO_INDEX, "").strip().lower() not in ("1", "true", "yes", "on")
+    from .._env import env_flag
+
+    return not env_flag(ENV_NO_INDEX)
 
 
 # --------------------------------------------------------------------------- the sqlite file

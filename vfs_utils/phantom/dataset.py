@@ -470,6 +470,8 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
             detail = (f"{len(files)} studies rendered from the real annotation files of "
                       f"{annotation_dir.name}/ (CC BY-NC 4.0, copied unchanged), seed {seed}; "
                       "the images are synthetic, only the keypoints are real.")
+        for rec in records:    # what was written, so that damage can be noticed later
+            rec["files"] = _count_files(tmp / "dicom" / rec["folder"])
         (tmp / "README.md").write_text(_README.format(mode=params["mode"], detail=detail),
                                        encoding="utf-8")
         manifest = {"synthetic": True, "generator": f"vfs_utils.phantom ({_FORMAT})",
@@ -499,7 +501,6 @@ def _build_from_annotations(root: Path, files: list[Path], seed: int) -> list[di
     versions = {a.version for a in anns}
     sibling_version = "v2" if versions == {"v1"} else ("v1" if versions == {"v2"} else None)
     sibling = _sibling_dir(sibling_version) if sibling_version else None
-    (root / "annotation").mkdir(exist_ok=True)
     records = []
     for i, (f, ann) in enumerate(zip(files, anns)):
         other = sibling / f.name if sibling is not None else None
@@ -516,9 +517,17 @@ def _build_from_annotations(root: Path, files: list[Path], seed: int) -> list[di
         rec = write_study(root, truth, rng=np.random.default_rng([seed, i, 2]),
                           patient_id=f"VFS-PHANTOM-{digest}", annotations=False)
         records.append(rec)
-        shutil.copyfile(f, root / "annotation" / f.name)
-        v2_source = f if ann.version == "v2" else (other if other_ann is not None else None)
-        if v2_source is not None:
-            (root / "annotation_v2").mkdir(exist_ok=True)
-            shutil.copyfile(v2_source, root / "annotation_v2" / f.name)
+        # the layout: annotation/ holds v1 files, annotation_v2/ v2 files (each when at hand)
+        other = other if other_ann is not None else None
+        for sub, source in (("annotation", f if ann.version == "v1" else other),
+                            ("annotation_v2", f if ann.version == "v2" else other)):
+            if source is not None:
+                (root / sub).mkdir(exist_ok=True)
+                shutil.copyfile(source, root / sub / f.name)
     return records
+
+
+def _count_files(study: Path) -> dict[str, int]:
+    """Files per series folder of a written study (the manifest's record of what was written)."""
+    return {p.name: sum(1 for q in p.iterdir() if q.is_file())
+            for p in sorted(study.iterdir()) if p.is_dir()}

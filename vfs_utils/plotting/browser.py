@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .._env import env_flag
 from ._style import (
     _TITLE_SIZE,
     ENV_STATIC_FIGURES,
@@ -168,7 +168,7 @@ def slice_browser(volume: Any, frame: pd.DataFrame | None = None, *,
                   else volume.array.shape[1] // 2)
     start = _column_index(volume, column)
     if interactive is None:
-        interactive = os.environ.get(ENV_STATIC_FIGURES) != "1" and _has_widget_kernel()
+        interactive = not env_flag(ENV_STATIC_FIGURES) and _has_widget_kernel()
     if interactive:
         return SliceBrowser(volume, frame, start, window, near_mm)
     step = max(1, int(round(step_mm / spacing[1])))
