@@ -16,6 +16,15 @@ endif
 # Caches and demo datasets stay inside the checkout, so a fresh clone builds fresh.
 export VFS_CACHE_DIR ?= $(CURDIR)/.cache
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
+# Executed copies of the lessons (make demo) always land inside the checkout.
+EXECUTED  := $(CURDIR)/.cache/executed
+# Local kernels talk over IPC (Unix sockets), not TCP: nothing to encrypt, and no
+# "running over TCP without encryption" warning from every kernel.
+KERNEL    := --KernelManager.transport=ipc
+# Options for `jupyter lab` (make lab LAB_ARGS="--no-browser --port 8890 --ip 0.0.0.0");
+# --allow-root is added when make runs as root (containers, cloud machines).
+LAB_ARGS  ?=
+ROOT_ARGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
@@ -26,14 +35,19 @@ NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitiz
 .PHONY: demo test nbtest execute site lab lint lock bench clean help
 
 help:
-	@echo "make demo   set up .venv, build the offline demo data and run the lessons"
-	@echo "make test   set up .venv with the dev extra and run every test"
-	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place"
+	@echo "make demo   set up .venv, build the demo data and run the lessons into .cache/executed/"
+	@echo "            (one lesson: make demo NB=notebooks/01_loading.ipynb)"
 	@echo "make lab    start JupyterLab on the lessons, with the data settings of this Makefile"
+	@echo "            (jupyter lab options: make lab LAB_ARGS=\"--no-browser --port 8890\";"
+	@echo "            --allow-root is added when run as root)"
+	@echo "make test   set up .venv with the dev extra and run every test"
+	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place (maintainers)"
 	@echo "make site   build the course site (Jupyter Book) into _site/"
 	@echo "make lint   ruff over the package, tests, benchmarks, docs and notebooks"
 	@echo "make lock   regenerate binder/requirements.txt (exact pins) from pyproject.toml"
 	@echo "make bench  run the benchmark scripts"
+	@echo "make clean  delete what the targets wrote inside this checkout (.cache/, _site/,"
+	@echo "            _build/, .pytest_cache/); never a VFS_CACHE_DIR outside it, nor .venv/"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,13 +63,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 
 demo: $(VENV)/.installed
 	$(VFS) prepare
-	@mkdir -p $(VFS_CACHE_DIR)/executed
-	@for nb in $(NOTEBOOKS); do \
+	@mkdir -p $(EXECUTED)
+	@for nb in $(or $(NB),$(NOTEBOOKS)); do \
 		echo "running $$nb"; \
-		$(VENV)/bin/jupyter nbconvert --to notebook --execute --log-level=WARN \
-			--output-dir $(VFS_CACHE_DIR)/executed "$$nb" || exit 1; \
+		$(VENV)/bin/jupyter nbconvert --to notebook --execute --log-level=WARN $(KERNEL) \
+			--output-dir $(EXECUTED) "$$nb" || exit 1; \
 	done
-	@echo "demo done: executed notebooks are in $(VFS_CACHE_DIR)/executed"
+	@echo "demo done: the executed notebooks are in $(EXECUTED)"
+	@echo "(open them with: make lab, or $(VENV)/bin/jupyter lab $(EXECUTED))"
 
 test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory lint
@@ -64,13 +79,15 @@ test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory site
 
 # Lessons under nbval twice: with the real annotations over phantom images (outputs
-# compared with the committed ones), and fully offline on the synthetic dataset.
+# compared with the committed ones), and on the synthetic dataset (no network and no
+# annotation copy: with a copy, VFS_OFFLINE=1 alone keeps the phantom mode).
+OFFLINE_NO_COPY := VFS_OFFLINE=1 VFS_ANNOTATION_DIR= VFS_ANNOTATION_DIR_V2= VFS_SHARED_DIR=
 nbtest: $(VENV)/.installed-dev
 ifneq ($(NOTEBOOKS),)
 	$(VFS) prepare
 	$(PY) -m pytest $(NBVAL) $(if $(VFS_ANNOTATION_DIR),,--nbval-lax) $(NOTEBOOKS) $(SOLUTIONS)
-	VFS_OFFLINE=1 $(VFS) prepare
-	VFS_OFFLINE=1 $(PY) -m pytest $(NBVAL) --nbval-lax $(NOTEBOOKS) $(SOLUTIONS)
+	$(OFFLINE_NO_COPY) $(VFS) prepare
+	$(OFFLINE_NO_COPY) $(PY) -m pytest $(NBVAL) --nbval-lax $(NOTEBOOKS) $(SOLUTIONS)
 else
 	@echo "no notebooks yet"
 endif
@@ -81,7 +98,7 @@ execute: $(VENV)/.installed-dev
 	$(VFS) prepare
 	@for nb in $(or $(NB),$(NOTEBOOKS) $(SOLUTIONS)); do \
 		echo "executing $$nb"; \
-		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --log-level=WARN \
+		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --log-level=WARN $(KERNEL) \
 			--ExecutePreprocessor.timeout=600 \
 			--ExecutePreprocessor.store_widget_state=False \
 			--ExecutePreprocessor.record_timing=False "$$nb" || exit 1; \
@@ -97,7 +114,7 @@ site: $(VENV)/.installed-dev
 # folders set above (a `jupyter lab` started by hand does not: export them yourself).
 lab: $(VENV)/.installed
 	$(VFS) prepare
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(KERNEL) $(ROOT_ARGS) $(LAB_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check vfs_utils tests benchmarks docs binder notebooks
@@ -117,5 +134,10 @@ lock:
 bench: $(VENV)/.installed-dev
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Only what lies inside the checkout: an exported VFS_CACHE_DIR elsewhere (your own cache)
+# is never touched, and neither is .venv (delete it by hand to reinstall).
 clean:
-	rm -rf $(VFS_CACHE_DIR) _site _build .pytest_cache
+	rm -rf $(CURDIR)/.cache $(CURDIR)/_site $(CURDIR)/_build $(CURDIR)/.pytest_cache
+	rm -f notebooks/*.nbconvert.ipynb notebooks/solutions/*.nbconvert.ipynb
+	@case "$(abspath $(VFS_CACHE_DIR))/" in "$(CURDIR)/"*) ;; \
+		*) echo "left alone: VFS_CACHE_DIR=$(VFS_CACHE_DIR) (outside this checkout)";; esac

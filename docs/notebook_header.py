@@ -9,8 +9,10 @@ Every lesson and solution gets, at its top,
 
 1. a markdown cell with an "Open in Colab" and a "launch binder" badge, both pointing at
    the notebook's own path in the repository;
-2. a code cell that installs the package only where ``vfs_utils`` cannot be imported
-   (Colab): locally and on Binder it does nothing and prints nothing.
+2. a code cell that installs the package only on Colab (``"google.colab" in
+   sys.modules``) and only where ``vfs_utils`` cannot be imported: locally and on
+   Binder it does nothing and prints nothing; where pip fails it prints one
+   paragraph saying what to do.
 
 Both cells carry the tag ``vfs-header`` (found and replaced on the next run, so the
 script is idempotent) and ``remove-cell`` (the course site has its own launch buttons,
@@ -74,21 +76,37 @@ def badge_source(path: str, repo: tuple[str, str]) -> str:
 
 
 def install_source(repo: tuple[str, str]) -> str:
-    """The install cell's code: a no-op (and silent) where vfs_utils is importable."""
-    return (
-        "# Colab: install the lessons' package when it is missing (locally and on Binder it is\n"
-        "# installed already, and this cell does nothing).\n"
-        "import importlib.util\n"
-        "\n"
-        'if importlib.util.find_spec("vfs_utils") is None:\n'
-        "    import subprocess\n"
-        "    import sys\n"
-        "\n"
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",\n'
-        f'                    "vfs-tutorials @ git+https://github.com/{repo[0]}/{repo[1]}'
-        f'@{BRANCH}"],\n'
-        "                   check=True)"
-    )
+    """The install cell's code: it acts only on Colab, and only where vfs_utils is missing.
+
+    Anywhere else (a local Jupyter, Binder, a kernel of the wrong environment) it does
+    nothing and prints nothing: it never installs into an environment it was not meant
+    for. Where pip fails it prints one paragraph saying what to do (no traceback).
+    """
+    spec = f"vfs-tutorials @ git+https://github.com/{repo[0]}/{repo[1]}@{BRANCH}"
+    return _INSTALL.replace("PACKAGE", spec)
+
+
+_INSTALL = """\
+# Colab only: install the lessons' package when it is missing. Locally and on Binder
+# it is installed already, and this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("vfs_utils") is None:
+        package = "PACKAGE"
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", package],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode != 0:
+            said = (pip.stderr or pip.stdout or "").strip().splitlines() or ["nothing"]
+            print("The lessons' package (vfs-tutorials) could not be installed; pip said: "
+                  f"{said[-1][:200]}. Check that this Colab runtime is connected and can "
+                  "reach github.com, then run this cell again. If it still fails, open the "
+                  "lesson on Binder (the badge above), or run it on your computer: see the "
+                  "README's Start here.")"""
 
 
 def _cell(kind: str, source: str, role: str) -> dict:
