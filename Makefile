@@ -19,8 +19,10 @@ export PYDEVD_DISABLE_FILE_VALIDATION = 1
 # Executed copies of the lessons (make demo) always land inside the checkout.
 EXECUTED  := $(CURDIR)/.cache/executed
 # Local kernels talk over IPC (Unix sockets), not TCP: nothing to encrypt, and no
-# "running over TCP without encryption" warning from every kernel.
-KERNEL    := --KernelManager.transport=ipc
+# "running over TCP without encryption" warning from every kernel. nbconvert needs an
+# absolute socket prefix (its kernel runs in the notebook's folder); JupyterLab makes one.
+IPC       := --KernelManager.transport=ipc
+KERNEL    := $(IPC) --KernelManager.ip=$(or $(XDG_RUNTIME_DIR),/tmp)/vfs-kernel-$$$$
 # Options for `jupyter lab` (make lab LAB_ARGS="--no-browser --port 8890 --ip 0.0.0.0");
 # --allow-root is added when make runs as root (containers, cloud machines).
 LAB_ARGS  ?=
@@ -114,7 +116,7 @@ site: $(VENV)/.installed-dev
 # folders set above (a `jupyter lab` started by hand does not: export them yourself).
 lab: $(VENV)/.installed
 	$(VFS) prepare
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(KERNEL) $(ROOT_ARGS) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(IPC) $(ROOT_ARGS) $(LAB_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check vfs_utils tests benchmarks docs binder notebooks
