@@ -72,7 +72,7 @@ demo: $(VENV)/.installed
 			--output-dir $(EXECUTED) "$$nb" || exit 1; \
 	done
 	@echo "demo done: the executed notebooks are in $(EXECUTED)"
-	@echo "(open them with: make lab, or $(VENV)/bin/jupyter lab $(EXECUTED))"
+	@echo "(open them with $(VENV)/bin/jupyter lab $(EXECUTED)$(if $(ROOT_ARGS), $(ROOT_ARGS)); the lessons themselves: make lab)"
 
 test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory lint

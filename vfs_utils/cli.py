@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import ModelFileError, VfsError
@@ -379,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     from .dicom import quiet_uid_warnings
     quiet_uid_warnings()
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"vfs {args.command}: warning: {_one_line(message)}", file=sys.stderr)
+
+    shown, warnings.showwarning = warnings.showwarning, one_line_warning
     previous = None
     with contextlib.suppress(ValueError):     # only the main thread may set handlers
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -403,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfs {args.command}: interrupted; partial output removed", file=sys.stderr)
         return 130
     finally:
+        warnings.showwarning = shown
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

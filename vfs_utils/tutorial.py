@@ -104,7 +104,12 @@ class DataSource:
     @property
     def description(self) -> str:
         """One sentence on what this data is."""
-        return _DESCRIPTIONS[self.mode] + (f" ({self.note})" if self.note else "")
+        text = _DESCRIPTIONS[self.mode]
+        if not self.note:
+            return text
+        if text.endswith(")"):          # one pair of parentheses: "(...; note)"
+            return f"{text[:-1]}; {self.note})"
+        return f"{text} ({self.note})"
 
     def __str__(self) -> str:
         n_v1 = len(list(self.annotation_dir.glob("*.json")))
