@@ -65,15 +65,32 @@ def _scan_view(table):
         return text if len(text) <= width else text[:width - 3] + "..."
 
     view = pd.DataFrame({
-        "folder": [short(v, 24) for v in table["folder"]],
+        "folder": table["folder"].to_numpy(),
         "#": table.get("series_number", pd.Series([""] * len(table))).to_numpy(),
         "slices": table["n_slices"].to_numpy(),
-        "description": [short(v, 32) for v in table.get("description", [""] * len(table))],
+        "description": [short(v, 40) for v in table.get("description", [""] * len(table))],
         "type": [kind(v) for v in table.get("image_type", [""] * len(table))],
         "spacing_mm": [spacing(r) for _, r in table.iterrows()],
         "size": [f"{r}x{c}" for r, c in zip(table["rows"], table["cols"])],
     })
     return view
+
+
+def _print_grouped(view) -> None:
+    """The view without its folder column, each study folder's name on a line above its rows
+    (folder names are long: in a column they would double the width)."""
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                           "display.width", 200):
+        lines = view.drop(columns="folder").to_string(index=False).splitlines()
+    print(lines[0])
+    previous = None
+    for folder, line in zip(view["folder"], lines[1:]):
+        if folder != previous:
+            print(f"{folder}/")
+            previous = folder
+        print(line)
 
 
 # --------------------------------------------------------------------------- argument types
@@ -208,7 +225,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     if args.format == "csv":
         _print_frame(table, "csv")
     else:
-        _print_frame(_scan_view(table), "table")
+        _print_grouped(_scan_view(table))
         print("(every column, with study folders and SeriesInstanceUIDs: --format csv)",
               file=sys.stderr)
     skipped = table.attrs.get("skipped_files", 0)
