@@ -5,8 +5,11 @@ name :func:`reader_baseline` still works), and the curves the lesson's figures d
 (:func:`roc_curves`, :func:`calibration_curves`, :func:`worst_errors`).
 
 A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
-default, the rows of :func:`~vfs_utils.baseline.dataset_features`): every patient is
-scored on the same span of the spine, not on as many levels as were read.
+default, the rows of :func:`~vfs_utils.baseline.dataset_features`) that were annotated.
+That is not the same span for every patient: chest CT ends at different levels, so on the
+100 v2 studies a patient has 7 to 12 such vertebrae (median 10); L1 is annotated in 63
+studies, L2 in 16, L3 in 3 and L4 in none, so 37 patients are scored without their
+thoracolumbar junction, where osteoporotic fractures are most frequent.
 
 scikit-learn is imported inside the functions that use it (see :mod:`.models`).
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..agreement import _percentile_interval
+from ..agreement import MIN_GROUPS, N_BOOT, _percentile_interval, group_weights, n_groups
 from ..annotation import read_annotations
 from ..matching import match_vertebrae
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
@@ -75,14 +78,17 @@ def _average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 _METRICS: dict[str, Callable] = {"roc_auc": _roc_auc, "pr_auc": _average_precision}
 
 
-def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int = 1000,
-                 seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int = N_BOOT,
+                 seed: int = 0, level: float = 0.95, min_groups: int = MIN_GROUPS
+                 ) -> tuple[float, float, float]:
     """A metric and its percentile bootstrap interval, resampling whole groups (studies).
 
     Each replicate draws as many groups as there are, with replacement; a
     vertebra counts as often as its study was drawn (a sample weight), so a
     replicate equals the metric on the resampled, concatenated studies.
-    Replicates with only one class are skipped.
+    Replicates with only one class are skipped. The weights come from
+    :func:`vfs_utils.agreement.group_weights`, the package's one cluster-bootstrap
+    generator; with fewer than ``min_groups`` groups there is no interval (NaN).
 
     Parameters
     ----------
@@ -120,27 +126,11 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
         return math.nan, math.nan, math.nan
     estimate = float(roc_auc_score(y, s) if metric == "roc_auc"
                      else average_precision_score(y, s))
+    if n_groups(g) < min_groups:
+        return estimate, math.nan, math.nan
     values = [_METRICS[metric](*_weighted_curves(y, s, w))
-              for w in _group_weights(g, n_boot, seed)]
+              for w in group_weights(g, n_boot, seed)]
     return _percentile_interval(estimate, values, level)
-
-
-def _group_weights(groups, n_boot: int, seed: int, chunk: int = 250):
-    """Cluster-bootstrap weights, ``chunk`` replicates at a time.
-
-    Each replicate draws as many groups as there are, with replacement; an item's
-    weight is how often its group was drawn. Yields arrays of shape
-    ``(replicates, items)``.
-    """
-    _, codes = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = int(codes.max()) + 1
-    rng = np.random.default_rng(seed)
-    for start in range(0, int(n_boot), chunk):
-        b = min(chunk, int(n_boot) - start)
-        draws = rng.integers(0, n_groups, size=(b, n_groups))
-        counts = np.zeros((b, n_groups))
-        np.add.at(counts, (np.arange(b)[:, None], draws), 1.0)
-        yield counts[:, codes]
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -193,7 +183,7 @@ def _out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | N
 
 
 def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = None,
-             n_splits: int = 5, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
+             n_splits: int = 5, threshold: float = 0.5, n_boot: int = N_BOOT, seed: int = 0,
              extra_predictions: pd.DataFrame | None = None,
              threads: int | None = 1) -> Evaluation:
     """Grouped cross-validation of the models, at vertebra and patient level.
@@ -266,7 +256,7 @@ def _patient_level(pred: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summarize(predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def summarize(predictions: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
     """One row per (model, target, level): discrimination with intervals, and the operating point.
 
     Parameters

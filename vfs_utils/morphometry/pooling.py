@@ -21,6 +21,7 @@ from .reference import _sd_codes
 
 __all__ = [
     "consensus",
+    "rate_by_readers",
     "keypoint_scatter",
     "prevalence",
     "study_labels",
@@ -72,8 +73,12 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     continuous measure behind each rule (``height_loss`` for ``grade``,
     ``neighbour_loss`` for ``neighbour_grade``, ``sd_score`` for ``sd_grade``;
     missing values ignored). Every reader weighs the same whether a study had
-    two readers or three, so the consensus means the same thing for both; the
-    mean of more readers is only less noisy.
+    two readers or three, and the mean has no minimum-of-two artefact. It still
+    does not mean the same for any number of readers: averaging shrinks the
+    readers' noise around a fixed cut-off, so the mean of more readers crosses
+    it less often. On the 610 v2 vertebrae (T4-L4) read by three experts,
+    grade >= 1 is 22.5 % from one reader, 21.3 % from the mean of two and
+    19.8 % from the mean of three (:func:`rate_by_readers`).
 
     ``method="lower_median"``: the lower median of the readers' grades (the
     previous default, kept to show its artefact): the median of three readers
@@ -141,6 +146,46 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
         if c in table.columns:
             out[c] = grouped[c].mean()
     return out.reset_index()
+
+
+def rate_by_readers(table: pd.DataFrame, *, n_readers: int = 3, min_grade: int = 1,
+                    measure: str = "height_loss") -> pd.Series:
+    """Share of vertebrae graded ``>= min_grade`` from the mean of 1, 2, ... readers.
+
+    On the same vertebrae (those read by exactly ``n_readers`` experts), for every
+    subset of k of their readers (k = 1 .. ``n_readers``): the grade of the mean
+    ``measure`` over the subset, and the share of (vertebra, subset) pairs at or
+    above ``min_grade``. Dropping readers from the same vertebrae isolates what the
+    number of readers does to a mean-loss consensus at a fixed cut-off.
+
+    Returns
+    -------
+    Series
+        Index ``readers`` (k), the rate; ``attrs["vertebrae"]`` the vertebrae used.
+    """
+    import itertools
+
+    _require(table, ["expert", "vertebra_id", measure], "rate_by_readers")
+    keys = [*_study_keys(table), "vertebra_id"]
+    _check_unique(table, keys, "rate_by_readers")
+    wide = table.assign(_m=table[measure].astype(float)).pivot_table(
+        index=keys, columns="expert", values="_m", aggfunc="first")
+    x = wide.to_numpy(dtype=float)
+    x = x[np.sum(~np.isnan(x), axis=1) == n_readers]
+    # each row's n_readers values, left-aligned
+    vals = np.take_along_axis(x, np.argsort(np.isnan(x), axis=1, kind="stable"), axis=1)[
+        :, :n_readers]
+    grade_fn = _MEASURES[{"height_loss": "grade", "neighbour_loss": "neighbour_grade",
+                          "sd_score": "sd_grade"}[measure]][1]
+    out = {}
+    for k in range(1, n_readers + 1):
+        hits = [grade_fn(vals[:, list(c)].mean(axis=1)) >= min_grade
+                for c in itertools.combinations(range(n_readers), k)]
+        out[k] = float(np.mean(hits)) if len(x) else float("nan")
+    series = pd.Series(out, name=f"grade >= {min_grade}")
+    series.index.name = "readers"
+    series.attrs["vertebrae"] = int(len(x))
+    return series
 
 
 def study_labels(table: pd.DataFrame, *, rule: str = "genant",
