@@ -114,3 +114,50 @@ def test_rate_by_readers_drops_readers_from_the_same_vertebrae():
     # pairs: (.19, .235, .105) and (.215, .135, .13) -> 2/6; all three: .177, .16 -> 0
     assert got.tolist() == pytest.approx([3 / 6, 2 / 6, 0.0])
     assert got.attrs["vertebrae"] == 2
+
+
+def test_every_curve_of_a_classifier_figure_gets_its_own_colour_and_deformity_labels():
+    from vfs_utils import plotting
+
+    models = ["logistic", "boosting", "prevalence", "image height loss (rule)",
+              "one annotator vs others", "image's annotator vs others"]
+    curves = pd.DataFrame({"model": np.repeat(models, 2), "kind": "curve",
+                           "fpr": np.tile([0.0, 1.0], 6), "tpr": np.tile([0.0, 1.0], 6)})
+    ax = plotting.plot_roc(curves)
+    colours = [ln.get_color() for ln in ax.get_lines() if ln.get_label() in models]
+    assert len(colours) == 6 and len(set(colours)) == 6
+    cal = pd.DataFrame({"model": ["logistic"] * 2, "mean_predicted": [0.2, 0.8],
+                        "fraction_positive": [0.1, 0.9], "low": [0.0, 0.7], "high": [0.3, 1.0]})
+    ax = plotting.plot_calibration(cal)
+    assert "deformity" in ax.get_ylabel() and "fractur" not in ax.get_ylabel()
+
+
+def test_brier_score_by_hand_and_patient_calibration():
+    pred = pd.DataFrame({"model": "m", "target": "t", "group": ["a", "a", "b", "c"],
+                         "unit": ["a", "a", "b", "c"], "label": [True, False, False, True],
+                         "score": [0.9, 0.2, 0.4, 0.6]})
+    b = baseline.brier_scores(pred, "t", n_boot=0).set_index("level")
+    # vertebra: (0.01 + 0.04 + 0.16 + 0.16) / 4; patient (max score, any label):
+    # a (0.9, True) 0.01, b (0.4, False) 0.16, c (0.6, True) 0.16 -> 0.33 / 3
+    assert b.loc["vertebra", "brier"] == pytest.approx(0.37 / 4)
+    assert b.loc["patient", "brier"] == pytest.approx(0.33 / 3)
+    assert b.loc["patient", "no_skill"] == pytest.approx(2 / 3 * 1 / 3)
+    cal = baseline.calibration_curves(pred, "t", models=("m",), n_bins=3, level="patient")
+    assert cal["n"].sum() == 3
+    assert ((cal["low"] <= cal["fraction_positive"]) & (cal["fraction_positive"] <= cal["high"])
+            ).all()
+
+
+def test_calibration_bins_are_those_of_sklearn():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(3)
+    p = rng.random(300)
+    y = rng.random(300) < p
+    pred = pd.DataFrame({"model": "m", "target": "t", "group": np.arange(300) // 3,
+                         "unit": np.arange(300) // 3, "label": y, "score": p})
+    cal = baseline.calibration_curves(pred, "t", models=("m",))
+    frac, mean = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    np.testing.assert_allclose(cal["fraction_positive"], frac)
+    np.testing.assert_allclose(cal["mean_predicted"], mean)
+    assert cal["n"].sum() == 300

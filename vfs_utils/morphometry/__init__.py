@@ -44,7 +44,15 @@ scatter), :mod:`.reader_agreement` (kappa, alpha, count disagreement),
 from __future__ import annotations
 
 from .grading import DEFORMITIES, GRADE_THRESHOLDS, GRADE_TOLERANCE, GRADES, genant_grade, heights
-from .pooling import consensus, keypoint_scatter, prevalence, rate_by_readers, study_labels
+from .pooling import (
+    consensus,
+    keypoint_scatter,
+    level_rates,
+    prevalence,
+    prevalence_intervals,
+    rate_by_readers,
+    study_labels,
+)
 from .reader_agreement import (
     Agreement,
     CountDisagreement,
@@ -90,9 +98,11 @@ __all__ = [
     "heights",
     "keypoint_scatter",
     "label_levels",
+    "level_rates",
     "level_reference",
     "morphometry_table",
     "prevalence",
+    "prevalence_intervals",
     "rate_by_readers",
     "sd_scores",
     "study_labels",

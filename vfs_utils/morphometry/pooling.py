@@ -21,6 +21,8 @@ from .reference import _sd_codes
 
 __all__ = [
     "consensus",
+    "level_rates",
+    "prevalence_intervals",
     "rate_by_readers",
     "keypoint_scatter",
     "prevalence",
@@ -267,6 +269,85 @@ def prevalence(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None 
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "rule"
     return out
+
+
+_RULE_NAMES = {"grade": "within-vertebra, Genant bands", "neighbour_grade":
+               "neighbour, Genant bands", "sd_grade": "SD score (Eastell, 3 SD)"}
+
+
+def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None = None,
+                         *, min_grade: int = 1, n_boot: int | None = None, seed: int = 0
+                         ) -> pd.DataFrame:
+    """Vertebra and patient prevalence of consensus grade ``>= min_grade`` with 95 % intervals.
+
+    Patients are independent: their rate gets a Wilson interval
+    (:func:`vfs_utils.agreement.wilson_interval`). Vertebrae of one patient are not:
+    their rate gets a percentile bootstrap over patients
+    (:func:`vfs_utils.agreement.bootstrap_groups`, 1000 replicates by default).
+
+    Returns
+    -------
+    DataFrame
+        One row per rule: ``vertebrae``, ``vertebra_rate``, ``vertebra_lo``,
+        ``vertebra_hi``, ``patients``, ``patients_positive``, ``patient_rate``,
+        ``patient_lo``, ``patient_hi``.
+    """
+    from .. import agreement as _stats
+
+    _require(consensus_table, ["folder"], "prevalence_intervals")
+    if columns is None:
+        columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
+    n_boot = _stats.N_BOOT if n_boot is None else n_boot
+    rows = {}
+    for label, column in columns.items():
+        t = consensus_table[consensus_table[column].notna()]
+        hit = (t[column].astype(int) >= min_grade).to_numpy(dtype=float)
+        folders = t["folder"].to_numpy()
+        worst = pd.Series(hit).groupby(folders).max()
+        rate, lo, hi = _stats.bootstrap_groups(
+            lambda w, hit=hit: (w @ hit) / w.sum(axis=1), folders, n_boot=n_boot, seed=seed,
+            weighted=True)
+        k = int(worst.sum())
+        p_lo, p_hi = _stats.wilson_interval(k, len(worst))
+        rows[label] = {"vertebrae": len(t), "vertebra_rate": rate, "vertebra_lo": lo,
+                       "vertebra_hi": hi, "patients": len(worst), "patients_positive": k,
+                       "patient_rate": k / len(worst) if len(worst) else float("nan"),
+                       "patient_lo": p_lo, "patient_hi": p_hi}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "rule"
+    return out
+
+
+def level_rates(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None = None, *,
+                min_grade: int = 1, levels=None) -> pd.DataFrame:
+    """Per level and rule: vertebrae graded, positives, rate and its 95 % Wilson interval.
+
+    A patient has at most one vertebra per level, so a level's rate is a proportion of
+    independent patients (a Wilson interval, not a bootstrap).
+
+    Returns
+    -------
+    DataFrame
+        Long: ``level``, ``rule``, ``n``, ``positives``, ``rate``, ``low``, ``high``;
+        levels in ``levels`` order (default: :data:`vfs_utils.annotation.LEVELS` order).
+    """
+    from .. import agreement as _stats
+    from ..annotation import LEVELS
+
+    _require(consensus_table, ["level"], "level_rates")
+    if columns is None:
+        columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
+    order = [lv for lv in (levels or LEVELS) if lv in set(consensus_table["level"])]
+    rows = []
+    for label, column in columns.items():
+        t = consensus_table[consensus_table[column].notna()]
+        for level in order:
+            g = t.loc[t["level"] == level, column].astype(int)
+            k, n = int((g >= min_grade).sum()), len(g)
+            low, high = _stats.wilson_interval(k, n)
+            rows.append({"level": level, "rule": label, "n": n, "positives": k,
+                         "rate": k / n if n else float("nan"), "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["level", "rule", "n", "positives", "rate", "low", "high"])
 
 
 def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
