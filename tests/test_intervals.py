@@ -161,3 +161,51 @@ def test_calibration_bins_are_those_of_sklearn():
     np.testing.assert_allclose(cal["fraction_positive"], frac)
     np.testing.assert_allclose(cal["mean_predicted"], mean)
     assert cal["n"].sum() == 300
+
+
+def test_prevalence_intervals_wilson_for_patients_bootstrap_for_vertebrae():
+    assert inspect.signature(M.prevalence_intervals).parameters["n_boot"].default >= 1000
+    # 30 patients, 3 vertebrae each; patients 0-8 have one vertebra graded 1
+    rows = [{"folder": f"P{p}", "level": lv, "grade": int(p < 9 and lv == "Th7")}
+            for p in range(30) for lv in ("Th6", "Th7", "Th8")]
+    c = pd.DataFrame(rows)
+    c["grade"] = c["grade"].astype("Int64")
+    got = M.prevalence_intervals(c, {"rule": "grade"}, seed=0).loc["rule"]
+    assert got["patients_positive"] == 9 and got["patient_rate"] == pytest.approx(0.3)
+    assert (got["patient_lo"], got["patient_hi"]) == pytest.approx(A.wilson_interval(9, 30))
+    assert got["vertebra_rate"] == pytest.approx(9 / 90)
+    assert got["vertebra_lo"] < 0.1 < got["vertebra_hi"]
+    levels = M.level_rates(c, {"rule": "grade"}).set_index("level")
+    assert levels.loc["Th7", ["n", "positives"]].tolist() == [30, 9]
+    assert (levels.loc["Th7", "low"], levels.loc["Th7", "high"]) == pytest.approx(
+        A.wilson_interval(9, 30))
+    assert levels.index.tolist() == ["Th6", "Th7", "Th8"]          # spine order
+
+
+def test_distinct_readings_drops_copies_across_rounds_only():
+    base = {"folder": "S1", "ha": 20.0, "hm": 18.0, "hp": 21.0, "centre_row": 300.0,
+            "centre_col": 200.0, "centre_slice": 50.0}
+    t = pd.DataFrame([{**base, "version": "v1", "expert": "expert0"},
+                      {**base, "version": "v2", "expert": "expert1"},          # a copy
+                      {**base, "version": "v2", "expert": "expert2", "hm": 17.5},
+                      {**base, "version": "v2", "expert": "expert1", "folder": "S2"}])
+    got = M.distinct_readings(t)
+    assert got.index.tolist() == [0, 2, 3]
+
+
+def test_flip_rate_axis_scale_puts_the_noise_on_one_axis():
+    # one reading of a box: pairs along the slice axis, so row noise hardly changes heights
+    pts = np.array([[[10, 5, 0], [10, 5, 20], [25, 5, 0], [25, 5, 20], [40, 5, 0],
+                     [40, 5, 20]]], float).repeat(200, axis=0)
+    both = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0)
+    same = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
+                             axis_scale=(1.0, 1.0))
+    assert both["flip_rate"].iloc[0] == same["flip_rate"].iloc[0]
+    row_only = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
+                                 axis_scale=(1.0, 0.0))
+    slice_only = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
+                                   axis_scale=(0.0, 1.0))
+    # row noise lengthens a 20-voxel height only to second order (sqrt(20^2 + d^2)), far
+    # inside the 20 % band; slice noise changes a height one for one
+    assert row_only["flip_rate"].iloc[0] == 0.0
+    assert slice_only["flip_rate"].iloc[0] > 0.05

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..agreement import N_BOOT
 from ..annotation import POINT_COLUMNS
 from ._inputs import _as_points, _require, _spacing_rows, _study_keys
 from .grading import _grade_codes, _to_int64
@@ -276,7 +277,7 @@ _RULE_NAMES = {"grade": "within-vertebra, Genant bands", "neighbour_grade":
 
 
 def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None = None,
-                         *, min_grade: int = 1, n_boot: int | None = None, seed: int = 0
+                         *, min_grade: int = 1, n_boot: int = N_BOOT, seed: int = 0
                          ) -> pd.DataFrame:
     """Vertebra and patient prevalence of consensus grade ``>= min_grade`` with 95 % intervals.
 
@@ -297,7 +298,6 @@ def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, st
     _require(consensus_table, ["folder"], "prevalence_intervals")
     if columns is None:
         columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
-    n_boot = _stats.N_BOOT if n_boot is None else n_boot
     rows = {}
     for label, column in columns.items():
         t = consensus_table[consensus_table[column].notna()]
