@@ -209,3 +209,15 @@ def test_flip_rate_axis_scale_puts_the_noise_on_one_axis():
     # inside the 20 % band; slice noise changes a height one for one
     assert row_only["flip_rate"].iloc[0] == 0.0
     assert slice_only["flip_rate"].iloc[0] > 0.05
+
+
+def test_bland_altman_limits_carry_their_own_interval():
+    a = np.array([1.0, 2.0, 4.0, 7.0, 3.0])
+    b = np.array([0.0, 2.5, 3.0, 6.0, 3.5])
+    got = A.bland_altman(a, b)
+    d = a - b
+    sd = d.std(ddof=1)
+    se = sd * math.sqrt(3 / 5)                        # Bland and Altman (1986), section 5
+    assert got["limit_se"] == pytest.approx(se)
+    assert got["upper_lo"] == pytest.approx(d.mean() + 1.96 * sd - 1.959964 * se, abs=1e-5)
+    assert got["lower_hi"] == pytest.approx(d.mean() - 1.96 * sd + 1.959964 * se, abs=1e-5)

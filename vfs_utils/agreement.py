@@ -229,23 +229,33 @@ def icc(matrix, kind: str = "2,1") -> float:
     raise ValueError(f"kind must be '1,1', '2,1' or '3,1', not {kind!r}")
 
 
-def bland_altman(a, b) -> dict[str, float]:
+def bland_altman(a, b, level: float = 0.95) -> dict[str, float]:
     """Mean difference ``a - b`` and its 95 % limits of agreement (Bland and Altman 1986).
+
+    Each limit also gets its own ``level`` confidence interval from Bland and Altman's
+    approximation: the standard error of a limit is ``sd * sqrt(3 / n)``.
 
     Returns
     -------
     dict
         ``n``, ``bias`` (mean of a - b), ``sd`` (SD of a - b, ddof 1),
-        ``lower`` and ``upper`` (bias -/+ 1.96 sd).
+        ``lower`` and ``upper`` (bias -/+ 1.96 sd), ``limit_se``, and the intervals
+        ``lower_lo``, ``lower_hi``, ``upper_lo``, ``upper_hi``.
     """
+    from statistics import NormalDist
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"bland_altman needs two 1-D arrays of equal length >= 2, not {a.shape} "
                          f"and {b.shape}")
     d = a - b
     bias, sd = float(d.mean()), float(d.std(ddof=1))
-    return {"n": int(len(d)), "bias": bias, "sd": sd, "lower": bias - 1.96 * sd,
-            "upper": bias + 1.96 * sd}
+    se = sd * float(np.sqrt(3.0 / len(d)))
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    lower, upper = bias - 1.96 * sd, bias + 1.96 * sd
+    return {"n": int(len(d)), "bias": bias, "sd": sd, "lower": lower, "upper": upper,
+            "limit_se": se, "lower_lo": lower - z * se, "lower_hi": lower + z * se,
+            "upper_lo": upper - z * se, "upper_hi": upper + z * se}
 
 
 def group_weights(groups, n_boot: int = N_BOOT, seed: int = 0, chunk: int = 250):

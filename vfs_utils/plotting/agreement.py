@@ -140,7 +140,9 @@ def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
 
 def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = None,
                       labels: tuple[str, str] = ("reader A", "reader B"), scale: float = 100.0,
-                      unit: str = "%", title: str | None = None) -> Axes:
+                      unit: str = "%", title: str | None = None,
+                      by_mean: Sequence[tuple[float, float, Mapping[str, float]]] = ()
+                      ) -> Axes:
     """Bland-Altman plot: differences against means, with the bias and 95 % limits.
 
     Parameters
@@ -156,6 +158,14 @@ def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = No
         Multiplies values for display (100: fractions shown in percent).
     unit : str
     title : str, optional
+    by_mean : sequence of (low, high, limits)
+        Limits computed on the pairs whose mean lies in [low, high) (same scale as
+        ``a``, ``b``), drawn over that range: differences that grow with the mean
+        (heteroscedasticity) show as wider limits on the right.
+
+    With ``lower_lo`` ... ``upper_hi`` in a limits mapping (as
+    :func:`vfs_utils.agreement.bland_altman` returns), each limit's confidence
+    interval is shaded.
 
     Returns
     -------
@@ -172,6 +182,18 @@ def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = No
         ax.axhline(value, ls=style, color=color, lw=1.2,
                    label=f"{'bias' if key == 'bias' else '95 % limit'} {value:+.1f} {unit}"
                    if key != "upper" else None)
+        if key != "bias" and f"{key}_lo" in limits:
+            ax.axhspan(limits[f"{key}_lo"] * scale, limits[f"{key}_hi"] * scale,
+                       color=color, alpha=0.12, lw=0,
+                       label="95 % CI of a limit" if key == "lower" else None)
+    colours = (OKABE_ITO["orange"], OKABE_ITO["bluish green"], OKABE_ITO["reddish purple"])
+    for i, (lo, hi, lim) in enumerate(by_mean):
+        colour = colours[i % len(colours)]
+        for key in ("lower", "upper"):
+            ax.hlines(lim[key] * scale, lo * scale, hi * scale, colors=colour, lw=2,
+                      label=(f"limits for mean {lo * scale:g}-{hi * scale:g} {unit}: "
+                             f"{lim['lower'] * scale:+.1f} / {lim['upper'] * scale:+.1f}")
+                      if key == "lower" else None)
     ax.set_xlabel(f"mean of {labels[0]} and {labels[1]} ({unit})")
     ax.set_ylabel(f"{labels[0]} - {labels[1]} ({unit})")
     ax.grid(alpha=0.3)
