@@ -1,8 +1,9 @@
-"""Benchmark: the default pipeline of lesson 06 against its time and memory targets.
+"""Benchmark: the default pipeline of lessons 06 and 07 against its time and memory targets.
 
 Runs, in one process (so that the peak resident memory is the pipeline's own):
 
-(a) the default pipeline of ``notebooks/06_classifier.ipynb``: ``load_studies`` on
+(a) the default pipeline of ``notebooks/06_classifier_evaluation.ipynb`` and
+    ``notebooks/07_classifier_baselines.ipynb``: ``load_studies`` on
     the lesson's data source (phantom mode: all 100 real v2 annotation files, each
     rendered from one expert's reading), ``dataset_features`` on a two-process pool
     with patches, ``annotator_baseline`` (all turns and the image's annotator),

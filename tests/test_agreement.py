@@ -114,13 +114,14 @@ def test_bootstrap_resamples_whole_groups_and_is_reproducible():
         seen.append(idx)
         return float(values[idx].mean())
 
-    est, low, high = A.bootstrap_groups(stat, groups, n_boot=300, seed=1)
+    est, low, high = A.bootstrap_groups(stat, groups, n_boot=300, seed=1, min_groups=2)
     assert est == pytest.approx(4.0)
     assert low <= est <= high and low >= 1.0 and high <= 10.0
     # every resample holds whole groups: 4 groups x 5 units
     assert all(len(i) == 20 and all(np.sum(np.isin(i, np.flatnonzero(groups == g))) % 5 == 0
                                     for g in "abcd") for i in seen[1:])
-    assert A.bootstrap_groups(lambda i: float(values[i].mean()), groups, n_boot=300, seed=1) == \
+    assert A.bootstrap_groups(lambda i: float(values[i].mean()), groups, n_boot=300, seed=1,
+                              min_groups=2) == \
         (est, low, high)
 
 

@@ -13,8 +13,18 @@ Inside:
   and Fleiss (1979);
 - :func:`bland_altman`: the mean difference and 95 % limits of agreement of two
   paired measurements (Bland and Altman 1986);
+- :func:`fleiss_kappa`: Fleiss' kappa of a counts-per-category table with the
+  same number of raters per item (Fleiss 1971);
+- :func:`mean_pairwise_kappa`: the mean of pairwise kappas weighted by the units
+  each pair shares;
+- :func:`wilson_interval`: the Wilson score interval of a proportion (Wilson
+  1927), for patient-level rates;
+- :func:`group_weights`: the one cluster-bootstrap generator of the package
+  (how often each unit's group is drawn, replicate by replicate);
 - :func:`bootstrap_groups`: a percentile bootstrap interval of any statistic,
-  resampling whole groups (studies), not the correlated units inside them.
+  resampling whole groups (studies), not the correlated units inside them;
+  1000 replicates by default, and no interval from fewer than
+  :data:`MIN_GROUPS` groups (:data:`TOO_FEW`).
 
 Interpretation bands such as Landis and Koch's (1977: 0.41-0.60 "moderate",
 0.61-0.80 "substantial") are conventions, not tests. Nothing here knows about
@@ -27,12 +37,27 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = [
+    "MIN_GROUPS",
+    "N_BOOT",
+    "TOO_FEW",
     "bland_altman",
     "bootstrap_groups",
     "cohen_kappa",
+    "fleiss_kappa",
+    "group_weights",
     "icc",
     "krippendorff_alpha",
+    "mean_pairwise_kappa",
+    "wilson_interval",
 ]
+
+#: Default number of bootstrap replicates everywhere in the package.
+N_BOOT = 1000
+#: Fewest groups (studies, patients) a percentile bootstrap interval is computed from;
+#: with fewer, the resamples are too few distinct sets to say anything.
+MIN_GROUPS = 10
+#: What a table says instead of an interval from fewer than :data:`MIN_GROUPS` groups.
+TOO_FEW = "too few studies"
 
 _LEVELS = ("nominal", "ordinal", "interval")
 
@@ -204,59 +229,270 @@ def icc(matrix, kind: str = "2,1") -> float:
     raise ValueError(f"kind must be '1,1', '2,1' or '3,1', not {kind!r}")
 
 
-def bland_altman(a, b) -> dict[str, float]:
+def bland_altman(a, b, level: float = 0.95) -> dict[str, float]:
     """Mean difference ``a - b`` and its 95 % limits of agreement (Bland and Altman 1986).
+
+    Each limit also gets its own ``level`` confidence interval from Bland and Altman's
+    approximation: the standard error of a limit is ``sd * sqrt(3 / n)``.
 
     Returns
     -------
     dict
         ``n``, ``bias`` (mean of a - b), ``sd`` (SD of a - b, ddof 1),
-        ``lower`` and ``upper`` (bias -/+ 1.96 sd).
+        ``lower`` and ``upper`` (bias -/+ 1.96 sd), ``limit_se``, and the intervals
+        ``lower_lo``, ``lower_hi``, ``upper_lo``, ``upper_hi``.
     """
+    from statistics import NormalDist
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"bland_altman needs two 1-D arrays of equal length >= 2, not {a.shape} "
                          f"and {b.shape}")
     d = a - b
     bias, sd = float(d.mean()), float(d.std(ddof=1))
-    return {"n": int(len(d)), "bias": bias, "sd": sd, "lower": bias - 1.96 * sd,
-            "upper": bias + 1.96 * sd}
+    se = sd * float(np.sqrt(3.0 / len(d)))
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    lower, upper = bias - 1.96 * sd, bias + 1.96 * sd
+    return {"n": int(len(d)), "bias": bias, "sd": sd, "lower": lower, "upper": upper,
+            "limit_se": se, "lower_lo": lower - z * se, "lower_hi": lower + z * se,
+            "upper_lo": upper - z * se, "upper_hi": upper + z * se}
 
 
-def bootstrap_groups(statistic: Callable[[np.ndarray], float], groups, *, n_boot: int = 500,
-                     seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+def group_weights(groups, n_boot: int = N_BOOT, seed: int = 0, chunk: int = 250):
+    """Cluster-bootstrap weights, ``chunk`` replicates at a time.
+
+    Each replicate draws as many groups as there are, with replacement; a unit's
+    weight is how often its group was drawn (the statistic on the weighted units
+    equals the statistic on the resampled, concatenated groups). The one
+    cluster-bootstrap generator of the package: :func:`bootstrap_groups` and the
+    classifier's :func:`vfs_utils.baseline.bootstrap_ci` draw from it.
+
+    Yields
+    ------
+    ndarray, shape (replicates in the chunk, units)
+    """
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    codes = codes.ravel()
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    rng = np.random.default_rng(seed)
+    for start in range(0, int(n_boot), chunk):
+        b = min(chunk, int(n_boot) - start)
+        draws = rng.integers(0, n_groups, size=(b, n_groups))
+        counts = np.zeros((b, n_groups))
+        np.add.at(counts, (np.arange(b)[:, None], draws), 1.0)
+        yield counts[:, codes]
+
+
+def n_groups(groups) -> int:
+    """Number of distinct groups."""
+    return int(len(np.unique(np.asarray(groups))))
+
+
+def bootstrap_groups(statistic: Callable[[np.ndarray], float], groups, *, n_boot: int = N_BOOT,
+                     seed: int = 0, level: float = 0.95, min_groups: int = MIN_GROUPS,
+                     weighted: bool = False) -> tuple[float, float, float]:
     """A statistic and its percentile bootstrap interval, resampling whole groups.
 
     Units of one group (the vertebrae of one study) are correlated; resampling
-    groups with replacement keeps that structure (a cluster bootstrap).
+    groups with replacement keeps that structure (a cluster bootstrap, drawn by
+    :func:`group_weights`). With fewer than ``min_groups`` groups no interval is
+    computed (NaN): a percentile interval from a handful of studies is mostly
+    the handful; tables say :data:`TOO_FEW` instead.
 
     Parameters
     ----------
     statistic : callable
-        Takes an integer array of unit indices (with repeats) and returns a float.
+        Takes an integer array of unit indices (with repeats) and returns a float;
+        with ``weighted=True`` it takes a ``(replicates, units)`` array of unit
+        weights and returns one value per replicate (vectorised, much faster).
     groups : array_like, shape (n units,)
         Group label of every unit.
     n_boot : int
-        Bootstrap resamples.
+        Bootstrap resamples (default :data:`N_BOOT`).
     seed : int
         Seed of :func:`numpy.random.default_rng`.
     level : float
         Coverage of the interval.
+    min_groups : int
+        Fewest groups for an interval.
+    weighted : bool
+        See ``statistic``.
 
     Returns
     -------
     (estimate, low, high)
-        The statistic on all units and the interval (NaN draws are dropped).
+        The statistic on all units and the interval (NaN draws are dropped; NaN
+        interval with fewer than ``min_groups`` groups).
     """
-    labels, inverse = np.unique(np.asarray(groups), return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(labels))]
-    estimate = float(statistic(np.arange(len(inverse))))
-    rng = np.random.default_rng(seed)
-    draws = np.empty(int(n_boot))
-    for b in range(int(n_boot)):
-        pick = rng.integers(0, len(labels), len(labels))
-        draws[b] = statistic(np.concatenate([members[g] for g in pick]))
-    return _percentile_interval(estimate, draws, level)
+    groups = np.asarray(groups)
+    n = len(groups)
+    if weighted:
+        estimate = float(np.asarray(statistic(np.ones((1, n))))[0])
+    else:
+        estimate = float(statistic(np.arange(n)))
+    if n_groups(groups) < min_groups or int(n_boot) <= 0:
+        return estimate, float("nan"), float("nan")
+    values = []
+    for w in group_weights(groups, n_boot, seed):
+        if weighted:
+            values.append(np.asarray(statistic(w), dtype=float))
+        else:
+            units = np.arange(n)
+            values.append(np.array([statistic(np.repeat(units, row.astype(int)))
+                                    for row in w]))
+    return _percentile_interval(estimate, values, level)
+
+
+def wilson_interval(k, n, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion ``k / n`` (Wilson 1927).
+
+    ``(p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` with ``z`` the
+    normal quantile of ``(1 + level) / 2``; the same as statsmodels'
+    ``proportion_confint(k, n, method="wilson")``. Unlike the Wald interval it stays
+    inside [0, 1] and keeps its coverage near 0 and 1 and for small ``n``.
+
+    Returns
+    -------
+    (low, high) : floats
+        NaN for ``n == 0``.
+    """
+    from statistics import NormalDist
+
+    k, n = float(k), float(n)
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson_interval needs 0 <= k <= n, not k={k}, n={n}")
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+
+
+def fleiss_kappa(counts) -> float:
+    """Fleiss' kappa from a table of category counts per item.
+
+    The textbook formula (Fleiss JL (1971) Measuring nominal scale agreement
+    among many raters. Psychol Bull 76(5):378-382), which needs the same
+    number of raters ``m >= 2`` for every item:
+    ``P_i = (sum_j n_ij**2 - m) / (m (m - 1))``, ``p_j = sum_i n_ij / (N m)``,
+    ``kappa = (mean(P_i) - sum_j p_j**2) / (1 - sum_j p_j**2)``.
+
+    Parameters
+    ----------
+    counts : array_like of shape (N items, k categories)
+        Number of raters who put item i in category j.
+
+    Returns
+    -------
+    float
+        Kappa; NaN for no items or when every rating is in one category.
+    """
+    c = np.asarray(counts, dtype=float)
+    if c.ndim != 2 or (c < 0).any():
+        raise ValueError(f"counts must be a 2-D array of non-negative counts, not shape {c.shape}")
+    if len(c) == 0:
+        return float("nan")
+    m = c.sum(axis=1)
+    if not np.all(m == m[0]) or m[0] < 2:
+        raise ValueError("Fleiss' kappa needs the same number (>= 2) of raters for every item; "
+                         f"got rater counts {sorted(set(m.astype(int).tolist()))}")
+    m = m[0]
+    p_i = (np.sum(c * c, axis=1) - m) / (m * (m - 1))
+    p_j = c.sum(axis=0) / (len(c) * m)
+    pe = float(np.sum(p_j * p_j))
+    if np.isclose(pe, 1.0):
+        return float("nan")
+    return float((p_i.mean() - pe) / (1.0 - pe))
+
+
+def mean_pairwise_kappa(kappas, shared) -> float:
+    """Mean of pairwise kappas, each weighted by the units its pair shares.
+
+    An unweighted mean gives a pair that shares 31 vertebrae the weight of one
+    that shares 970; weighting by the shared units makes every vertebra-pair
+    comparison count once. Pairs with a NaN kappa are left out.
+    """
+    k, w = np.asarray(kappas, dtype=float), np.asarray(shared, dtype=float)
+    ok = np.isfinite(k) & (w > 0)
+    return float(np.sum(k[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
+
+
+def _kappa_replicates(a, b, *, categories, weights: str | None = None):
+    """``f(W)``: Cohen's kappa of ``a`` vs ``b`` under unit weights ``W`` (replicates x units)."""
+    cats = np.asarray(categories)
+    k = len(cats)
+    ia, ib = np.searchsorted(cats, np.asarray(a)), np.searchsorted(cats, np.asarray(b))
+    cell = ia * k + ib
+    onehot = np.zeros((len(cell), k * k))
+    onehot[np.arange(len(cell)), cell] = 1.0
+    r = np.arange(k)
+    w = {None: (r[:, None] != r[None, :]).astype(float),
+         "linear": np.abs(r[:, None] - r[None, :]).astype(float),
+         "quadratic": ((r[:, None] - r[None, :]) ** 2).astype(float)}[weights]
+
+    def stat(W):
+        total = W.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            obs = (W @ onehot / total).reshape(-1, k, k)
+            exp = obs.sum(axis=2)[:, :, None] * obs.sum(axis=1)[:, None, :]
+            d_e = np.sum(w * exp, axis=(1, 2))
+            return np.where(d_e > 0, 1.0 - np.sum(w * obs, axis=(1, 2)) / d_e, np.nan)
+    return stat
+
+
+def _alpha_replicates(data, level: str = "nominal", *, categories=None):
+    """``f(W)``: Krippendorff's alpha of a units x raters table under unit weights ``W``.
+
+    Every term of alpha is a sum over units, so a replicate is a weighted sum
+    (equal to :func:`krippendorff_alpha` on the resampled units).
+    """
+    values = np.array(data, dtype=float)             # (units, raters)
+    m_u = np.sum(~np.isnan(values), axis=1).astype(float)
+    values[m_u < 2] = np.nan                         # unpairable units do not count
+    m_u[m_u < 2] = 0.0
+    if level == "interval" and categories is None:
+        x = np.where(np.isnan(values), 0.0, values)
+        s1, s2 = x.sum(axis=1), (x * x).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            term = np.where(m_u >= 2, 2 * (m_u * s2 - s1 * s1) / (m_u - 1), 0.0)
+
+        def stat(W):
+            n = W @ m_u
+            t1, t2 = W @ s1, W @ s2
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d_o = (W @ term) / n
+                d_e = 2 * (n * t2 - t1 * t1) / (n * (n - 1))
+                return np.where(d_e > 0, 1.0 - d_o / d_e, np.nan)
+        return stat
+    cats = np.asarray(categories, dtype=float)
+    counts = np.stack([np.sum(values == c, axis=1) for c in cats], axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = np.where(m_u >= 2, 1.0 / (m_u - 1.0), 0.0)
+    per_unit = (counts[:, :, None] * counts[:, None, :]
+                - counts[:, :, None] * np.eye(len(cats))[None]) * inv[:, None, None]
+    per_unit = per_unit.reshape(len(values), -1)
+    kc = len(cats)
+
+    def stat(W):
+        o = (W @ per_unit).reshape(-1, kc, kc)
+        n_c = o.sum(axis=2)
+        n = n_c.sum(axis=1)
+        if level == "nominal":
+            delta = np.broadcast_to(1.0 - np.eye(kc), o.shape)
+        elif level == "ordinal":
+            cum = np.concatenate([np.zeros((len(o), 1)), np.cumsum(n_c, axis=1)], axis=1)
+            i, k = np.meshgrid(np.arange(kc), np.arange(kc), indexing="ij")
+            lo, hi = np.minimum(i, k), np.maximum(i, k)
+            delta = (cum[:, hi + 1] - cum[:, lo] - (n_c[:, i] + n_c[:, k]) / 2.0) ** 2
+        else:
+            delta = np.broadcast_to((cats[:, None] - cats[None, :]) ** 2, o.shape)
+        d_o = np.sum(o * delta, axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d_e = np.sum(n_c[:, :, None] * n_c[:, None, :] * delta, axis=(1, 2)) / (n - 1.0)
+            return np.where(d_e > 0, 1.0 - d_o / d_e, np.nan)
+    return stat
 
 
 def _percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:

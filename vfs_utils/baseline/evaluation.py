@@ -5,8 +5,11 @@ name :func:`reader_baseline` still works), and the curves the lesson's figures d
 (:func:`roc_curves`, :func:`calibration_curves`, :func:`worst_errors`).
 
 A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
-default, the rows of :func:`~vfs_utils.baseline.dataset_features`): every patient is
-scored on the same span of the spine, not on as many levels as were read.
+default, the rows of :func:`~vfs_utils.baseline.dataset_features`) that were annotated.
+That is not the same span for every patient: chest CT ends at different levels, so on the
+100 v2 studies a patient has 7 to 12 such vertebrae (median 10); L1 is annotated in 63
+studies, L2 in 16, L3 in 3 and L4 in none, so 37 patients are scored without their
+thoracolumbar junction, where osteoporotic fractures are most frequent.
 
 scikit-learn is imported inside the functions that use it (see :mod:`.models`).
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..agreement import _percentile_interval
+from ..agreement import MIN_GROUPS, N_BOOT, _percentile_interval, group_weights, n_groups
 from ..annotation import read_annotations
 from ..matching import match_vertebrae
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
@@ -28,8 +31,8 @@ from .models import _feature_matrix, _threads, make_models
 from .studies import TARGETS, Study, load_studies
 
 __all__ = ["ANNOTATOR", "READER", "Evaluation", "annotator_baseline", "bootstrap_ci",
-           "calibration_curves", "confusion", "evaluate", "reader_baseline", "roc_curves",
-           "summarize", "target_title", "worst_errors"]
+           "brier_scores", "calibration_curves", "confusion", "evaluate", "reader_baseline",
+           "roc_curves", "summarize", "target_title", "worst_errors"]
 
 #: Name of the single-annotator baseline in prediction tables: one annotator's QM
 #: grade (from their own keypoints) against the consensus of the other annotators.
@@ -75,14 +78,17 @@ def _average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 _METRICS: dict[str, Callable] = {"roc_auc": _roc_auc, "pr_auc": _average_precision}
 
 
-def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int = 1000,
-                 seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int = N_BOOT,
+                 seed: int = 0, level: float = 0.95, min_groups: int = MIN_GROUPS
+                 ) -> tuple[float, float, float]:
     """A metric and its percentile bootstrap interval, resampling whole groups (studies).
 
     Each replicate draws as many groups as there are, with replacement; a
     vertebra counts as often as its study was drawn (a sample weight), so a
     replicate equals the metric on the resampled, concatenated studies.
-    Replicates with only one class are skipped.
+    Replicates with only one class are skipped. The weights come from
+    :func:`vfs_utils.agreement.group_weights`, the package's one cluster-bootstrap
+    generator; with fewer than ``min_groups`` groups there is no interval (NaN).
 
     Parameters
     ----------
@@ -120,27 +126,11 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
         return math.nan, math.nan, math.nan
     estimate = float(roc_auc_score(y, s) if metric == "roc_auc"
                      else average_precision_score(y, s))
+    if n_groups(g) < min_groups:
+        return estimate, math.nan, math.nan
     values = [_METRICS[metric](*_weighted_curves(y, s, w))
-              for w in _group_weights(g, n_boot, seed)]
+              for w in group_weights(g, n_boot, seed)]
     return _percentile_interval(estimate, values, level)
-
-
-def _group_weights(groups, n_boot: int, seed: int, chunk: int = 250):
-    """Cluster-bootstrap weights, ``chunk`` replicates at a time.
-
-    Each replicate draws as many groups as there are, with replacement; an item's
-    weight is how often its group was drawn. Yields arrays of shape
-    ``(replicates, items)``.
-    """
-    _, codes = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = int(codes.max()) + 1
-    rng = np.random.default_rng(seed)
-    for start in range(0, int(n_boot), chunk):
-        b = min(chunk, int(n_boot) - start)
-        draws = rng.integers(0, n_groups, size=(b, n_groups))
-        counts = np.zeros((b, n_groups))
-        np.add.at(counts, (np.arange(b)[:, None], draws), 1.0)
-        yield counts[:, codes]
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -193,7 +183,7 @@ def _out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | N
 
 
 def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = None,
-             n_splits: int = 5, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
+             n_splits: int = 5, threshold: float = 0.5, n_boot: int = N_BOOT, seed: int = 0,
              extra_predictions: pd.DataFrame | None = None,
              threads: int | None = 1) -> Evaluation:
     """Grouped cross-validation of the models, at vertebra and patient level.
@@ -266,7 +256,7 @@ def _patient_level(pred: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summarize(predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def summarize(predictions: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
     """One row per (model, target, level): discrimination with intervals, and the operating point.
 
     Parameters
@@ -461,18 +451,31 @@ def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
     return pd.concat(parts, ignore_index=True)
 
 
+def _level_rows(part: pd.DataFrame, level: str) -> pd.DataFrame:
+    if level == "vertebra":
+        return part
+    if level != "patient":
+        raise ValueError(f"level must be 'vertebra' or 'patient', not {level!r}")
+    return part.groupby("unit", as_index=False).agg(label=("label", "any"),
+                                                    score=("score", "max"))
+
+
 def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
                        models: Sequence[str] = ("logistic", "boosting"),
-                       n_bins: int = 10) -> pd.DataFrame:
-    """Reliability curves (:func:`sklearn.calibration.calibration_curve`, quantile bins).
+                       n_bins: int = 10, level: str = "vertebra") -> pd.DataFrame:
+    """Reliability curves: the quantile bins of :func:`sklearn.calibration.calibration_curve`,
+    with each bin's count and a Wilson interval of its fraction positive.
+
+    At ``level="patient"`` a patient's probability is the maximum over their vertebrae
+    and their label "any positive vertebra" (the patient rows of :func:`summarize`).
 
     Returns
     -------
     DataFrame
-        Columns ``model, mean_predicted, fraction_positive``, one row per bin, vertebra
-        level, for the ``models`` that have predictions.
+        Columns ``model, mean_predicted, fraction_positive, n`` (items in the bin) and
+        ``low, high`` (95 % Wilson interval of the bin's fraction), one row per bin.
     """
-    from sklearn.calibration import calibration_curve
+    from ..agreement import wilson_interval
 
     frame = predictions[predictions["target"] == target]
     parts = []
@@ -480,30 +483,86 @@ def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
         part = frame[frame["model"] == model]
         if part.empty:
             continue
-        frac, mean = calibration_curve(part["label"].to_numpy(bool),
-                                       part["score"].to_numpy(float), n_bins=n_bins,
-                                       strategy="quantile")
+        rows = _level_rows(part, level)
+        y, p = rows["label"].to_numpy(float), rows["score"].to_numpy(float)
+        # the bins of sklearn.calibration.calibration_curve(strategy="quantile")
+        edges = np.percentile(p, np.linspace(0, 1, n_bins + 1) * 100)
+        ids = np.searchsorted(edges[1:-1], p)
+        n = np.bincount(ids, minlength=len(edges))
+        keep = n > 0
+        k = np.bincount(ids, weights=y, minlength=len(edges))[keep]
+        mean = np.bincount(ids, weights=p, minlength=len(edges))[keep] / n[keep]
+        n = n[keep]
+        ci = np.array([wilson_interval(a, b) for a, b in zip(k, n)]).reshape(-1, 2)
         parts.append(pd.DataFrame({"model": model, "mean_predicted": mean,
-                                   "fraction_positive": frac}))
+                                   "fraction_positive": k / n, "n": n,
+                                   "low": ci[:, 0], "high": ci[:, 1]}))
     if not parts:
-        return pd.DataFrame(columns=["model", "mean_predicted", "fraction_positive"])
+        return pd.DataFrame(columns=["model", "mean_predicted", "fraction_positive", "n", "low",
+                                     "high"])
     return pd.concat(parts, ignore_index=True)
 
 
+def brier_scores(predictions: pd.DataFrame, target: str = "label_any", *,
+                 models: Sequence[str] | None = None, n_boot: int = N_BOOT,
+                 seed: int = 0) -> pd.DataFrame:
+    """Brier score (mean squared error of the probability) per model and level.
+
+    With the no-skill reference ``prevalence * (1 - prevalence)`` of the same rows, and a
+    95 % bootstrap interval over patients (:func:`vfs_utils.agreement.bootstrap_groups`).
+    Lower is better; a model is only useful where it is clearly below the reference.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model, level, n, brier, brier_lo, brier_hi, no_skill``.
+    """
+    from ..agreement import bootstrap_groups
+
+    frame = predictions[predictions["target"] == target]
+    models = list(dict.fromkeys(frame["model"])) if models is None else list(models)
+    rows = []
+    for model in models:
+        part = frame[frame["model"] == model]
+        if part.empty:
+            continue
+        for level in ("vertebra", "patient"):
+            r = _level_rows(part, level)
+            y, p = r["label"].to_numpy(float), r["score"].to_numpy(float)
+            units = (part["group"] if level == "vertebra" else
+                     part.groupby("unit")["group"].first().reindex(r["unit"])).to_numpy()
+            sq = (p - y) ** 2
+            est, lo, hi = bootstrap_groups(lambda w, sq=sq: (w @ sq) / w.sum(axis=1), units,
+                                           n_boot=n_boot, seed=seed, weighted=True)
+            prev = float(y.mean()) if len(y) else math.nan
+            rows.append({"model": model, "level": level, "n": len(y), "brier": est,
+                         "brier_lo": lo, "brier_hi": hi, "no_skill": prev * (1 - prev)})
+    return pd.DataFrame(rows, columns=["model", "level", "n", "brier", "brier_lo", "brier_hi",
+                                       "no_skill"])
+
+
 def worst_errors(predictions: pd.DataFrame, features: pd.DataFrame, *,
-                 model: str = "boosting", target: str = "label_any", n: int = 4
-                 ) -> pd.DataFrame:
+                 model: str = "boosting", target: str = "label_any", n: int = 4,
+                 flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """The most confident misses and false alarms of a model.
 
     The ``n`` positive vertebrae with the lowest out-of-fold probability, then the
     ``n`` negative ones with the highest.
 
+    Parameters
+    ----------
+    flags : DataFrame, optional
+        From :func:`vfs_utils.quality.check_readings` (``folder, level, check``): a
+        vertebra whose (folder, level) some reading of which was flagged gets its check
+        in ``qc`` and in its title, so an annotation error is named as one.
+
     Returns
     -------
     DataFrame
         Columns ``error`` (``"missed"`` or ``"false alarm"``), ``row`` (of ``features``
-        and of its patches), ``folder, level, grade, score`` and ``title`` (a short
-        label: study, level, grade, probability).
+        and of its patches), ``folder, level, grade, score``, ``qc`` (the quality
+        check that flagged it, or "") and ``title`` (a short label: study, level,
+        grade, probability, and the check).
     """
     part = predictions[(predictions["model"] == model) & (predictions["target"] == target)]
     if part.empty:
@@ -512,14 +571,21 @@ def worst_errors(predictions: pd.DataFrame, features: pd.DataFrame, *,
     misses = part[part["label"]].nsmallest(n, "score", keep="first")
     alarms = part[~part["label"]].nlargest(n, "score", keep="first")
     picked = pd.concat([misses, alarms])
+    named: dict[tuple, str] = {}
+    if flags is not None and len(flags):
+        for (folder, level), checks in flags.groupby(["folder", "level"])["check"]:
+            named[(folder, level)] = ", ".join(dict.fromkeys(checks))
     rows = []
     for kind, (_, r) in zip(["missed"] * len(misses) + ["false alarm"] * len(alarms),
                             picked.iterrows()):
         row = features.iloc[int(r["row"])]
         level = row["level"] if isinstance(row["level"], str) else f"#{row['vertebra_id']}"
+        qc = named.get((row["folder"], level), "")
         rows.append({"error": kind, "row": int(r["row"]), "folder": row["folder"],
                      "level": level, "grade": row["grade"], "score": float(r["score"]),
+                     "qc": qc,
                      "title": f"{kind}: …{str(row['folder'])[-8:]} {level}\n"
-                              f"grade {row['grade']}, p = {r['score']:.2f}"})
+                              f"grade {row['grade']}, p = {r['score']:.2f}"
+                              + (f"\nQC: {qc}" if qc else "")})
     return pd.DataFrame(rows, columns=["error", "row", "folder", "level", "grade", "score",
-                                       "title"])
+                                       "qc", "title"])

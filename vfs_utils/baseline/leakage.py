@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..agreement import _percentile_interval
+from ..agreement import MIN_GROUPS, N_BOOT, _percentile_interval, group_weights, n_groups
 from .evaluation import (
-    _group_weights,
     _out_of_fold,
     _roc_auc,
     _weighted_curves,
@@ -25,14 +24,16 @@ from .models import _feature_matrix
 __all__ = ["GAP", "GROUPED", "UNGROUPED", "Leakage", "leakage", "paired_bootstrap"]
 
 
-def paired_bootstrap(labels, scores_a, scores_b, groups, *, n_boot: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float, float]:
+def paired_bootstrap(labels, scores_a, scores_b, groups, *, n_boot: int = N_BOOT, seed: int = 0,
+                     level: float = 0.95, min_groups: int = MIN_GROUPS
+                     ) -> tuple[float, float, float]:
     """ROC AUC of ``scores_b`` minus that of ``scores_a``, with a group-bootstrap interval.
 
     Both AUCs of a replicate are computed on the same resampled groups (studies,
     drawn with replacement, each vertebra weighted by how often its study was
-    drawn), so the interval is that of the paired difference. Replicates with one
-    class are skipped.
+    drawn, :func:`vfs_utils.agreement.group_weights`), so the interval is that of
+    the paired difference. Replicates with one class are skipped; no interval (NaN)
+    from fewer than ``min_groups`` groups.
 
     Returns
     -------
@@ -48,8 +49,10 @@ def paired_bootstrap(labels, scores_a, scores_b, groups, *, n_boot: int = 1000, 
     if y.all() or not y.any():
         return math.nan, math.nan, math.nan
     diff = float(roc_auc_score(y, b) - roc_auc_score(y, a))
+    if n_groups(g) < min_groups:
+        return diff, math.nan, math.nan
     values = [_roc_auc(*_weighted_curves(y, b, w)) - _roc_auc(*_weighted_curves(y, a, w))
-              for w in _group_weights(g, n_boot, seed)]
+              for w in group_weights(g, n_boot, seed)]
     return _percentile_interval(diff, values, level)
 
 
@@ -77,7 +80,7 @@ UNGROUPED = "KFold over vertebrae"
 GAP = "gap (KFold - GroupKFold)"
 
 
-def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int = 1000,
+def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int = N_BOOT,
             seed: int = 0, threads: int | None = 1) -> Leakage:
     """How much an ungrouped split flatters a model: KFold over vertebrae vs GroupKFold.
 

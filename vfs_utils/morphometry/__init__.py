@@ -19,8 +19,9 @@ grade. Three QM rules:
    :func:`sd_scores`; ``sd_score``, ``sd_grade``): Eastell et al. (1991),
    deformed when a ratio lies 3 SD or more below the level's normal mean.
 
-Then a consensus across readers whose meaning does not depend on how many
-experts read a study (:func:`consensus`: the grade of the mean over readers),
+Then a consensus across readers (:func:`consensus`: the grade of the mean over
+readers, with no minimum-of-two artefact; :func:`rate_by_readers` measures what the
+number of readers still does to it),
 study labels (:func:`study_labels`), the readers' own keypoint scatter
 (:func:`keypoint_scatter`), inter-expert agreement (:func:`agreement`,
 :func:`agreement_statistics`, :func:`fleiss_kappa`, :func:`count_disagreement`),
@@ -43,7 +44,15 @@ scatter), :mod:`.reader_agreement` (kappa, alpha, count disagreement),
 from __future__ import annotations
 
 from .grading import DEFORMITIES, GRADE_THRESHOLDS, GRADE_TOLERANCE, GRADES, genant_grade, heights
-from .pooling import consensus, keypoint_scatter, prevalence, study_labels
+from .pooling import (
+    consensus,
+    keypoint_scatter,
+    level_rates,
+    prevalence,
+    prevalence_intervals,
+    rate_by_readers,
+    study_labels,
+)
 from .reader_agreement import (
     Agreement,
     CountDisagreement,
@@ -52,7 +61,15 @@ from .reader_agreement import (
     count_disagreement,
     fleiss_kappa,
 )
-from .reference import LABEL_LEVELS, RATIOS, SD_THRESHOLDS, label_levels, level_reference, sd_scores
+from .reference import (
+    LABEL_LEVELS,
+    RATIOS,
+    SD_THRESHOLDS,
+    distinct_readings,
+    label_levels,
+    level_reference,
+    sd_scores,
+)
 from .rounds import RoundComparison, compare_rounds
 from .sensitivity import grade_flip_rate
 from .table import dataset_spacing, morphometry_table
@@ -74,15 +91,19 @@ __all__ = [
     "consensus",
     "count_disagreement",
     "dataset_spacing",
+    "distinct_readings",
     "fleiss_kappa",
     "genant_grade",
     "grade_flip_rate",
     "heights",
     "keypoint_scatter",
     "label_levels",
+    "level_rates",
     "level_reference",
     "morphometry_table",
     "prevalence",
+    "prevalence_intervals",
+    "rate_by_readers",
     "sd_scores",
     "study_labels",
 ]

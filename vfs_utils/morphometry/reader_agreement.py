@@ -1,7 +1,9 @@
 """Inter-reader agreement of the QM grades of a morphometry table.
 
 Inside: :class:`Agreement` and :func:`agreement` (pairwise Cohen's kappa per
-expert pair, with a bootstrap over studies), :func:`fleiss_kappa`,
+expert pair, with a bootstrap over studies, and their mean weighted by the
+vertebrae each pair shares), :func:`fleiss_kappa` (defined beside the other
+statistics in :mod:`vfs_utils.agreement`, re-exported here),
 :func:`agreement_statistics` (Krippendorff's alpha of the grades and of the
 continuous measures), :class:`CountDisagreement` and
 :func:`count_disagreement` (how many vertebrae each expert annotated).
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import agreement as _stats
+from ..agreement import fleiss_kappa
 from ._inputs import _require, _study_keys
 from .grading import GRADES
 from .pooling import _MEASURES, _check_unique, _grade_column
@@ -46,7 +49,12 @@ class Agreement:
         ``expert_b``, ``n_vertebrae``, ``n_studies``, ``kappa`` (Cohen's,
         linearly weighted over grades 0..3; NaN when undefined), ``exact``
         (fraction with equal grades), and with a bootstrap ``ci_low``,
-        ``ci_high``.
+        ``ci_high`` (NaN, and ``interval`` = ``"too few studies"``, when the pair
+        shares fewer than :data:`vfs_utils.agreement.MIN_GROUPS` studies).
+    mean_kappa : float
+        The mean of the pairwise kappas weighted by ``n_vertebrae``
+        (:func:`vfs_utils.agreement.mean_pairwise_kappa`): every compared
+        vertebra counts once, not every pair.
     fleiss_kappa : float
         Fleiss' kappa (nominal grades) over the vertebrae read by exactly
         ``fleiss_raters`` experts (the most common number of raters >= 2).
@@ -60,48 +68,12 @@ class Agreement:
     """
 
     pairwise: pd.DataFrame
+    mean_kappa: float
     fleiss_kappa: float
     fleiss_raters: int
     fleiss_items: int
     exact: float
     n_vertebrae: int
-
-
-def fleiss_kappa(counts) -> float:
-    """Fleiss' kappa from a table of category counts per item.
-
-    The textbook formula (Fleiss JL (1971) Measuring nominal scale agreement
-    among many raters. Psychol Bull 76(5):378-382), which needs the same
-    number of raters ``m >= 2`` for every item:
-    ``P_i = (sum_j n_ij**2 - m) / (m (m - 1))``, ``p_j = sum_i n_ij / (N m)``,
-    ``kappa = (mean(P_i) - sum_j p_j**2) / (1 - sum_j p_j**2)``.
-
-    Parameters
-    ----------
-    counts : array_like of shape (N items, k categories)
-        Number of raters who put item i in category j.
-
-    Returns
-    -------
-    float
-        Kappa; NaN for no items or when every rating is in one category.
-    """
-    c = np.asarray(counts, dtype=float)
-    if c.ndim != 2 or (c < 0).any():
-        raise ValueError(f"counts must be a 2-D array of non-negative counts, not shape {c.shape}")
-    if len(c) == 0:
-        return float("nan")
-    m = c.sum(axis=1)
-    if not np.all(m == m[0]) or m[0] < 2:
-        raise ValueError("Fleiss' kappa needs the same number (>= 2) of raters for every item; "
-                         f"got rater counts {sorted(set(m.astype(int).tolist()))}")
-    m = m[0]
-    p_i = (np.sum(c * c, axis=1) - m) / (m * (m - 1))
-    p_j = c.sum(axis=0) / (len(c) * m)
-    pe = float(np.sum(p_j * p_j))
-    if np.isclose(pe, 1.0):
-        return float("nan")
-    return float((p_i.mean() - pe) / (1.0 - pe))
 
 
 def _wide(table: pd.DataFrame, column: str, what: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -119,7 +91,7 @@ def _wide(table: pd.DataFrame, column: str, what: str) -> tuple[pd.DataFrame, np
     return wide, folders
 
 
-def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = 0,
+def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats.N_BOOT,
               seed: int = 0) -> Agreement:
     """Agreement of the experts' QM grades on the vertebrae they read in common.
 
@@ -143,8 +115,10 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = 0,
     rule : {"genant", "neighbour", "sd"}
         Which grade column to compare.
     n_boot : int
-        When > 0, add ``ci_low``, ``ci_high`` to the pairwise table: 95 %
-        percentile bootstrap intervals of each kappa, resampling studies.
+        When > 0 (default 1000), add ``ci_low``, ``ci_high`` and ``interval`` to
+        the pairwise table: 95 % percentile bootstrap intervals of each kappa,
+        resampling studies; ``"too few studies"`` instead of an interval for a
+        pair with fewer than :data:`vfs_utils.agreement.MIN_GROUPS` common studies.
     seed : int
         Seed of the bootstrap.
 
@@ -164,19 +138,21 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = 0,
             continue
         ga, gb = values[both, a], values[both, b]
 
-        def kappa(idx, ga=ga, gb=gb):
-            return _stats.cohen_kappa(ga[idx], gb[idx], categories=GRADES if column != "sd_grade"
-                                      else (0, 1, 2), weights="linear")
-
+        kappa = _stats._kappa_replicates(ga, gb, categories=GRADES if column != "sd_grade"
+                                         else (0, 1, 2), weights="linear")
+        n_studies = int(len(np.unique(folders[both])))
         row = {"expert_a": experts[a], "expert_b": experts[b], "n_vertebrae": int(both.sum()),
-               "n_studies": int(len(np.unique(folders[both]))),
-               "kappa": kappa(np.arange(len(ga))), "exact": float(np.mean(ga == gb))}
+               "n_studies": n_studies,
+               "kappa": float(kappa(np.ones((1, len(ga))))[0]), "exact": float(np.mean(ga == gb))}
         if n_boot > 0:
             _, row["ci_low"], row["ci_high"] = _stats.bootstrap_groups(
-                kappa, folders[both], n_boot=n_boot, seed=seed)
+                kappa, folders[both], n_boot=n_boot, seed=seed, weighted=True)
+            row["interval"] = (_stats.TOO_FEW if n_studies < _stats.MIN_GROUPS
+                               else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
         rows.append(row)
     columns = ["expert_a", "expert_b", "n_vertebrae", "n_studies", "kappa", "exact"]
-    pairwise = pd.DataFrame(rows, columns=columns + (["ci_low", "ci_high"] if n_boot > 0 else []))
+    pairwise = pd.DataFrame(rows, columns=columns + (["ci_low", "ci_high", "interval"]
+                                                     if n_boot > 0 else []))
 
     raters = np.sum(~np.isnan(values), axis=1)
     multi = raters >= 2
@@ -190,11 +166,14 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = 0,
         exact = float(np.mean(spread == 0))
     else:
         m, kappa_f, n_f, exact = 0, float("nan"), 0, float("nan")
-    return Agreement(pairwise=pairwise, fleiss_kappa=kappa_f, fleiss_raters=m, fleiss_items=n_f,
-                     exact=exact, n_vertebrae=int(multi.sum()))
+    mean_kappa = _stats.mean_pairwise_kappa(pairwise["kappa"], pairwise["n_vertebrae"])
+    return Agreement(pairwise=pairwise, mean_kappa=mean_kappa, fleiss_kappa=kappa_f,
+                     fleiss_raters=m, fleiss_items=n_f, exact=exact,
+                     n_vertebrae=int(multi.sum()))
 
 
-def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = 200,
+def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant",
+                         n_boot: int = _stats.N_BOOT,
                          seed: int = 0) -> pd.DataFrame:
     """Krippendorff's alpha of the grades and of the continuous measure, with intervals.
 
@@ -213,7 +192,8 @@ def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant", n_boot: i
         with ``vertebra_id``.
     rule : {"genant", "neighbour", "sd"}
     n_boot : int
-        Bootstrap resamples (0: no interval).
+        Bootstrap resamples (default 1000; 0: no interval; none either from fewer
+        than :data:`vfs_utils.agreement.MIN_GROUPS` studies).
     seed : int
 
     Returns
@@ -234,14 +214,10 @@ def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant", n_boot: i
         keep = np.sum(~np.isnan(x), axis=1) >= 2
         x, folders = x[keep], folders[keep]
 
-        def alpha(idx, x=x, level=level):
-            return _stats.krippendorff_alpha(x[idx].T, level, categories=None
-                                             if level == "interval" else cats)
-
-        if n_boot > 0:
-            est, low, high = _stats.bootstrap_groups(alpha, folders, n_boot=n_boot, seed=seed)
-        else:
-            est, low, high = alpha(np.arange(len(x))), float("nan"), float("nan")
+        alpha = _stats._alpha_replicates(x, level, categories=None
+                                         if level == "interval" else cats)
+        est, low, high = _stats.bootstrap_groups(alpha, folders, n_boot=n_boot, seed=seed,
+                                                 weighted=True)
         rows[label] = {"estimate": est, "ci_low": low, "ci_high": high, "vertebrae": len(x),
                        "studies": int(len(np.unique(folders)))}
     out = pd.DataFrame.from_dict(rows, orient="index")

@@ -1,9 +1,10 @@
 """Level-normal references and SD scores (Eastell et al. 1991).
 
 Inside: :func:`label_levels` (keep the graded levels, default
-:data:`LABEL_LEVELS`, T4-L4), :func:`level_reference` (per-level normal mean
-and SD of the :data:`RATIOS`), :func:`sd_scores` (SD scores and grades with
-the :data:`SD_THRESHOLDS` bands).
+:data:`LABEL_LEVELS`, T4-L4), :func:`distinct_readings` (drop readings that repeat
+another point for point, such as the v2 readings copied from v1),
+:func:`level_reference` (per-level normal mean and SD of the :data:`RATIOS`),
+:func:`sd_scores` (SD scores and grades with the :data:`SD_THRESHOLDS` bands).
 """
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ __all__ = [
     "LABEL_LEVELS",
     "RATIOS",
     "SD_THRESHOLDS",
+    "distinct_readings",
     "label_levels",
     "level_reference",
     "sd_scores",
 ]
 
 
-#: Levels graded by default (T4-L4, as in most morphometry and SQ studies: above T4 the
-#: shoulders hide the vertebrae on radiographs, and the published normal ranges start there).
+#: Levels graded by default (T4-L4, as in most SQ prevalence studies on radiographs and CT,
+#: e.g. Samelson et al. 2011: above T4 the shoulders hide the vertebrae on radiographs;
+#: Eastell et al. 1991 measured T4-L5). On chest CT the span is cut short below: of the 100
+#: v2 studies, L1 is annotated in 63, L2 in 16, L3 in 3 and L4 in none.
 LABEL_LEVELS: tuple[str, ...] = tuple(f"Th{i}" for i in range(4, 13)) + tuple(
     f"L{i}" for i in range(1, 5))
 
@@ -57,6 +61,26 @@ def label_levels(table: pd.DataFrame, levels: Sequence[str] | None = LABEL_LEVEL
     return table[table["level"].isin(list(levels))]
 
 
+def distinct_readings(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` whose six points differ from those of every earlier row of
+    the same study (first occurrence kept, whatever the expert or round).
+
+    Compares the 18 point columns of a readings frame, or, in a
+    :func:`morphometry_table`, the three heights and the centre.
+
+    v2 revises v1: 2356 of the 3607 v2 readings are v1 readings copied point for point
+    (lesson 00). Pooling both rounds without this counts such a reading twice.
+    """
+    from ..annotation import POINT_COLUMNS
+
+    # a morphometry table has no point columns: the three heights and the centre
+    # are the same for readings with the same six points
+    geometry = ["ha", "hm", "hp", "centre_row", "centre_col", "centre_slice"]
+    columns = POINT_COLUMNS if set(POINT_COLUMNS) <= set(table.columns) else geometry
+    _require(table, ["folder", *columns], "distinct_readings")
+    return table[~table.duplicated(subset=["folder", *columns], keep="first")]
+
+
 def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd: float = 3.0,
                     max_iter: int = 50, min_n: int = 10) -> pd.DataFrame:
     """Per-level normal mean and SD of the shape ratios, from the data themselves.
@@ -65,13 +89,17 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
     iterative trimming: start from every reading with that level, drop the
     readings with any ratio more than ``n_sd`` SD from the current mean (in
     either direction), re-estimate, and repeat until no reading is dropped
-    (or ``max_iter``). Readings are the units (each expert's reading counts
-    once). This is the way population normal ranges were derived for the
-    SD-score criteria of Eastell et al. (1991) and McCloskey et al. (1993):
-    the deformed vertebrae, being few and far out, are excluded, and what is
-    left estimates the level's normal shape, including its normal wedging
-    and concavity. The crush ratio needs both neighbours, so it is missing at
-    the ends of a reading and estimated from the readings that have it.
+    (or ``max_iter``). Every row is a unit: pass :func:`distinct_readings` of
+    the table so that a reading copied unchanged from one round to the next
+    does not count twice. The deformed vertebrae, being few and far out, are
+    excluded, and what is left estimates the level's usual shape in *this*
+    population, including its normal wedging and concavity. That is not how
+    Eastell et al. (1991) and McCloskey et al. (1993) derived their normal
+    ranges: both measured separate samples of healthy women. Trimming the
+    data's own population is a stand-in where no healthy sample exists, and
+    its "normal" includes whatever deformities are too common to be trimmed.
+    The crush ratio needs both neighbours, so it is missing at the ends of a
+    reading and estimated from the readings that have it.
 
     Parameters
     ----------

@@ -79,13 +79,17 @@ def plot_level_reference(reference: pd.DataFrame, *, ratios: Sequence[str] | Non
 
 def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
                              title: str | None = None,
-                             ylabel: str = "vertebrae with consensus grade >= 1 (%)") -> Axes:
-    """One line per rule: the fraction of vertebrae graded >= 1 at each level.
+                             ylabel: str = "vertebrae with QM grade >= 1 (%)"
+                             ) -> Axes:
+    """One line per rule: the share of vertebrae graded >= 1 at each level, with intervals.
 
     Parameters
     ----------
     rates : DataFrame
-        Index: levels in order; one column per rule, fractions 0..1.
+        From :func:`vfs_utils.morphometry.level_rates` (long: ``level, rule, n, rate,
+        low, high``): each point gets its 95 % interval as an error bar, and each level
+        its number of graded vertebrae under the tick label. A wide frame (index
+        levels, one column of fractions per rule) is drawn without intervals.
     ax : Axes, optional
     title : str, optional
     ylabel : str
@@ -94,17 +98,40 @@ def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
     -------
     Axes
     """
+    long = {"level", "rule", "rate"} <= set(rates.columns)
+    if long:
+        levels = list(dict.fromkeys(rates["level"]))
+        rules = list(dict.fromkeys(rates["rule"]))
+    else:
+        levels, rules = list(rates.index), list(rates.columns)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(5.0, 0.4 * len(rates) + 1.5), 3.4),
+        _, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(levels) + 1.5), 3.6),
                              layout="constrained")
-    x = np.arange(len(rates))
-    for i, column in enumerate(rates.columns):
-        ax.plot(x, 100 * rates[column].to_numpy(float), marker=_MARKERS[i % len(_MARKERS)],
-                color=_COLORS[i % len(_COLORS)], label=str(column))
-    ax.set_xticks(x, list(rates.index), rotation=90)
-    ax.set_xlabel("vertebral level")
+    x = np.arange(len(levels))
+    width = 0.6 / max(len(rules), 1)
+    for i, rule in enumerate(rules):
+        colour, marker = _COLORS[i % len(_COLORS)], _MARKERS[i % len(_MARKERS)]
+        if long:
+            r = rates[rates["rule"] == rule].set_index("level").reindex(levels)
+            y = 100 * r["rate"].to_numpy(float)
+            err = np.vstack([y - 100 * r["low"].to_numpy(float),
+                             100 * r["high"].to_numpy(float) - y])
+            xs = x + (i - (len(rules) - 1) / 2) * width
+            ax.errorbar(xs, y, yerr=err, marker=marker, color=colour, label=str(rule),
+                        capsize=2, lw=1)
+        else:
+            ax.plot(x, 100 * rates[rule].to_numpy(float), marker=marker, color=colour,
+                    label=str(rule))
+    if long:
+        n = rates.groupby("level")["n"].max().reindex(levels)
+        ticks = [f"{lv}\nn={int(k)}" for lv, k in zip(levels, n)]
+        ax.set_xticks(x, ticks, fontsize=7)
+        ax.set_xlabel("vertebral level (n: vertebrae graded; bars: 95 % Wilson interval)")
+    else:
+        ax.set_xticks(x, levels, rotation=90)
+        ax.set_xlabel("vertebral level")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 100 if long else None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "QM deformity prevalence by level, per rule", fontsize=_TITLE_SIZE)
@@ -113,7 +140,9 @@ def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
 
 def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = None,
                       labels: tuple[str, str] = ("reader A", "reader B"), scale: float = 100.0,
-                      unit: str = "%", title: str | None = None) -> Axes:
+                      unit: str = "%", title: str | None = None,
+                      by_mean: Sequence[tuple[float, float, Mapping[str, float]]] = ()
+                      ) -> Axes:
     """Bland-Altman plot: differences against means, with the bias and 95 % limits.
 
     Parameters
@@ -129,6 +158,14 @@ def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = No
         Multiplies values for display (100: fractions shown in percent).
     unit : str
     title : str, optional
+    by_mean : sequence of (low, high, limits)
+        Limits computed on the pairs whose mean lies in [low, high) (same scale as
+        ``a``, ``b``), drawn over that range: differences that grow with the mean
+        (heteroscedasticity) show as wider limits on the right.
+
+    With ``lower_lo`` ... ``upper_hi`` in a limits mapping (as
+    :func:`vfs_utils.agreement.bland_altman` returns), each limit's confidence
+    interval is shaded.
 
     Returns
     -------
@@ -145,6 +182,18 @@ def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = No
         ax.axhline(value, ls=style, color=color, lw=1.2,
                    label=f"{'bias' if key == 'bias' else '95 % limit'} {value:+.1f} {unit}"
                    if key != "upper" else None)
+        if key != "bias" and f"{key}_lo" in limits:
+            ax.axhspan(limits[f"{key}_lo"] * scale, limits[f"{key}_hi"] * scale,
+                       color=color, alpha=0.12, lw=0,
+                       label="95 % CI of a limit" if key == "lower" else None)
+    colours = (OKABE_ITO["orange"], OKABE_ITO["bluish green"], OKABE_ITO["reddish purple"])
+    for i, (lo, hi, lim) in enumerate(by_mean):
+        colour = colours[i % len(colours)]
+        for key in ("lower", "upper"):
+            ax.hlines(lim[key] * scale, lo * scale, hi * scale, colors=colour, lw=2,
+                      label=(f"limits for mean {lo * scale:g}-{hi * scale:g} {unit}: "
+                             f"{lim['lower'] * scale:+.1f} / {lim['upper'] * scale:+.1f}")
+                      if key == "lower" else None)
     ax.set_xlabel(f"mean of {labels[0]} and {labels[1]} ({unit})")
     ax.set_ylabel(f"{labels[0]} - {labels[1]} ({unit})")
     ax.grid(alpha=0.3)

@@ -22,6 +22,18 @@ __all__ = ["plot_calibration", "plot_patches", "plot_roc"]
 _OTHER = OKABE_ITO["reddish purple"]
 
 
+def _colours(models) -> dict[str, str]:
+    """A distinct Okabe-Ito colour per model: the fixed ones of MODEL_COLORS, then the
+    unused palette colours in order."""
+    models = list(dict.fromkeys(models))
+    fixed = {m: MODEL_COLORS[m] for m in models if m in MODEL_COLORS}
+    spare = [c for c in OKABE_ITO.values() if c not in fixed.values()]
+    out = {}
+    for m in models:
+        out[m] = fixed[m] if m in fixed else (spare.pop(0) if spare else _OTHER)
+    return out
+
+
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str, maker: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -48,8 +60,9 @@ def plot_roc(curves: pd.DataFrame, *, title: str = "ROC", ax: Axes | None = None
     _require(curves, ["model", "kind", "fpr", "tpr"], "plot_roc", "roc_curves")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 4.2))
+    colours = _colours(curves["model"])
     for model, part in curves.groupby("model", sort=False):
-        colour = MODEL_COLORS.get(model, _OTHER)
+        colour = colours[model]
         line = part[part["kind"] == "curve"]
         ax.plot(line["fpr"], line["tpr"], color=colour, lw=1.6, label=model)
         for _, p in part[part["kind"] == "operating point"].iterrows():
@@ -69,7 +82,8 @@ def plot_calibration(curves: pd.DataFrame, *, title: str = "Calibration",
     Parameters
     ----------
     curves : DataFrame
-        Columns ``model, mean_predicted, fraction_positive``
+        Columns ``model, mean_predicted, fraction_positive`` and, when present,
+        ``low, high`` (a 95 % interval of each bin's fraction, drawn as error bars)
         (:func:`vfs_utils.baseline.calibration_curves`).
     title : str
     ax : Axes, optional
@@ -82,11 +96,20 @@ def plot_calibration(curves: pd.DataFrame, *, title: str = "Calibration",
              "calibration_curves")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 4.2))
+    colours = _colours(curves["model"])
     for model, part in curves.groupby("model", sort=False):
-        ax.plot(part["mean_predicted"], part["fraction_positive"], "o-",
-                color=MODEL_COLORS.get(model, _OTHER), lw=1.4, ms=4, label=model)
+        y = part["fraction_positive"].to_numpy(float)
+        err = (np.clip(np.vstack([y - part["low"].to_numpy(float),
+                                  part["high"].to_numpy(float) - y]), 0, None)
+               if {"low", "high"} <= set(part.columns) else None)
+        ax.plot(part["mean_predicted"], y, "o-", color=colours[model], lw=1.4, ms=4,
+                label=model)
+        if err is not None:
+            ax.errorbar(part["mean_predicted"], y, yerr=err, fmt="none", color=colours[model],
+                        lw=1, capsize=2)
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect calibration")
-    ax.set(xlabel="mean predicted probability (per bin)", ylabel="fraction fractured (per bin)",
+    ax.set(xlabel="mean predicted probability (per bin)",
+           ylabel="fraction with the QM deformity label (per bin)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="upper left", fontsize=8)
     return ax

@@ -206,13 +206,21 @@ def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
     Returns
     -------
     Axes
-        Cells of pairs without common vertebrae are blank.
+        Cells of pairs without common vertebrae are blank. With an ``interval``
+        column (:func:`vfs_utils.morphometry.agreement` with ``n_boot > 0``) each cell
+        also shows the 95 % interval of ``kappa``, or "too few studies".
     """
     experts = sorted(set(pairwise["expert_a"]) | set(pairwise["expert_b"]))
     m = pd.DataFrame(np.nan, index=experts, columns=experts)
+    note = pd.DataFrame("", index=experts, columns=experts)
+    show_ci = value == "kappa" and "interval" in pairwise.columns
     for r in pairwise.itertuples(index=False):
         v = float(getattr(r, value))
         m.loc[r.expert_a, r.expert_b] = m.loc[r.expert_b, r.expert_a] = v
+        if show_ci:
+            text = str(r.interval).replace("too few studies", "too few\nstudies")
+            note.loc[r.expert_a, r.expert_b] = note.loc[r.expert_b, r.expert_a] = \
+                "\n" + text.replace(", ", ",\n")
     if ax is None:
         size = 1.0 + 0.55 * len(experts)
         _, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
@@ -221,14 +229,16 @@ def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
         for j in range(len(experts)):
             v = m.iat[i, j]
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{v:.2f}{note.iat[i, j]}", ha="center", va="center",
+                        fontsize=7 if not show_ci else 5,
                         color="white" if v < 0.6 else "black")
     ax.set_xticks(range(len(experts)), experts, rotation=45, ha="right")
     ax.set_yticks(range(len(experts)), experts)
     ax.set_xlabel("expert")
     ax.set_ylabel("expert")
     ax.figure.colorbar(image, ax=ax, label=value, shrink=0.8)
-    ax.set_title(title or f"Pairwise {value}", fontsize=_TITLE_SIZE)
+    ax.set_title(title or f"Pairwise {value}" + (" with 95 % intervals" if show_ci else ""),
+                 fontsize=_TITLE_SIZE)
     return ax
 
 
