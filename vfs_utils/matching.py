@@ -8,7 +8,6 @@ different experts (or of the v1 and v2 rounds) are the same vertebra.
 """
 from __future__ import annotations
 
-import functools
 import os
 from concurrent.futures import Executor
 from pathlib import Path
@@ -20,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from ._fs import dicom_root, folder_name_problem, study_dir
 from ._parallel import map_ordered
 from .annotation import LEVELS, MAX_COORDINATE, POINT_COLUMNS, Annotation, load_annotation, points
+from .dicom import scan
 from .errors import AnnotationError, DataNotFoundError, SeriesError, UsageError, VfsError
 
 __all__ = [
@@ -60,18 +60,11 @@ def _check_folder(folder, where: str) -> str:
     return folder
 
 
-@functools.lru_cache(maxsize=256)
-def _scan_study(path: str, mtime: float) -> pd.DataFrame:
-    from .dicom import scan
-
-    return scan(path)
-
-
 def _scan(path: Path) -> pd.DataFrame:
     try:
-        return _scan_study(str(path), path.stat().st_mtime)
-    except OSError as exc:
-        raise SeriesError(f"{path}: the study folder cannot be read ({exc.strerror or exc}). "
+        return scan(path)
+    except (OSError, DataNotFoundError) as exc:
+        raise SeriesError(f"{path}: the study folder cannot be read ({exc}). "
                           "Check its permissions.") from None
 
 

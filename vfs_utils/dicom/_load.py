@@ -26,7 +26,7 @@ from ._common import (
     as_tuple,
     normal,
 )
-from ._fastheader import NATIVE_LE
+from ._files import NATIVE_LE
 from .index import folder_listing
 
 __all__ = ["load_series"]
@@ -125,6 +125,7 @@ def _read_pixels(paths: list[str], recs: list[dict], rows: int, cols: int,
     stored = first["bits_stored"]
     shift = 16 - stored
     done = intercepts is not None
+    bounds = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if signed else (0, (1 << stored) - 1)
     for k, (path, rec) in enumerate(zip(paths, recs)):
         plane = buf[k]
         try:
@@ -142,7 +143,11 @@ def _read_pixels(paths: list[str], recs: list[dict], rows: int, cols: int,
             np.right_shift(plane, shift, out=plane)
         if done:
             icpt = int(intercepts[k])
-            lo, hi = int(plane.min()), int(plane.max())
+            lo, hi = bounds  # the range BitsStored allows; the plane's own when that may overflow
+            if lo + icpt < -32768:  # only the end the intercept moves towards can overflow
+                lo = int(plane.min())
+            if hi + icpt > 32767 or (not signed and hi > 32767):
+                hi = int(plane.max())
             if lo + icpt < -32768 or hi + icpt > 32767 or (not signed and hi > 32767):
                 for j in range(k):  # undo (int16 arithmetic wraps, so this is exact)
                     as_int16[j] -= np.int16(int(intercepts[j]))
@@ -303,7 +308,8 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
         )
     _broken_members(folder, listing, series_uid)
     for rec in matches:
-        _require(rec, folder / rec["path"], "instance", "InstanceNumber")
+        if rec["instance"] is None:
+            _require(rec, folder / rec["path"], "instance", "InstanceNumber")
     matches.sort(key=lambda r: (r["instance"], r["path"]))
     folder_s = str(folder)
     paths = [os.path.join(folder_s, r["path"]) for r in matches]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 from .._parallel import map_ordered
 from ..errors import DataNotFoundError
 from ._common import SCAN_COLUMNS, as_tuple, slice_spacing
-from ._files import _record, walk
+from ._files import read_record, walk
 from .index import folder_listing
 
 __all__ = ["scan"]
@@ -39,7 +40,7 @@ def _study_task(folder: str, index: bool | None) -> tuple[list[dict], int, list[
     listing = folder_listing(folder, index=index)
     images, skipped, problems = _summary(listing["records"], Path(folder))
     problems += [f"{path}: {why}" for path, why in listing["problems"]]
-    return images, skipped + listing["hidden"] + len(listing["problems"]), problems
+    return images, skipped + listing["skipped"] + len(listing["problems"]), problems
 
 
 def _series_rows(records: list[dict], folder: str, study_folder: Path) -> list[dict]:
@@ -84,8 +85,8 @@ def _alias_inside(path: Path, base: Path) -> bool:
 
 
 def _hidden_files(folder: Path) -> int:
-    files, hidden, _ = walk(folder)
-    return len(files) + hidden
+    files, skipped, _ = walk(folder)
+    return len(files) + skipped
 
 
 def scan(path: str | os.PathLike, *, executor: Executor | None = None,
@@ -164,7 +165,12 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
             except OSError:
                 skipped += 1
                 continue
-            recs, n, probs = _summary([_record(p, p.name, st)], root)
+            if not stat.S_ISREG(st.st_mode):  # never opened: a FIFO would block the scan
+                skipped += 1
+                problems.append(f"{p}: not a regular file (a FIFO, socket or device); not read: "
+                                "remove it from the study folder")
+                continue
+            recs, n, probs = _summary([read_record(p, p.name, st)], root)
             top_records += recs
             skipped += n
             problems += probs
