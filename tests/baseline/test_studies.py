@@ -43,10 +43,13 @@ def test_study_kind_is_the_data_mode_of_its_root(tmp_path, tiny_dataset):
     assert baseline.load_studies(copy / "annotation_v2", root=copy)[0].kind == "real"
 
 
-def test_study_reads_the_old_kind_names_and_refuses_unknown_ones(studies):
+def test_study_takes_the_mode_names_and_refuses_others(studies):
     s = studies[0]
-    assert baseline.Study(s.annotation, s.spacing, "sampled", None, s.truth).kind == "synthetic"
-    assert baseline.Study(s.annotation, s.spacing, "image", Path("/x")).kind == "real"
+    assert baseline.Study(s.annotation, s.spacing, "synthetic", None, s.truth).kind == "synthetic"
+    assert baseline.Study(s.annotation, s.spacing, "real", Path("/x")).kind == "real"
+    for old in ("sampled", "image"):  # the names of earlier versions are gone
+        with pytest.raises(ValueError, match=f"unknown kind '{old}'"):
+            baseline.Study(s.annotation, s.spacing, old, Path("/x"), s.truth)
     with pytest.raises(ValueError, match="unknown kind 'scan'"):
         baseline.Study(s.annotation, s.spacing, "scan", None, s.truth)
     with pytest.raises(ValueError, match="dataset root"):

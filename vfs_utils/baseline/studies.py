@@ -43,7 +43,7 @@ from ..phantom import (
     with_acquisition,
 )
 
-__all__ = ["KINDS", "LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
+__all__ = ["LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
            "load_studies", "vertebra_table"]
 
 #: Targets: name -> lowest consensus QM grade counted as positive. The primary target is
@@ -52,10 +52,6 @@ __all__ = ["KINDS", "LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image
 TARGETS: dict[str, int] = {"label_moderate": 2, "label_any": 1}
 #: The target a lesson reports first.
 PRIMARY_TARGET: str = "label_moderate"
-#: Data modes a study can come from (the words of :mod:`vfs_utils.tutorial`).
-KINDS: tuple[str, ...] = MODES
-# Names of earlier versions, still accepted by Study.
-_OLD_KINDS = {"image": "real", "sampled": "synthetic"}
 
 
 # --------------------------------------------------------------------------- studies
@@ -70,10 +66,9 @@ class Study:
     spacing : tuple of float
         ``(row, col, slice)`` voxel spacing in mm of the annotated series.
     kind : {"real", "phantom", "synthetic"}
-        The data mode (:data:`KINDS`): ``real`` images with real readings;
-        ``phantom``: real readings over a phantom rendered from them; ``synthetic``:
-        phantom images with simulated readings. ``"image"`` and ``"sampled"``, the
-        names of earlier versions, are read as ``real`` and ``synthetic``.
+        The data mode (:data:`vfs_utils._modes.MODES`): ``real`` images with real
+        readings; ``phantom``: real readings over a phantom rendered from them;
+        ``synthetic``: phantom images with simulated readings.
     root : Path or None
         Dataset root: the series is read from it with
         :func:`~vfs_utils.dicom.load_series` (any mode, e.g. the synthetic dataset).
@@ -96,14 +91,12 @@ class Study:
     expert: str | None = None
 
     def __post_init__(self) -> None:
-        kind = _OLD_KINDS.get(self.kind, self.kind)
-        if kind not in KINDS:
+        if self.kind not in MODES:
             raise ValueError(f"Study {self.annotation.folder}: unknown kind {self.kind!r}; use "
-                             f"one of {KINDS}")
+                             f"one of {MODES}")
         if self.root is None and self.truth is None:
             raise ValueError(f"Study {self.annotation.folder}: give a dataset root to read the "
                              "series from, or a phantom truth to render")
-        object.__setattr__(self, "kind", kind)
 
     @property
     def folder(self) -> str:

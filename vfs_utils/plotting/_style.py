@@ -156,7 +156,7 @@ GRADE_COLORS: dict[int, str] = {0: OKABE_ITO["sky blue"], 1: OKABE_ITO["orange"]
                                 2: OKABE_ITO["vermillion"], 3: OKABE_ITO["reddish purple"]}
 _SERIES_COLORS = (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish green"],
                   OKABE_ITO["reddish purple"], OKABE_ITO["vermillion"], OKABE_ITO["sky blue"])
-#: Colour of each model of :mod:`vfs_utils.baseline` (its ``MODEL_NAMES`` and ``READER``;
+#: Colour of each model of :mod:`vfs_utils.baseline` (its ``MODEL_NAMES`` and ``ANNOTATOR``;
 #: a test keeps the names in step); other models get "reddish purple".
 MODEL_COLORS: dict[str, str] = {"prevalence": OKABE_ITO["black"], "logistic": OKABE_ITO["blue"],
                                 "boosting": OKABE_ITO["vermillion"],
