@@ -73,3 +73,17 @@ def test_each_package_imports_alone_in_a_fresh_process(module):
     # the baseline never needs the figures; the figures are plotting's alone
     if module in ("vfs_utils.baseline", "vfs_utils.phantom", "vfs_utils.tutorial"):
         assert out == "False"
+
+
+def test_every_submodule_is_an_attribute_of_the_package():
+    import vfs_utils
+
+    files = sorted(p.stem for p in PACKAGE.iterdir() if not p.name.startswith("_")
+                   and (p.suffix == ".py" or (p / "__init__.py").is_file()))
+    assert {"agreement", "dicom", "matching", "readings"} <= set(files)
+    assert list(vfs_utils._SUBMODULES) == files
+    for name in files:
+        assert getattr(vfs_utils, name).__name__ == f"vfs_utils.{name}"
+        assert name in dir(vfs_utils)
+    with pytest.raises(AttributeError):
+        vfs_utils.no_such_module  # noqa: B018

@@ -1,6 +1,7 @@
 """Tests of vfs_utils.baseline.studies: which studies, their kinds and labels."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,11 @@ def test_load_studies_tops_up_with_sampled_spines(tmp_path, tiny_dataset):
     assert got[0].root == root and got[0].truth is None
     assert all(s.root is None and s.truth is not None for s in got[1:])
     assert len({s.folder for s in got}) == 3
+    # sampled studies get one deterministic SeriesInstanceUID: the same on every call
+    again = baseline.load_studies(root / "annotation_v2", root=root, min_studies=3)
+    assert [s.annotation.series_uid for s in again] == [s.annotation.series_uid for s in got]
+    digest = hashlib.sha256(f"vfs-tutorials baseline\x1f{got[1].folder}".encode()).digest()
+    assert got[1].annotation.series_uid == f"2.25.{int.from_bytes(digest[:16], 'big')}"
     with pytest.raises(DataNotFoundError):
         baseline.load_studies(tmp_path / "empty-folder-that-is-missing")
 

@@ -21,8 +21,8 @@ import pandas as pd
 
 from ..agreement import _percentile_interval
 from ..annotation import read_annotations
-from ..matching import match_vertebrae
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
+from ..readings import match_vertebrae
 from .models import _feature_matrix, _threads, make_models
 from .studies import TARGETS, Study, load_studies
 

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydicom.uid import generate_uid
 
 from .._fs import study_dir
 from .._modes import MODES
 from ..annotation import LEVELS, Annotation, load_annotation, read_annotations
+from ..dicom._common import derived_uid
 from ..errors import DataNotFoundError, VfsError
-from ..matching import match_vertebrae, series_spacing
+from ..matching import series_spacing
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..phantom import (
     dataset_manifest,
@@ -42,6 +42,7 @@ from ..phantom import (
     spine_from_annotation,
     with_acquisition,
 )
+from ..readings import match_vertebrae
 
 __all__ = ["LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
            "load_studies", "vertebra_table"]
@@ -181,7 +182,7 @@ def _sampled_studies(n: int, seed: int, start: int = 0) -> list[Study]:
     studies = []
     for i in range(start, start + n):
         folder = f"SAMPLED{seed:04d}-{i + 1:03d}_PHANTOM"
-        uid = generate_uid(prefix=None, entropy_srcs=["vfs-tutorials baseline", folder])
+        uid = derived_uid("vfs-tutorials baseline", folder)
         truth = sample_spine(np.random.default_rng([seed, 7919, i]), folder=folder,
                              series_uid=uid)
         readings = sample_readings(truth, np.random.default_rng([seed, 7919, i, 1]))

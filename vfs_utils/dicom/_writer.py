@@ -13,10 +13,11 @@ import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from ..errors import DatasetExistsError, SeriesError
 from ._common import GEOMETRY_TOL as _GEOMETRY_TOL
+from ._common import derived_uid
 
 __all__ = ["write_series"]
 
@@ -187,7 +188,7 @@ def write_series(
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = generate_uid(entropy_srcs=["vfs-tutorials", "vfs_utils.dicom"])
+    meta.ImplementationClassUID = derived_uid("vfs-tutorials", "vfs_utils.dicom")
     meta.ImplementationVersionName = "VFS_UTILS_1"
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +197,7 @@ def write_series(
     names = []
     try:
         for k in range(n):
-            sop_uid = generate_uid(entropy_srcs=[str(series_uid), "slice", str(k)])
+            sop_uid = derived_uid(series_uid, "slice", k)
             position = origin_f + k * spacing_f[2] * slice_dir
             ds = Dataset()
             ds.file_meta = FileMetaDataset(meta)

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations
+from ..dicom._common import derived_uid
 from ..errors import AnnotationError
-from ..matching import match_vertebrae
 from ..morphometry.grading import _within_loss, genant_grade, heights
 from ..morphometry.reference import LABEL_LEVELS
+from ..readings import match_vertebrae
 
 __all__ = ["HU", "NON_FRACTURE_DEFORMITIES", "Geometry", "SpineTruth", "VertebraTruth",
            "sample_readings", "sample_spine", "spine_from_annotation"]
@@ -152,11 +153,10 @@ class SpineTruth:
         return np.linalg.norm(pts[:, 1::2] - pts[:, 0::2], axis=2)
 
 
-def _uid(*parts) -> str:
-    """A deterministic ``2.25.<128-bit integer>`` UID from a fixed root and ``parts``."""
-    text = "\x1f".join([_UID_SOURCE, *map(str, parts)])
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+def phantom_uid(*parts: object) -> str:
+    """The UID of a phantom object named by `parts` (:func:`~vfs_utils.dicom._common.derived_uid`
+    below :data:`_UID_SOURCE`)."""
+    return derived_uid(_UID_SOURCE, *parts)
 
 
 # --------------------------------------------------------------------------- sampling
@@ -514,7 +514,7 @@ def _folder_spacing(folder: str) -> tuple[float, float, float]:
 def _group_vertebrae(annotation: Annotation, expert: str | None = None) -> list[np.ndarray]:
     """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it.
 
-    Readings are paired across experts by :func:`vfs_utils.matching.match_vertebrae`
+    Readings are paired across experts by :func:`vfs_utils.readings.match_vertebrae`
     (by level in v2, by position in v1). With ``expert``, only that expert's readings.
     """
     if not any(annotation.experts.values()):

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..annotation import points
-from ..matching import match_vertebrae
+from ..readings import match_vertebrae
 from ._style import (
     _LABEL_X,
     _LABEL_Y,
@@ -86,7 +86,7 @@ def vertebra_centres(frame: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``vertebra_id`` (:func:`~vfs_utils.matching.match_vertebrae`),
+        Columns ``vertebra_id`` (:func:`~vfs_utils.readings.match_vertebrae`),
         ``level`` (None in v1), ``row``, ``col``, ``slice`` (voxel indices: the
         mean of the six points over every reading of that vertebra) and
         ``n_readings``; sorted head -> feet.
@@ -277,7 +277,7 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
     """Every vertebra of a file as a small sagittal patch on its own column.
 
     The readings of the experts are matched into vertebrae
-    (:func:`~vfs_utils.matching.match_vertebrae`); each patch is centred on
+    (:func:`~vfs_utils.readings.match_vertebrae`); each patch is centred on
     the mean centre of its vertebra, cut from the rounded mean column of its
     readings and drawn with those readings.
 
