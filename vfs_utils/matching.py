@@ -136,6 +136,9 @@ def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
     if hit.empty:
         raise _missing_series(path, series_uid, path, table)
     row = hit.iloc[0]
+    if row["pixel_spacing"] is None:
+        raise SeriesError(f"{path}: series {series_uid}: header field PixelSpacing is missing or "
+                          "empty, so its voxel spacing is unknown. Check the files of the series.")
     dr, dc = row["pixel_spacing"]
     return float(dr), float(dc), float(row["slice_spacing"])
 

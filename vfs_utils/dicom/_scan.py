@@ -147,9 +147,9 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
     except OSError as exc:
         raise DataNotFoundError(f"{base}: cannot list the folder ({exc}); check its "
                                 "permissions.") from exc
-    units = [p for p in entries if p.is_dir() and not p.name.startswith(".")
-             and not _alias_inside(p, base)]
-    skipped = 0
+    folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    units = [p for p in folders if not _alias_inside(p, base)]
+    skipped = len(folders) - len(units)  # second paths to folders read anyway: counted once
     for p in entries:
         if p.name.startswith("."):
             skipped += _hidden_files(p) if p.is_dir() else 1
