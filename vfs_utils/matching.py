@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ._fs import dicom_root, folder_name_problem, study_dir
+from ._fs import study_dir as study_folder
 from ._parallel import map_ordered
 from .annotation import Annotation, load_annotation
 from .data import annotation_dir as configured_annotation_dir
@@ -32,30 +33,6 @@ __all__ = [
 _REISSUE_NOTE = ("Upstream re-issued the SeriesInstanceUIDs in February 2021: an annotation "
                  "and an image download from different sides of that date do not match; "
                  "use current copies of both.")
-
-
-def study_folder(dataset_root: str | os.PathLike, folder: str) -> Path:
-    """``<dataset_root>/dicom/<folder>``, checked to exist.
-
-    ``folder`` must be a plain folder name (no path separators, ``..``, absolute
-    paths, or more than 255 bytes): it is joined to ``<dataset_root>/dicom/``.
-
-    Raises
-    ------
-    DataNotFoundError
-        When the dataset root or the study folder is missing.
-    UsageError
-        When ``folder`` is not a plain folder name.
-    """
-    _check_folder(folder, f"study folder name under {Path(dataset_root) / 'dicom'}")
-    return study_dir(dataset_root, folder)
-
-
-def _check_folder(folder, where: str) -> str:
-    problem = folder_name_problem(folder)
-    if problem is not None:
-        raise UsageError(f"{where}: {problem}. Pass the Folder value of an annotation file.")
-    return folder
 
 
 def _scan(path: Path) -> pd.DataFrame:
@@ -128,7 +105,7 @@ def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
     DataNotFoundError, SeriesError
         When the study folder or the series is missing.
     """
-    path = study_folder(dataset_root, folder)
+    path = study_dir(dataset_root, folder)
     if not isinstance(series_uid, str) or not series_uid.strip():
         raise UsageError(f"series_uid: expected a SeriesInstanceUID string, got {series_uid!r}")
     table = _scan(path)

@@ -105,7 +105,7 @@ class Study:
         return self.annotation.folder
 
 
-def _noise_seed(folder: str, seed: int) -> list[int]:
+def noise_seed(folder: str, seed: int) -> list[int]:
     return [int(seed), int.from_bytes(hashlib.sha256(folder.encode()).digest()[:4], "little")]
 
 
@@ -168,7 +168,7 @@ def _phantom_studies(files: list[Path], seed: int) -> list[Study]:
             continue
         # a per-study acquisition (noise, blur, HU offset), as the phantom dataset draws it
         truth = with_acquisition(spine_from_annotation(ann, expert=expert),
-                                 np.random.default_rng([*_noise_seed(ann.folder, seed), 3]))
+                                 np.random.default_rng([*noise_seed(ann.folder, seed), 3]))
         studies.append(Study(ann, tuple(truth.geometry.spacing), "phantom", None, truth, seed,
                              expert))
     if single:
@@ -178,7 +178,7 @@ def _phantom_studies(files: list[Path], seed: int) -> list[Study]:
     return studies
 
 
-def _sampled_studies(n: int, seed: int, start: int = 0) -> list[Study]:
+def sampled_studies(n: int, seed: int, start: int = 0) -> list[Study]:
     studies = []
     for i in range(start, start + n):
         folder = f"SAMPLED{seed:04d}-{i + 1:03d}_PHANTOM"
@@ -253,7 +253,7 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
         studies = _phantom_studies(files, seed)
     missing = int(min_studies or 0) - len(studies)
     if missing > 0:
-        studies += _sampled_studies(missing, seed)
+        studies += sampled_studies(missing, seed)
     return studies
 
 

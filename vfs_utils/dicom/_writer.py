@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from .._fs import atomic_folder
 from ..errors import DatasetExistsError, SeriesError
 from ._common import GEOMETRY_TOL as _GEOMETRY_TOL
 from ._common import derived_uid
@@ -191,11 +190,8 @@ def write_series(
     meta.ImplementationClassUID = derived_uid("vfs-tutorials", "vfs_utils.dicom")
     meta.ImplementationVersionName = "VFS_UTILS_1"
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     names = []
-    try:
+    with atomic_folder(target) as tmp:  # all slices, or nothing
         for k in range(n):
             sop_uid = derived_uid(series_uid, "slice", k)
             position = origin_f + k * spacing_f[2] * slice_dir
@@ -264,10 +260,4 @@ def write_series(
             name = f"{file_prefix}{k + 1:05d}.dcm"
             pydicom.dcmwrite(tmp / name, ds, enforce_file_format=True)
             names.append(name)
-        if target.exists():
-            target.rmdir()
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [target / name for name in names]

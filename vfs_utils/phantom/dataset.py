@@ -24,7 +24,7 @@ from ..dicom import write_series
 from ..errors import DataNotFoundError, DatasetExistsError
 from .render import render_volume, with_acquisition
 from .spine import (
-    _DEFORMITIES,
+    PHANTOM_DEFORMITIES,
     SpineTruth,
     phantom_uid,
     sample_readings,
@@ -248,7 +248,7 @@ def _sample_fractures(rng: np.random.Generator) -> list[tuple[str, int]]:
     out = []
     if rng.random() < 0.5:
         for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-            out.append((str(rng.choice(_DEFORMITIES, p=[0.55, 0.3, 0.15])),
+            out.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
                         int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
     return out
 
