@@ -23,11 +23,12 @@ SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 # 202 s serial for the 16 notebooks in the phantom mode, measured on the project's 2-core machine
 NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env -n 2 --dist loadfile
 
-.PHONY: demo test nbtest execute site lab lint lock bench clean help
+.PHONY: demo test check nbtest execute site lab lint lock bench clean help
 
 help:
 	@echo "make demo   set up .venv, build the offline demo data and run the lessons"
 	@echo "make test   set up .venv with the dev extra and run every test"
+	@echo "make check  the fast edit-test loop: lint and the tests not marked slow"
 	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place"
 	@echo "make lab    start JupyterLab on the lessons, with the data settings of this Makefile"
 	@echo "make site   build the course site (Jupyter Book) into _site/"
@@ -62,6 +63,12 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory nbtest
 	$(MAKE) --no-print-directory site
+
+# The edit-test loop: lint, then every test not marked slow (site, JupyterLab, full-size
+# renders, fuzz, Dask cluster) on two workers; `make test` still runs everything.
+check: $(VENV)/.installed-dev
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -m "not slow" -n 2 -q tests
 
 # Lessons under nbval twice: with the real annotations over phantom images (outputs
 # compared with the committed ones), and fully offline on the synthetic dataset.

@@ -47,6 +47,8 @@ FOLDER = "STUDY-0001"
 SHAPE = (40, 8, 30)         # rows, cols, slices of the one written series
 LEVELS = ["Th7", "Th8", "Th9"]
 
+pytestmark = pytest.mark.slow  # about 1500 damaged inputs through every entry point
+
 #: How many inputs each entry point saw (printed by the last test, for the report).
 COUNTS: collections.Counter = collections.Counter()
 

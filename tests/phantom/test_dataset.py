@@ -114,6 +114,7 @@ def test_idempotent_and_refuses_foreign_folders(tiny_dataset, tmp_path, monkeypa
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_stale_build_is_replaced_only_when_asked(tmp_path, monkeypatch):
     built = phantom.build_dataset(tmp_path / "ds", studies=1, seed=3, image_size=SMALL)
     fresh = _hashes(built)

@@ -1,8 +1,8 @@
 """Tests of the series index (vfs_utils.dicom.index).
 
 The reference is always the index-free path (``index=False``: every header
-parsed again) and, for the voxels, the upstream recipe of tests/test_dicom.py
-(pydicom ``pixel_array`` of every file). Each test has its own cache folder.
+parsed again) and, for the voxels, the upstream recipe (pydicom ``pixel_array`` of every
+file, ``reference_volume`` in tests/dicom/conftest.py). Each test has its own cache folder.
 """
 from __future__ import annotations
 
@@ -15,22 +15,21 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from test_dicom import (  # noqa: F401  (fixtures)
+
+from vfs_utils import dicom
+from vfs_utils.dicom import index as dindex
+from vfs_utils.dicom import load_series, scan, write_series
+
+from .conftest import (
     FOR_UID,
     LOC_UID,
     STUDY_UID,
     THICK_UID,
     THIN_UID,
-    arrays,
     edit_files,
     reference_volume,
     small_series,
-    study,
 )
-
-from vfs_utils import dicom
-from vfs_utils.dicom import index as dindex
-from vfs_utils.dicom import load_series, scan, write_series
 
 
 @pytest.fixture(autouse=True)

@@ -21,10 +21,11 @@ import pydicom
 import pytest
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import DeflatedExplicitVRLittleEndian
-from test_dicom import FOR_UID, STUDY_UID, reference_volume, small_series
 
 from vfs_utils.dicom import load_series, scan, write_series
 from vfs_utils.errors import SeriesError, VfsError
+
+from .conftest import FOR_UID, STUDY_UID, reference_volume, small_series
 
 UID = "1.2.3.4.5"
 
@@ -268,6 +269,7 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow
 def test_fuzzed_series_give_project_errors_or_correct_volumes(tmp_path):
     pristine = tmp_path / "pristine"
     small_series(pristine / "s", n=3)
