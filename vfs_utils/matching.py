@@ -21,6 +21,7 @@ from ._parallel import map_ordered
 from .annotation import Annotation, load_annotation
 from .data import annotation_dir as configured_annotation_dir
 from .dicom import scan
+from .dicom._common import REISSUE_NOTE
 from .errors import AnnotationError, DataNotFoundError, SeriesError, UsageError, VfsError
 
 __all__ = [
@@ -29,11 +30,6 @@ __all__ = [
     "series_spacing",
     "study_folder",
 ]
-
-_REISSUE_NOTE = ("Upstream re-issued the SeriesInstanceUIDs in February 2021: an annotation "
-                 "and an image download from different sides of that date do not match; "
-                 "use current copies of both.")
-
 
 def _scan(path: Path) -> pd.DataFrame:
     try:
@@ -55,7 +51,7 @@ def _missing_series(source, uid: str, path: Path, table: pd.DataFrame) -> Series
                            "cannot be found there. The study download is incomplete or not "
                            "DICOM; download the study again.")
     return SeriesError(f"{source}: SeriesInstanceUID {uid} is not in {path}; the folder holds "
-                       f"{_describe(table)}. {_REISSUE_NOTE}")
+                       f"{_describe(table)}. {REISSUE_NOTE}")
 
 
 def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.PathLike

@@ -26,6 +26,10 @@ POSITION_TOL_MM = 1e-3
 GEOMETRY_TOL = 1e-4
 #: Relative deviation of a slice gap from the median gap that triggers a warning.
 GAP_TOLERANCE = 0.01
+#: Why an annotation's SeriesInstanceUID may be missing from its study folder.
+REISSUE_NOTE = ("Upstream re-issued the SeriesInstanceUIDs in February 2021: an annotation and "
+                "an image download from different sides of that date do not match; use current "
+                "copies of both.")
 
 
 class _QuietUIDs(logging.Filter):

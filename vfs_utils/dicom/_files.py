@@ -43,7 +43,8 @@ from pydicom.uid import (
 
 from ._common import LOGGER
 
-__all__ = ["NATIVE_LE", "RECORD_VERSION", "TAGS", "listing", "read_record", "refresh", "walk"]
+__all__ = ["NATIVE_LE", "RECORD_VERSION", "TAGS", "inside", "read_record", "refresh",
+           "walk"]
 
 #: Bumped whenever the record layout or the checks change (old index entries are rebuilt).
 RECORD_VERSION = 2
@@ -74,7 +75,8 @@ class _Bad(Exception):
 # --------------------------------------------------------------------------- walking
 
 
-def _inside(path: str, other: str) -> bool:
+def inside(path: str, other: str) -> bool:
+    """Whether `path` is `other` or lies below it (both resolved)."""
     return path == other or path.startswith(other.rstrip(os.sep) + os.sep)
 
 
@@ -121,7 +123,7 @@ def walk(folder: Path) -> tuple[list[tuple[str, os.stat_result]], int, list[list
             try:
                 if entry.is_symlink():
                     real = os.path.realpath(entry.path)
-                    if _inside(real, top) or _inside(top, real):
+                    if inside(real, top) or inside(top, real):
                         skipped += 1  # a second path to something listed, or a loop
                         continue
                 st = entry.stat()
@@ -376,23 +378,15 @@ def _fields(ds: Any, ts: str, sop_class: str, pixel: tuple[int, int] | None,
 _RACY_NS = 2_000_000_000
 
 
-def listing(folder: str | os.PathLike) -> dict:
-    """Walk `folder` and read every file's header: the listing the index stores.
-
-    Returns
-    -------
-    dict
-        ``folder`` (absolute path), ``signature`` (see :func:`signature`),
-        ``built_ns`` (when the folder was walked), ``skipped`` (count of
-        files not listed: see :func:`walk`), ``problems`` (``[path, reason]``
-        for what could not be read) and ``records`` (one per file, ``path``
-        relative to the folder, in path order).
-    """
-    return refresh(Path(folder), None)[0]
-
-
 def refresh(folder: Path, old: dict | None) -> tuple[dict, bool]:
-    """The listing of `folder`, reusing `old` where files are unchanged; and whether it changed.
+    """The listing of `folder` (what the index stores), reusing `old` where files are
+    unchanged; and whether it changed.
+
+    The listing is a dict: ``folder`` (absolute path), ``signature`` (see
+    :func:`signature`), ``built_ns`` (when the folder was walked), ``skipped`` (count
+    of files not listed: see :func:`walk`), ``problems`` (``[path, reason]`` for what
+    could not be read) and ``records`` (one per file, ``path`` relative to the folder,
+    in path order).
 
     A file is unchanged when its size, modification time and inode are those
     recorded, and it was not modified within 2 s before `old` was made (such

@@ -12,7 +12,7 @@ import pandas as pd
 from .._parallel import map_ordered
 from ..errors import DataNotFoundError
 from ._common import SCAN_COLUMNS, as_tuple, slice_spacing
-from ._files import read_record, walk
+from ._files import inside, read_record, walk
 from .index import folder_listing
 
 __all__ = ["scan"]
@@ -70,18 +70,6 @@ def _series_rows(records: list[dict], folder: str, study_folder: Path) -> list[d
             "series_number": first["series_number"],
         })
     return rows
-
-
-def _alias_inside(path: Path, base: Path) -> bool:
-    """A symbolic link to a folder under `base` (read there already; following it would count
-    its files twice, or loop)."""
-    if not path.is_symlink():
-        return False
-    try:
-        path.resolve().relative_to(base.resolve())
-    except (ValueError, OSError, RuntimeError):
-        return False
-    return True
 
 
 def _hidden_files(folder: Path) -> int:
@@ -148,7 +136,9 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
         raise DataNotFoundError(f"{base}: cannot list the folder ({exc}); check its "
                                 "permissions.") from exc
     folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-    units = [p for p in folders if not _alias_inside(p, base)]
+    real_base = os.path.realpath(base)  # a link to a folder under base was read there already
+    units = [p for p in folders
+             if not (p.is_symlink() and inside(os.path.realpath(p), real_base))]
     skipped = len(folders) - len(units)  # second paths to folders read anyway: counted once
     for p in entries:
         if p.name.startswith("."):

@@ -2,7 +2,7 @@
 
 Reading a study is dominated by parsing the header of every file (hundreds
 per study). The index keeps, per study folder, one *listing* (see
-:func:`vfs_utils.dicom._files.listing`): per file its series and instance,
+:func:`vfs_utils.dicom._files.refresh`): per file its series and instance,
 geometry, size, bit layout, rescale, transfer syntax and the offset and
 length of its pixel data. :func:`vfs_utils.dicom.load_series` then reads the
 pixel data straight from those offsets and :func:`vfs_utils.dicom.scan`
@@ -31,13 +31,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
 import pandas as pd
 
-from .._fs import dicom_root, write_text_atomic
+from .._fs import write_text_atomic
 from .._parallel import map_ordered
 from ..data import cache_dir
 from ..errors import DataNotFoundError
@@ -147,13 +148,10 @@ def build_index(root: str | os.PathLike, *, executor: Executor | None = None,
     pandas.DataFrame
         One row per study folder: ``folder``, ``files``, ``images``, ``series``.
     """
-    base = Path(root)
-    if not base.is_dir():
-        raise DataNotFoundError(f"{base}: no such folder; `vfs index` needs a dataset root "
+    if not Path(root).is_dir():
+        raise DataNotFoundError(f"{root}: no such folder; `vfs index` needs a dataset root "
                                 "(a folder holding dicom/<Folder>/...).")
-    base = dicom_root(base) if (base / "dicom").is_dir() else base
-    folders = [str(p.absolute()) for p in sorted(base.iterdir())
-               if p.is_dir() and not p.name.startswith(".")]
+    folders = _study_folders(root)
     if chunk is None:
         workers = getattr(executor, "_max_workers", None) or 2
         chunk = 1 if executor is None else max(8, 8 * workers)
@@ -170,44 +168,32 @@ def build_index(root: str | os.PathLike, *, executor: Executor | None = None,
 
 
 class progress_bar:  # noqa: N801 - used like a function
-    """A progress display for :func:`build_index`: tqdm when installed, else a stderr counter.
+    """A progress counter for :func:`build_index` on stderr ("indexing study folders: 3/50").
 
     Use as a context manager; the object is the ``progress`` callable.
     """
 
-    def __init__(self, total: int, desc: str = "indexing study folders",
-                 stream=None) -> None:
-        import sys
-
+    def __init__(self, total: int, desc: str = "indexing study folders", stream=None) -> None:
         self.total, self.done, self.desc = total, 0, desc
         self.stream = stream if stream is not None else sys.stderr
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            self._bar = None
-        else:
-            self._bar = tqdm(total=total, desc=desc, unit="study", file=self.stream)
 
     def __call__(self, n: int) -> None:
         self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        else:
-            print(f"\r{self.desc}: {self.done}/{self.total}", end="", file=self.stream,
-                  flush=True)
+        print(f"\r{self.desc}: {self.done}/{self.total}", end="", file=self.stream, flush=True)
 
     def __enter__(self) -> progress_bar:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        else:
-            print(file=self.stream)
+        print(file=self.stream)
+
+
+def _study_folders(root: str | os.PathLike) -> list[str]:
+    base = Path(root) / "dicom" if (Path(root) / "dicom").is_dir() else Path(root)
+    return [str(p.absolute()) for p in sorted(base.iterdir())
+            if p.is_dir() and not p.name.startswith(".")]
 
 
 def count_folders(root: str | os.PathLike) -> int:
     """The number of study folders :func:`build_index` will index under `root`."""
-    base = Path(root)
-    base = base / "dicom" if (base / "dicom").is_dir() else base
-    return sum(1 for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return len(_study_folders(root))
