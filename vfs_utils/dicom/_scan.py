@@ -185,12 +185,9 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
     else:
         for unit, recs in zip(units, unit_records):
             rows.extend(_series_rows(recs, unit.name, unit))
-    frame = pd.DataFrame(rows, columns=SCAN_COLUMNS)
-    frame["n_slices"] = frame["n_slices"].astype("int64")
-    frame["rows"] = frame["rows"].astype("int64")
-    frame["cols"] = frame["cols"].astype("int64")
-    frame["slice_spacing"] = frame["slice_spacing"].astype("float64")
-    frame["series_number"] = frame["series_number"].astype("Int64")
+    frame = pd.DataFrame(rows, columns=SCAN_COLUMNS).astype(
+        {"n_slices": "int64", "rows": "int64", "cols": "int64", "slice_spacing": "float64",
+         "series_number": "Int64"})
     frame = frame.sort_values(["folder", "series_number", "series_uid"], na_position="last")
     frame = frame.reset_index(drop=True)
     frame.attrs["skipped_files"] = int(skipped)
