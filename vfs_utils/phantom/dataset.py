@@ -278,17 +278,13 @@ def _sibling_dir(version: str) -> Path | None:
         return None
 
 
-def _hash_named(named: list[tuple[str, Path]]) -> str:
+def _hash_files(files: list[Path]) -> str:
     """sha256 (hex) over (name, sha256 of the file's bytes) pairs, in the given order."""
     h = hashlib.sha256()
-    for name, path in named:
-        h.update(name.encode())
+    for path in files:
+        h.update(path.name.encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
-
-
-def _hash_files(files: list[Path]) -> str:
-    return _hash_named([(f.name, f) for f in files])
 
 
 _README = """# Synthetic phantom dataset (vfs-tutorials)
