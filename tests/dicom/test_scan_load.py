@@ -391,3 +391,28 @@ def test_write_series_extra_elements(tmp_path):
     with pytest.raises(SeriesError, match="NotAKeyword"):
         write_series(tmp_path / "t", np.zeros((4, 4, 1)), spacing=(1, 1, 1), series_uid="1.2",
                      study_uid="1.3", frame_of_reference_uid="1.4", extra={"NotAKeyword": 1})
+
+
+def test_mosmed_quirks_trailing_dot_uids_no_orientation_two_thin_series(tmp_path):
+    """What real MosMed study folders hold: SeriesInstanceUIDs with leading zeros and a
+    trailing dot, two thin reconstructions of one acquisition, a series without
+    ImageOrientationPatient."""
+    folder = tmp_path / "study"
+    mosmed = "1.2.643.5.1.13.13.12.2.77.8252.572573629130436.028237831627236."
+    soft = "1.2.643.5.1.13.13.12.2.77.8252.572573629130436.028237831627237."
+    small_series(folder / "bone", uid=mosmed, n=5, series_number=1)
+    small_series(folder / "soft", uid=soft, n=5, series_number=2)
+    small_series(folder / "report", uid="1.2.3.9", n=1, series_number=3)
+    edit_files(sorted((folder / "report").glob("*.dcm")),
+               lambda k, ds: delattr(ds, "ImageOrientationPatient"))
+    for index in (False, True, True):
+        table = scan(folder, index=index)
+        assert table["series_uid"].tolist() == [mosmed, soft, "1.2.3.9"]
+        assert table["n_slices"].tolist() == [5, 5, 1]
+        assert table["orientation"].iloc[2] is None and np.isnan(table["slice_spacing"].iloc[2])
+        assert table["slice_spacing"].iloc[:2].tolist() == pytest.approx([2.0, 2.0])
+        vol = load_series(folder, mosmed, index=index)
+        np.testing.assert_array_equal(vol.array, reference_volume(folder, mosmed))
+        assert vol.series_uid == mosmed
+        with pytest.raises(SeriesError, match="ImageOrientationPatient"):
+            load_series(folder, "1.2.3.9", index=index)
