@@ -184,11 +184,13 @@ def _text(ds: Any, keyword: str) -> str:
         return str(value)
 
 
-def _numbers(ds: Any, keyword: str) -> list[float] | None:
+def _floats(ds: Any, keyword: str, count: int, positive: bool = False) -> list[float] | None:
     value = _value(ds, keyword)
     if value is None:
         return None
     items = [value] if isinstance(value, (str, int, float)) else list(value)
+    if len(items) != count:
+        raise _Bad(keyword, f"has {len(items)} value(s) {value!r}, not {count}")
     out = []
     for v in items:
         try:
@@ -198,14 +200,7 @@ def _numbers(ds: Any, keyword: str) -> list[float] | None:
         if not math.isfinite(number):
             raise _Bad(keyword, f"value {v!r} is not a finite number")
         out.append(number)
-    return out
-
-
-def _floats(ds: Any, keyword: str, count: int, positive: bool = False) -> list[float] | None:
-    out = _numbers(ds, keyword)
-    if out is not None and len(out) != count:
-        raise _Bad(keyword, f"has {len(out)} value(s) {out}, not {count}")
-    if out is not None and positive and any(v <= 0 for v in out):
+    if positive and any(v <= 0 for v in out):
         raise _Bad(keyword, f"value {out} is not positive")
     return out
 
