@@ -34,7 +34,7 @@ SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 # 202 s serial for the 16 notebooks in the phantom mode, measured on the project's 2-core machine
 NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env -n 2 --dist loadfile
 
-.PHONY: demo test nbtest execute site lab lint lock bench clean help
+.PHONY: demo test check nbtest execute site lab lint lock bench clean help
 
 help:
 	@echo "make demo   set up .venv, build the demo data and run the lessons into .cache/executed/"
@@ -43,6 +43,7 @@ help:
 	@echo "            (jupyter lab options: make lab LAB_ARGS=\"--no-browser --port 8890\";"
 	@echo "            --allow-root is added when run as root)"
 	@echo "make test   set up .venv with the dev extra and run every test"
+	@echo "make check  the fast edit-test loop: lint and the tests not marked slow"
 	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place (maintainers)"
 	@echo "make site   build the course site (Jupyter Book) into _site/"
 	@echo "make lint   ruff over the package, tests, benchmarks, docs and notebooks"
@@ -79,6 +80,12 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory nbtest
 	$(MAKE) --no-print-directory site
+
+# The edit-test loop: lint, then every test not marked slow (site, JupyterLab, full-size
+# renders, fuzz, Dask cluster) on two workers; `make test` still runs everything.
+check: $(VENV)/.installed-dev
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -m "not slow" -n 2 -q tests
 
 # Lessons under nbval twice: with the real annotations over phantom images (outputs
 # compared with the committed ones), and on the synthetic dataset (no network and no

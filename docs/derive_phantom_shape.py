@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-from vfs_utils import annotation, matching, morphometry
+from vfs_utils import annotation, morphometry, readings
 from vfs_utils.annotation import LEVELS
 
 MIN_READINGS = 20
@@ -58,7 +58,7 @@ def _reader_sd(table, column):
 
 def derive(annotation_dir) -> tuple[dict, float]:
     """``(table, endplate_shift)`` from the v2 annotation folder (see the module docstring)."""
-    frame = matching.match_vertebrae(annotation.read_annotations(annotation_dir))
+    frame = readings.match_vertebrae(annotation.read_annotations(annotation_dir))
     table = morphometry.morphometry_table(frame, spacing=(1.0, 1.0, 1.0))
     normal = table[table["grade"] == 0]
     sd_w = _reader_sd(normal, "wedge_index")

@@ -14,6 +14,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 MARKS = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(),
                        reason="browser test: /usr/bin/chromium is missing "
                               "(apt-get install chromium)"),

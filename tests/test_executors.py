@@ -102,7 +102,7 @@ def client():
     cluster.close()
 
 
-@pytest.fixture(params=["threads", "dask"])
+@pytest.fixture(params=["threads", pytest.param("dask", marks=pytest.mark.slow)])
 def executor(request):
     """Each parallel executor in turn; ``executor.ran()`` says whether it ran any task."""
     if request.param == "threads":
@@ -117,6 +117,7 @@ def executor(request):
     yield ex
 
 
+@pytest.mark.slow
 def test_client_executor_is_a_concurrent_futures_executor(client):
     ex = client.get_executor()
     assert isinstance(ex, Executor)

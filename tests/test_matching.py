@@ -1,4 +1,5 @@
-"""vfs_utils.matching: annotation <-> series, the inventory, vertebrae across readings."""
+"""vfs_utils.matching (annotation <-> series, the inventory) and vfs_utils.readings
+(vertebrae across readings)."""
 from __future__ import annotations
 
 import json
@@ -12,14 +13,8 @@ import pytest
 from vfs_utils.annotation import LEVELS, read_annotations
 from vfs_utils.dicom import write_series
 from vfs_utils.errors import AnnotationError, DataNotFoundError, SeriesError, UsageError
-from vfs_utils.matching import (
-    carry_levels,
-    inventory,
-    match,
-    match_vertebrae,
-    series_spacing,
-    study_folder,
-)
+from vfs_utils.matching import inventory, match, series_spacing, study_folder
+from vfs_utils.readings import carry_levels, match_vertebrae
 
 THIN = "1.2.826.0.1.3680043.10.1.1"
 THICK = "1.2.826.0.1.3680043.10.1.2"

@@ -9,8 +9,10 @@ and a baseline deformity classifier. One module per concept::
     data         where annotations and datasets live; the pinned download
     annotation   the v1 and v2 annotation schemas -> objects and a tidy frame
     dicom        header scan, load_series -> Volume, write_series
-    matching     annotation <-> series, inventory, vertebrae across readings
+    matching     annotation <-> series, inventory
+    readings     vertebrae across readings (match_vertebrae, carry_levels)
     morphometry  heights, indices, Genant grades, agreement
+    agreement    reader-agreement statistics
     phantom/     the synthetic spine CT phantom and demo dataset
                  (spine: geometry, truths, sampling; render; dataset: writer, manifest)
     plotting/    every figure of the lessons (_style, sagittal, reformation, browser,
@@ -22,11 +24,13 @@ and a baseline deformity classifier. One module per concept::
 Private helpers: ``_fs`` (atomic writes, the dataset layout, checks), ``_parallel``
 (the one ``executor=`` mechanism), ``_modes`` (the names of the data modes).
 
-Submodules are imported on first use, so ``import vfs_utils`` stays fast.
+Submodules are imported on first use, so ``import vfs_utils`` stays fast; the list of
+them is read from this folder (every public module or package), so it cannot drift.
 """
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from .errors import (
     AnnotationError,
@@ -40,8 +44,9 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("annotation", "baseline", "data", "dicom", "matching", "morphometry",
-               "phantom", "plotting", "tutorial", "cli")
+_SUBMODULES = tuple(sorted(
+    p.stem for p in Path(__file__).parent.iterdir()
+    if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").is_file())))
 
 __all__ = [
     "AnnotationError",

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from .errors import DataNotFoundError
+from .errors import DataNotFoundError, UsageError
 
 __all__ = [
     "atomic_file",
@@ -150,10 +150,10 @@ def folder_name_problem(folder: object) -> str | None:
 
 
 def check_folder_name(folder: object, where: str = "folder") -> str:
-    """Return ``folder`` when it is a plain folder name, else raise ``ValueError``."""
+    """Return ``folder`` when it is a plain folder name, else raise ``UsageError``."""
     problem = folder_name_problem(folder)
     if problem is not None:
-        raise ValueError(f"{where}: {problem}")
+        raise UsageError(f"{where}: {problem}. Pass the Folder value of an annotation file.")
     return folder  # type: ignore[return-value]
 
 
@@ -178,13 +178,17 @@ def dicom_root(dataset_root: str | os.PathLike) -> Path:
 
 
 def study_dir(dataset_root: str | os.PathLike, folder: str, *, must_exist: bool = True) -> Path:
-    """``<dataset_root>/dicom/<folder>`` for a plain folder name, checked to exist.
+    """``<dataset_root>/dicom/<folder>`` for a plain folder name, checked to exist: the one
+    study-folder helper (public as :func:`vfs_utils.matching.study_folder`).
+
+    ``folder`` must be a plain folder name (no path separators, ``..``, absolute paths,
+    or more than 255 bytes): it is joined to ``<dataset_root>/dicom/``.
 
     Raises
     ------
     DataNotFoundError
         When the dataset root or (``must_exist``) the study folder is missing.
-    ValueError
+    UsageError
         When ``folder`` is not a plain folder name (a path, ``..``, too long).
     """
     check_folder_name(folder, f"study folder name under {Path(dataset_root) / 'dicom'}")

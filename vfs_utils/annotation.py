@@ -31,7 +31,6 @@ import errno
 import json
 import math
 import os
-import re
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -408,26 +407,11 @@ def _decode(raw: bytes, path: Path) -> str:
                               "it as UTF-8 or re-download it with `vfs fetch`.") from None
 
 
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-
-
-def _check_depth(text: str, path: Path) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before the (recursive) JSON parser sees it."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return
-    # brackets inside strings do not nest: blank the strings, then a running sum
-    # (JSON strings hold no raw newline, so line numbers survive the blanking)
-    blanked = _STRINGS.sub('""', text).encode("utf-8", "surrogatepass")
-    codes = np.frombuffer(blanked, dtype=np.uint8)
-    step = ((codes == 0x5B) | (codes == 0x7B)).astype(np.int32)
-    step -= (codes == 0x5D) | (codes == 0x7D)
-    depth = np.cumsum(step)
-    if depth.size and depth.max() > MAX_DEPTH:
-        at = int(np.argmax(depth > MAX_DEPTH))
-        line = blanked.count(b"\n", 0, at) + 1
-        raise AnnotationError(f"{path}: JSON nested deeper than {MAX_DEPTH} levels (line "
-                              f"{line}); the annotation schemas need 7. Re-download it with "
-                              "`vfs fetch`.")
+def _depth(value: object) -> int:
+    """Nesting depth of parsed JSON (lists and objects)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    return 1 + max(map(_depth, value), default=0) if isinstance(value, list) else 0
 
 
 # --------------------------------------------------------------------------- public API
@@ -454,9 +438,10 @@ def load_annotation(path: str | os.PathLike) -> Annotation:
     path = Path(path)
     raw = _read_bytes(path)
     text = _decode(raw, path)
-    _check_depth(text, path)
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_constant)
+        if _depth(data) > MAX_DEPTH:
+            raise RecursionError
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                               f"{exc.msg}). If it is an upstream annotation file, re-download "
@@ -466,7 +451,10 @@ def load_annotation(path: str | os.PathLike) -> Annotation:
         raise AnnotationError(f"{path}: key {exc.args[0][:60]!r} appears twice in one object; "
                               "JSON readers disagree on which one counts. Remove the duplicate "
                               "or re-download the file with `vfs fetch`.") from None
-    except (ValueError, RecursionError) as exc:   # e.g. an integer of 5,000 digits
+    except RecursionError:
+        raise AnnotationError(f"{path}: JSON nested deeper than {MAX_DEPTH} levels; the schemas "
+                              "need 7. Re-download it with `vfs fetch`.") from None
+    except ValueError as exc:   # e.g. an integer of 5,000 digits
         raise AnnotationError(f"{path}: unreadable JSON value ({str(exc)[:120]}). Re-download "
                               "it with `vfs fetch`.") from None
     return _parse(data, path)

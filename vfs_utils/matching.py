@@ -1,77 +1,41 @@
-"""Annotations meet series: match, inventory, and vertebrae across readings.
+"""Annotations meet series: which series of a dataset an annotation belongs to.
 
 An annotation file names a study folder (``Folder``) and one series in it
 (``SeriesInstanceUID``); a study folder holds several series (the thin-slice
 one that was annotated, thicker reconstructions, localizers). These functions
-find that series, check a whole dataset at once, and say which readings of
-different experts (or of the v1 and v2 rounds) are the same vertebra.
+find that series and check a whole dataset at once. Which readings of different
+experts are the same vertebra is :mod:`vfs_utils.readings`.
 """
 from __future__ import annotations
 
-import functools
 import os
 from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from ._fs import dicom_root, folder_name_problem, study_dir
+from ._fs import study_dir as study_folder
 from ._parallel import map_ordered
-from .annotation import LEVELS, MAX_COORDINATE, POINT_COLUMNS, Annotation, load_annotation, points
+from .annotation import Annotation, load_annotation
+from .data import annotation_dir as configured_annotation_dir
+from .dicom import scan
+from .dicom._common import REISSUE_NOTE
 from .errors import AnnotationError, DataNotFoundError, SeriesError, UsageError, VfsError
 
 __all__ = [
-    "carry_levels",
     "inventory",
     "match",
-    "match_vertebrae",
     "series_spacing",
     "study_folder",
 ]
 
-_REISSUE_NOTE = ("Upstream re-issued the SeriesInstanceUIDs in February 2021: an annotation "
-                 "and an image download from different sides of that date do not match; "
-                 "use current copies of both.")
-
-
-def study_folder(dataset_root: str | os.PathLike, folder: str) -> Path:
-    """``<dataset_root>/dicom/<folder>``, checked to exist.
-
-    ``folder`` must be a plain folder name (no path separators, ``..``, absolute
-    paths, or more than 255 bytes): it is joined to ``<dataset_root>/dicom/``.
-
-    Raises
-    ------
-    DataNotFoundError
-        When the dataset root or the study folder is missing.
-    UsageError
-        When ``folder`` is not a plain folder name.
-    """
-    _check_folder(folder, f"study folder name under {Path(dataset_root) / 'dicom'}")
-    return study_dir(dataset_root, folder)
-
-
-def _check_folder(folder, where: str) -> str:
-    problem = folder_name_problem(folder)
-    if problem is not None:
-        raise UsageError(f"{where}: {problem}. Pass the Folder value of an annotation file.")
-    return folder
-
-
-@functools.lru_cache(maxsize=256)
-def _scan_study(path: str, mtime: float) -> pd.DataFrame:
-    from .dicom import scan
-
-    return scan(path)
-
-
 def _scan(path: Path) -> pd.DataFrame:
     try:
-        return _scan_study(str(path), path.stat().st_mtime)
-    except OSError as exc:
-        raise SeriesError(f"{path}: the study folder cannot be read ({exc.strerror or exc}). "
+        return scan(path)
+    except (OSError, DataNotFoundError) as exc:
+        raise SeriesError(f"{path}: the study folder cannot be read ({exc}). "
                           "Check its permissions.") from None
 
 
@@ -87,7 +51,7 @@ def _missing_series(source, uid: str, path: Path, table: pd.DataFrame) -> Series
                            "cannot be found there. The study download is incomplete or not "
                            "DICOM; download the study again.")
     return SeriesError(f"{source}: SeriesInstanceUID {uid} is not in {path}; the folder holds "
-                       f"{_describe(table)}. {_REISSUE_NOTE}")
+                       f"{_describe(table)}. {REISSUE_NOTE}")
 
 
 def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.PathLike
@@ -137,7 +101,7 @@ def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
     DataNotFoundError, SeriesError
         When the study folder or the series is missing.
     """
-    path = study_folder(dataset_root, folder)
+    path = study_dir(dataset_root, folder)
     if not isinstance(series_uid, str) or not series_uid.strip():
         raise UsageError(f"series_uid: expected a SeriesInstanceUID string, got {series_uid!r}")
     table = _scan(path)
@@ -145,6 +109,9 @@ def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
     if hit.empty:
         raise _missing_series(path, series_uid, path, table)
     row = hit.iloc[0]
+    if row["pixel_spacing"] is None:
+        raise SeriesError(f"{path}: series {series_uid}: header field PixelSpacing is missing or "
+                          "empty, so its voxel spacing is unknown. Check the files of the series.")
     dr, dc = row["pixel_spacing"]
     return float(dr), float(dc), float(row["slice_spacing"])
 
@@ -205,10 +172,8 @@ def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike
     root = Path(dataset_root)
     dicom_root(root)
     if annotation_dir is None:
-        from .data import annotation_dir as configured
-
         local = root / "annotation"
-        annotation_dir = local if local.is_dir() else configured("v1")
+        annotation_dir = local if local.is_dir() else configured_annotation_dir("v1")
     folder = Path(annotation_dir)
     if not folder.is_dir():
         raise DataNotFoundError(f"{folder}: no such annotation folder. Pass the folder of "
@@ -218,173 +183,3 @@ def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike
         raise DataNotFoundError(f"{folder}: no *.json annotation files.")
     rows = map_ordered(_inventory_row, files, [root] * len(files), executor=executor)
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- vertebrae
-def _checked_points(frame: pd.DataFrame, what: str = "frame") -> np.ndarray:
-    """The (n, 6, 3) points of a frame, checked to be voxel indices within the sanity bound."""
-    if not isinstance(frame, pd.DataFrame):
-        raise UsageError(f"{what}: expected a DataFrame from annotation.read_annotations, got "
-                         f"{type(frame).__name__}")
-    missing = [c for c in POINT_COLUMNS + ["file", "expert"] if c not in frame.columns]
-    if missing:
-        raise UsageError(f"{what}: lacks the columns {missing[:3]}; build it with "
-                         "annotation.read_annotations().")
-    try:
-        pts = points(frame)
-    except (TypeError, ValueError):
-        pts = None
-    ok = pts is not None and np.isfinite(pts) & (np.abs(pts) <= MAX_COORDINATE)
-    if pts is None or not np.all(ok):
-        bad = (frame.index[0] if pts is None
-               else frame.index[int(np.flatnonzero(~np.all(ok, axis=(1, 2)))[0])])
-        raise AnnotationError(f"{frame.at[bad, 'file']}: expert {frame.at[bad, 'expert']}: a "
-                              f"point coordinate is not a number within +-{MAX_COORDINATE:g} "
-                              f"voxels (row of the frame: {bad}). Fix the file or the frame.")
-    return pts
-
-
-def _check_levels(frame: pd.DataFrame) -> None:
-    levels = frame["level"] if "level" in frame.columns else None
-    if levels is None:
-        return
-    bad = levels.notna() & ~levels.isin(LEVELS)
-    if bad.any():
-        i = frame.index[bad.to_numpy()][0]
-        raise AnnotationError(f"{frame.at[i, 'file']}: expert {frame.at[i, 'expert']}: unknown "
-                              f"level {frame.at[i, 'level']!r}; expected one of C1..S1.")
-
-
-def _centres(frame: pd.DataFrame) -> np.ndarray:
-    """(n, 2) vertebral-body centres in (row, slice) voxel units."""
-    pts = points(frame)
-    return pts[:, :, [0, 2]].mean(axis=1)
-
-
-def _tolerance(frame: pd.DataFrame) -> float:
-    """Half the median posterior height (voxels): centres closer than this are one vertebra."""
-    pts = points(frame)
-    hp = np.linalg.norm(pts[:, 5, [0, 2]] - pts[:, 4, [0, 2]], axis=1)
-    return 0.5 * float(np.median(hp)) if len(hp) else 0.0
-
-
-def _assign(ref: np.ndarray, new: np.ndarray, tol: float) -> np.ndarray:
-    """Index into ``ref`` for each row of ``new`` (one-to-one), -1 where none is within tol."""
-    out = np.full(len(new), -1)
-    if len(ref) == 0 or len(new) == 0:
-        return out
-    cost = np.linalg.norm(new[:, None, :] - ref[None, :, :], axis=2)
-    rows, cols = linear_sum_assignment(cost)
-    keep = cost[rows, cols] <= tol
-    out[rows[keep]] = cols[keep]
-    return out
-
-
-def _match_positions(group: pd.DataFrame) -> np.ndarray:
-    """Cluster one file's readings by centre; returns a cluster label per row."""
-    centres = _centres(group)
-    tol = _tolerance(group)
-    labels = np.full(len(group), -1)
-    clusters: list[list[np.ndarray]] = []
-    experts = group["expert"].to_numpy()
-    order = sorted(pd.unique(experts), key=lambda e: (-(experts == e).sum(), e))
-    for expert in order:
-        idx = np.flatnonzero(experts == expert)
-        ref = np.array([np.mean(c, axis=0) for c in clusters]).reshape(-1, 2)
-        hit = _assign(ref, centres[idx], tol)
-        for i, h in zip(idx, hit):
-            if h < 0:
-                clusters.append([centres[i]])
-                labels[i] = len(clusters) - 1
-            else:
-                clusters[h].append(centres[i])
-                labels[i] = h
-    # renumber clusters head -> feet
-    mean_slice = np.array([np.mean(c, axis=0)[1] for c in clusters])
-    rank = np.empty(len(clusters), dtype=int)
-    rank[np.argsort(mean_slice, kind="stable")] = np.arange(len(clusters))
-    return rank[labels]
-
-
-def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
-    """Say which readings of different experts are the same vertebra.
-
-    Within each annotation file (and version), readings get a common ``vertebra_id``: the
-    index of the level in :data:`~vfs_utils.annotation.LEVELS` when every
-    reading has a level (v2), otherwise a position index head -> feet found by
-    one-to-one matching of vertebral-body centres (row, slice) across experts
-    (v1), two centres being one vertebra when they are closer than half the
-    median posterior height.
-
-    Parameters
-    ----------
-    frame : DataFrame
-        From :func:`vfs_utils.annotation.read_annotations`.
-
-    Returns
-    -------
-    DataFrame
-        A copy with an integer column ``vertebra_id``.
-    """
-    _checked_points(frame)
-    _check_levels(frame)
-    out = frame.copy()
-    ids = np.zeros(len(out), dtype=np.int64)
-    keys = ["file", "version"] if "version" in out.columns else ["file"]
-    for _, idx in out.groupby(keys, sort=False).indices.items():
-        group = out.iloc[idx]
-        levels = group["level"]
-        if levels.notna().all():
-            ids[idx] = [LEVELS.index(level) for level in levels]
-            twice = group.assign(_id=ids[idx]).duplicated(["expert", "_id"])
-            if twice.any():
-                row = group[twice.to_numpy()].iloc[0]
-                raise AnnotationError(f"{row['file']}: expert {row['expert']} marks level "
-                                      f"{row['level']} twice; an expert marks each vertebra once. "
-                                      "Remove the duplicate reading.")
-        else:
-            ids[idx] = _match_positions(group)
-    out["vertebra_id"] = ids
-    return out
-
-
-def carry_levels(v1_frame: pd.DataFrame, v2_frame: pd.DataFrame) -> pd.DataFrame:
-    """Give v1 readings the level of the v2 vertebra at the same place.
-
-    For each file and each v1 expert, v1 vertebrae are matched one-to-one to
-    the v2 vertebrae of the same file (centres averaged over the v2 experts per
-    level) within half the median posterior height. Unmatched readings keep
-    ``None``.
-
-    Parameters
-    ----------
-    v1_frame, v2_frame : DataFrame
-        From :func:`vfs_utils.annotation.read_annotations`.
-
-    Returns
-    -------
-    DataFrame
-        A copy of ``v1_frame`` with ``level`` filled in.
-    """
-    _checked_points(v1_frame, "v1_frame")
-    _checked_points(v2_frame, "v2_frame")
-    if "level" not in v2_frame.columns:
-        raise UsageError("v2_frame: has no level column; pass a frame read from the v2 "
-                         "annotation set with annotation.read_annotations().")
-    _check_levels(v2_frame)
-    out = v1_frame.copy()
-    levels = out["level"].to_numpy(dtype=object).copy()
-    v2_by_folder = dict(tuple(v2_frame.groupby("folder", sort=False)))
-    for (folder, _), idx in out.groupby(["folder", "expert"], sort=False).indices.items():
-        v2 = v2_by_folder.get(folder)
-        if v2 is None:
-            continue
-        per_level = pd.DataFrame(_centres(v2), columns=["row", "slice"]).groupby(
-            v2["level"].to_numpy()).mean()
-        group = out.iloc[idx]
-        tol = _tolerance(pd.concat([group, v2]))
-        hit = _assign(per_level.to_numpy(), _centres(group), tol)
-        names = per_level.index.to_numpy()
-        levels[idx] = [names[h] if h >= 0 else None for h in hit]
-    out["level"] = pd.Series(levels, index=out.index, dtype=object)
-    return out

@@ -20,7 +20,7 @@ def fractured_studies(n: int, seed: int = 11) -> list[baseline.Study]:
         readings = phantom.sample_readings(truth, np.random.default_rng([seed, i, 1]),
                                            n_experts=2, noise_mm=0.3, p_missing_end=0.0)
         ann = Annotation(truth.folder, truth.series_uid, "v2", readings)
-        studies.append(baseline.Study(ann, tuple(truth.geometry.spacing), "sampled", None, truth,
+        studies.append(baseline.Study(ann, tuple(truth.geometry.spacing), "synthetic", None, truth,
                                       seed))
     return studies
 

@@ -105,9 +105,6 @@ def test_annotator_baseline_compares_each_expert_with_the_others(studies):
     in_levels = sum(v.level in baseline.LABEL_LEVELS for s in studies
                     for vs in s.annotation.experts.values() for v in vs)
     assert len(baseline.annotator_baseline(studies)) == in_levels * len(baseline.TARGETS)
-    with pytest.warns(DeprecationWarning, match="annotator_baseline"):
-        old = baseline.reader_baseline(studies, levels=None)
-    pd.testing.assert_frame_equal(old, rd)
 
 
 def _predictions() -> pd.DataFrame:
@@ -117,7 +114,7 @@ def _predictions() -> pd.DataFrame:
                                    "B": ([0, 0, 1], [0.1, 0.3, 0.6])}.items():
         for i, (y, s) in enumerate(zip(labels, scores)):
             for model, score, pred in (("logistic", s, s >= 0.5),
-                                       (baseline.READER, s, bool(y) if i else not y)):
+                                       (baseline.ANNOTATOR, s, bool(y) if i else not y)):
                 rows.append({"model": model, "target": "label_any", "row": i, "group": unit,
                              "unit": unit, "fold": 0, "label": bool(y), "score": score,
                              "predicted": pred})
@@ -141,16 +138,17 @@ def test_roc_curves_are_sklearns_and_the_reader_point_is_its_calls():
     assert patient.empty              # both patients are positive: no ROC curve at that level
 
 
-def test_old_baseline_plot_names_still_draw_and_say_where_they_moved():
+def test_roc_figure_draws_the_baseline_tables():
     import matplotlib.pyplot as plt
 
+    from vfs_utils import plotting
+
     pred = _predictions()
-    with pytest.warns(DeprecationWarning, match="vfs_utils.plotting.plot_roc"):
-        ax = baseline.plot_roc(pred, "label_any", "vertebra")
+    title = f"ROC, vertebra level, {baseline.target_title('label_any')}"
+    ax = plotting.plot_roc(baseline.roc_curves(pred, "label_any", "vertebra"), title=title)
     assert ax.get_title() == "ROC, vertebra level, consensus QM grade ≥ 1"
-    assert {ln.get_label() for ln in ax.get_lines()} >= {"logistic", baseline.READER}
-    with pytest.warns(DeprecationWarning):
-        assert baseline.OKABE_ITO["blue"] == "#0072B2"
+    assert {ln.get_label() for ln in ax.get_lines()} >= {"logistic", baseline.ANNOTATOR}
+    assert plotting.OKABE_ITO["blue"] == "#0072B2"
     plt.close("all")
 
 

@@ -19,7 +19,8 @@ def _no_warnings():
 
 
 def test_plot_roc_draws_each_curve_and_the_operating_point():
-    curves = pd.DataFrame({"model": ["logistic"] * 3 + [baseline.READER] * 3 + [baseline.READER],
+    one = baseline.ANNOTATOR
+    curves = pd.DataFrame({"model": ["logistic"] * 3 + [one] * 3 + [one],
                            "kind": ["curve"] * 6 + ["operating point"],
                            "fpr": [0, 0.2, 1, 0, 0.5, 1, 0.1],
                            "tpr": [0, 0.8, 1, 0, 0.6, 1, 0.7]})
@@ -29,7 +30,7 @@ def test_plot_roc_draws_each_curve_and_the_operating_point():
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     np.testing.assert_allclose(lines["logistic"].get_ydata(), [0, 0.8, 1])
     assert lines["logistic"].get_color() == plotting.MODEL_COLORS["logistic"]
-    point = lines[f"{baseline.READER}: yes/no calls"]
+    point = lines[f"{baseline.ANNOTATOR}: yes/no calls"]
     assert (point.get_xdata()[0], point.get_ydata()[0]) == (0.1, 0.7)
 
 
@@ -60,5 +61,5 @@ def test_plot_patches_one_titled_panel_per_patch_in_mm():
 
 
 def test_model_colours_cover_the_baseline_models_and_reader():
-    assert set(baseline.MODEL_NAMES) | {baseline.READER} <= set(plotting.MODEL_COLORS)
+    assert set(baseline.MODEL_NAMES) | {baseline.ANNOTATOR} <= set(plotting.MODEL_COLORS)
     assert set(plotting.MODEL_COLORS.values()) <= set(plotting.OKABE_ITO.values())

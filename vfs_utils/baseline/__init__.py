@@ -41,15 +41,13 @@ One module per step: :mod:`.studies` (what is studied, the labels), :mod:`.featu
 (the image features), :mod:`.models` (models, persistence, one-study prediction),
 :mod:`.evaluation` (grouped evaluation, intervals, the annotator baseline), :mod:`.leakage`
 (grouped against ungrouped folds). Every public
-name is re-exported here, so ``baseline.<name>`` works as before; the figures are in
-:mod:`vfs_utils.plotting` (``baseline.plot_*`` still work and say so).
+name is re-exported here; the figures are in :mod:`vfs_utils.plotting`.
 """
 from __future__ import annotations
 
 from ..errors import ModelFileError
 from .evaluation import (
     ANNOTATOR,
-    READER,
     Evaluation,
     annotator_baseline,
     bootstrap_ci,
@@ -57,7 +55,6 @@ from .evaluation import (
     calibration_curves,
     confusion,
     evaluate,
-    reader_baseline,
     roc_curves,
     summarize,
     target_title,
@@ -76,7 +73,6 @@ from .models import (
     train_model,
 )
 from .studies import (
-    KINDS,
     LABEL_LEVELS,
     PRIMARY_TARGET,
     TARGETS,
@@ -89,12 +85,10 @@ from .studies import (
 __all__ = [
     "ALLOWED_TYPES",
     "ANNOTATOR",
-    "KINDS",
     "LABEL_LEVELS",
     "MODEL_NAMES",
     "PATCH_MM",
     "PRIMARY_TARGET",
-    "READER",
     "TARGETS",
     "Evaluation",
     "Leakage",
@@ -116,7 +110,6 @@ __all__ = [
     "make_models",
     "paired_bootstrap",
     "predict_study",
-    "reader_baseline",
     "roc_curves",
     "save_model",
     "study_features",
@@ -127,17 +120,3 @@ __all__ = [
     "vertebra_table",
     "worst_errors",
 ]
-
-# Names that moved to vfs_utils.plotting; reached lazily so that importing the baseline
-# never imports the plotting package (plotting sits beside baseline, not below it).
-_MOVED = ("OKABE_ITO", "plot_calibration", "plot_patches", "plot_roc", "plot_worst_patches")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from . import _moved
-
-        if name == "OKABE_ITO":          # the functions warn when called
-            _moved._moved(name, stacklevel=3)
-        return getattr(_moved, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

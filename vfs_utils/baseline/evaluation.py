@@ -1,8 +1,8 @@
 """Grouped evaluation of the baseline: study-bootstrap intervals (:func:`bootstrap_ci`),
 cross-validated predictions (:func:`evaluate`), tables (:func:`summarize`,
-:func:`confusion`), the single-annotator baseline (:func:`annotator_baseline`; the old
-name :func:`reader_baseline` still works), and the curves the lesson's figures draw
-(:func:`roc_curves`, :func:`calibration_curves`, :func:`worst_errors`).
+:func:`confusion`), the single-annotator baseline (:func:`annotator_baseline`), and the
+curves the lesson's figures draw (:func:`roc_curves`, :func:`calibration_curves`,
+:func:`worst_errors`).
 
 A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
 default, the rows of :func:`~vfs_utils.baseline.dataset_features`) that were annotated.
@@ -16,7 +16,6 @@ scikit-learn is imported inside the functions that use it (see :mod:`.models`).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,20 +24,18 @@ import pandas as pd
 
 from ..agreement import MIN_GROUPS, N_BOOT, _percentile_interval, group_weights, n_groups
 from ..annotation import read_annotations
-from ..matching import match_vertebrae
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
+from ..readings import match_vertebrae
 from .models import _feature_matrix, _threads, make_models
 from .studies import TARGETS, Study, load_studies
 
-__all__ = ["ANNOTATOR", "READER", "Evaluation", "annotator_baseline", "bootstrap_ci",
-           "brier_scores", "calibration_curves", "confusion", "evaluate", "reader_baseline",
-           "roc_curves", "summarize", "target_title", "worst_errors"]
+__all__ = ["ANNOTATOR", "Evaluation", "annotator_baseline", "bootstrap_ci",
+           "brier_scores", "calibration_curves", "confusion", "evaluate", "roc_curves",
+           "summarize", "target_title", "worst_errors"]
 
 #: Name of the single-annotator baseline in prediction tables: one annotator's QM
 #: grade (from their own keypoints) against the consensus of the other annotators.
 ANNOTATOR = "one annotator vs others"
-#: The earlier name of :data:`ANNOTATOR` (same value).
-READER = ANNOTATOR
 
 
 # --------------------------------------------------------------------------- metrics
@@ -393,15 +390,6 @@ def annotator_baseline(studies: Iterable[Study] | object, *,
     order = {t: i for i, t in enumerate(TARGETS)}
     return out.sort_values("target", key=lambda s: s.map(order), kind="stable").reset_index(
         drop=True)
-
-
-def reader_baseline(studies: Iterable[Study] | object, **kwargs) -> pd.DataFrame:
-    """Deprecated name of :func:`annotator_baseline` (it is one annotator's morphometry,
-    not a radiologist's reading)."""
-    warnings.warn("vfs_utils.baseline.reader_baseline is now annotator_baseline (one "
-                  "annotator's QM morphometry against the others' consensus)",
-                  DeprecationWarning, stacklevel=2)
-    return annotator_baseline(studies, **kwargs)
 
 
 # --------------------------------------------------------------------------- curves

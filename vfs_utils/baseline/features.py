@@ -22,7 +22,7 @@ from ..dicom import load_series
 from ..errors import DataNotFoundError
 from ..morphometry import LABEL_LEVELS
 from ..phantom import render_volume
-from .studies import Study, _noise_seed, load_studies, vertebra_table
+from .studies import Study, load_studies, noise_seed, vertebra_table
 
 __all__ = ["PATCH_MM", "dataset_features", "feature_columns", "study_features",
            "vertebra_features"]
@@ -316,7 +316,7 @@ def _study_image(study: Study):
     if study.truth is not None:
         box = _slab_box(study.truth)
         slab = render_volume(study.truth, rng=np.random.default_rng(
-            _noise_seed(study.folder, study.seed)), box=box)
+            noise_seed(study.folder, study.seed)), box=box)
         return slab, tuple(study.truth.geometry.spacing), np.array([b[0] for b in box], float)
     raise ValueError(f"study {study.folder}: neither a dataset root nor a phantom truth")
 

@@ -24,7 +24,7 @@ from ..dicom import load_series
 from ..errors import DataNotFoundError, ModelFileError
 from ..matching import match
 from .features import dataset_features, feature_columns, vertebra_features
-from .studies import _sampled_studies, vertebra_table
+from .studies import sampled_studies, vertebra_table
 
 __all__ = ["ALLOWED_TYPES", "MODEL_NAMES", "default_model", "load_model", "make_models",
            "predict_study", "save_model", "train_model"]
@@ -201,7 +201,7 @@ def default_model():
         return load_model(path)
     log.info("training the default baseline model on %d sampled phantom studies",
              _DEFAULT_TRAIN_STUDIES)
-    frame = dataset_features(_sampled_studies(_DEFAULT_TRAIN_STUDIES, 0))
+    frame = dataset_features(sampled_studies(_DEFAULT_TRAIN_STUDIES, 0))
     model = train_model(frame, frame["label_any"], "logistic")
     save_model(model, path)
     return model

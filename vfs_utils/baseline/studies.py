@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydicom.uid import generate_uid
 
 from .._fs import study_dir
 from .._modes import MODES
 from ..annotation import LEVELS, Annotation, load_annotation, read_annotations
+from ..dicom._common import derived_uid
 from ..errors import DataNotFoundError, VfsError
-from ..matching import match_vertebrae, series_spacing
+from ..matching import series_spacing
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..phantom import (
     dataset_manifest,
@@ -42,8 +42,9 @@ from ..phantom import (
     spine_from_annotation,
     with_acquisition,
 )
+from ..readings import match_vertebrae
 
-__all__ = ["KINDS", "LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
+__all__ = ["LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
            "load_studies", "vertebra_table"]
 
 #: Targets: name -> lowest consensus QM grade counted as positive. The primary target is
@@ -52,10 +53,6 @@ __all__ = ["KINDS", "LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image
 TARGETS: dict[str, int] = {"label_moderate": 2, "label_any": 1}
 #: The target a lesson reports first.
 PRIMARY_TARGET: str = "label_moderate"
-#: Data modes a study can come from (the words of :mod:`vfs_utils.tutorial`).
-KINDS: tuple[str, ...] = MODES
-# Names of earlier versions, still accepted by Study.
-_OLD_KINDS = {"image": "real", "sampled": "synthetic"}
 
 
 # --------------------------------------------------------------------------- studies
@@ -70,10 +67,9 @@ class Study:
     spacing : tuple of float
         ``(row, col, slice)`` voxel spacing in mm of the annotated series.
     kind : {"real", "phantom", "synthetic"}
-        The data mode (:data:`KINDS`): ``real`` images with real readings;
-        ``phantom``: real readings over a phantom rendered from them; ``synthetic``:
-        phantom images with simulated readings. ``"image"`` and ``"sampled"``, the
-        names of earlier versions, are read as ``real`` and ``synthetic``.
+        The data mode (:data:`vfs_utils._modes.MODES`): ``real`` images with real
+        readings; ``phantom``: real readings over a phantom rendered from them;
+        ``synthetic``: phantom images with simulated readings.
     root : Path or None
         Dataset root: the series is read from it with
         :func:`~vfs_utils.dicom.load_series` (any mode, e.g. the synthetic dataset).
@@ -96,14 +92,12 @@ class Study:
     expert: str | None = None
 
     def __post_init__(self) -> None:
-        kind = _OLD_KINDS.get(self.kind, self.kind)
-        if kind not in KINDS:
+        if self.kind not in MODES:
             raise ValueError(f"Study {self.annotation.folder}: unknown kind {self.kind!r}; use "
-                             f"one of {KINDS}")
+                             f"one of {MODES}")
         if self.root is None and self.truth is None:
             raise ValueError(f"Study {self.annotation.folder}: give a dataset root to read the "
                              "series from, or a phantom truth to render")
-        object.__setattr__(self, "kind", kind)
 
     @property
     def folder(self) -> str:
@@ -111,7 +105,7 @@ class Study:
         return self.annotation.folder
 
 
-def _noise_seed(folder: str, seed: int) -> list[int]:
+def noise_seed(folder: str, seed: int) -> list[int]:
     return [int(seed), int.from_bytes(hashlib.sha256(folder.encode()).digest()[:4], "little")]
 
 
@@ -174,7 +168,7 @@ def _phantom_studies(files: list[Path], seed: int) -> list[Study]:
             continue
         # a per-study acquisition (noise, blur, HU offset), as the phantom dataset draws it
         truth = with_acquisition(spine_from_annotation(ann, expert=expert),
-                                 np.random.default_rng([*_noise_seed(ann.folder, seed), 3]))
+                                 np.random.default_rng([*noise_seed(ann.folder, seed), 3]))
         studies.append(Study(ann, tuple(truth.geometry.spacing), "phantom", None, truth, seed,
                              expert))
     if single:
@@ -184,11 +178,11 @@ def _phantom_studies(files: list[Path], seed: int) -> list[Study]:
     return studies
 
 
-def _sampled_studies(n: int, seed: int, start: int = 0) -> list[Study]:
+def sampled_studies(n: int, seed: int, start: int = 0) -> list[Study]:
     studies = []
     for i in range(start, start + n):
         folder = f"SAMPLED{seed:04d}-{i + 1:03d}_PHANTOM"
-        uid = generate_uid(prefix=None, entropy_srcs=["vfs-tutorials baseline", folder])
+        uid = derived_uid("vfs-tutorials baseline", folder)
         truth = sample_spine(np.random.default_rng([seed, 7919, i]), folder=folder,
                              series_uid=uid)
         readings = sample_readings(truth, np.random.default_rng([seed, 7919, i, 1]))
@@ -259,7 +253,7 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
         studies = _phantom_studies(files, seed)
     missing = int(min_studies or 0) - len(studies)
     if missing > 0:
-        studies += _sampled_studies(missing, seed)
+        studies += sampled_studies(missing, seed)
     return studies
 
 

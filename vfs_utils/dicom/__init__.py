@@ -17,8 +17,8 @@ Entry points:
     A valid, deterministic CT Image Storage series (used by the phantom).
 :mod:`vfs_utils.dicom.index`
     The series index: what the headers of each study folder say, read once
-    and kept in sqlite under the cache folder, so that the second look at a
-    study costs what reading its pixel bytes costs. ``index=False`` or
+    and kept as one JSON file per study folder under the cache folder, so
+    that the second look at a study costs what reading its pixel bytes costs. ``index=False`` or
     ``VFS_NO_INDEX=1`` bypasses it; ``vfs index ROOT`` builds it ahead of time.
 
 A study folder may hold the files of several series, directly or in
@@ -28,7 +28,7 @@ damaged DICOM files are reported (``scan``) or refused (``load_series``), with
 the file and the header field at fault.
 
 Inside: ``_common`` (Volume, SeriesWarning, geometry), ``_files`` (walking a
-folder, reading headers into records), ``index`` (the sqlite index),
+folder, reading headers into records), ``index`` (the JSON index),
 ``_scan``, ``_load``, ``_writer``.
 """
 from __future__ import annotations

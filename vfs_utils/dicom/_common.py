@@ -1,6 +1,7 @@
 """What the parts of :mod:`vfs_utils.dicom` share: the Volume, the warning, constants, geometry."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from collections.abc import Sequence
@@ -12,7 +13,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-__all__ = ["SCAN_COLUMNS", "SeriesWarning", "SliceHeaders", "Volume", "quiet_uid_warnings"]
+from ..errors import SeriesError
+
+__all__ = ["SCAN_COLUMNS", "SeriesWarning", "SliceHeaders", "Volume", "derived_uid",
+           "quiet_uid_warnings"]
 
 LOGGER = logging.getLogger("vfs_utils.dicom")
 
@@ -22,6 +26,10 @@ POSITION_TOL_MM = 1e-3
 GEOMETRY_TOL = 1e-4
 #: Relative deviation of a slice gap from the median gap that triggers a warning.
 GAP_TOLERANCE = 0.01
+#: Why an annotation's SeriesInstanceUID may be missing from its study folder.
+REISSUE_NOTE = ("Upstream re-issued the SeriesInstanceUIDs in February 2021: an annotation and "
+                "an image download from different sides of that date do not match; use current "
+                "copies of both.")
 
 
 class _QuietUIDs(logging.Filter):
@@ -32,6 +40,13 @@ class _QuietUIDs(logging.Filter):
 
 
 _UID_FILTER = _QuietUIDs()
+
+
+def derived_uid(*parts: object) -> str:
+    """The one UID scheme of the package: ``2.25.<integer>``, from the first 128 bits of the
+    sha256 of `parts` (joined by ``\x1f``): the same parts always give the same UID."""
+    text = "\x1f".join(map(str, parts))
+    return f"2.25.{int.from_bytes(hashlib.sha256(text.encode('utf-8')).digest()[:16], 'big')}"
 
 
 def quiet_uid_warnings() -> None:
@@ -97,8 +112,6 @@ class SliceHeaders(Sequence):
             return [self[k] for k in range(*item.indices(len(self)))]
         k = range(len(self))[item]
         if k not in self._cache:
-            from ..errors import SeriesError
-
             try:
                 self._cache[k] = pydicom.dcmread(self._paths[k], stop_before_pixels=True)
             except Exception as exc:  # any parse failure of a file that changed since loading

@@ -20,23 +20,18 @@ from ._common import (
     GAP_TOLERANCE,
     GEOMETRY_TOL,
     POSITION_TOL_MM,
+    REISSUE_NOTE,
     SeriesWarning,
     SliceHeaders,
     Volume,
     as_tuple,
     normal,
 )
-from ._fastheader import NATIVE_LE
+from ._files import NATIVE_LE
 from .index import folder_listing
 
 __all__ = ["load_series"]
 
-_REISSUE_NOTE = (
-    "Note: upstream (MosMed CTLungCa-500) re-issued the SeriesInstanceUIDs in February 2021, "
-    "so an annotation made before then may carry an old UID; match such an annotation by its "
-    "folder and the series' slice count instead."
-)
-_PIP_NAMES = {"gdcm": "python-gdcm"}
 #: A decoded pixel buffer larger than this is refused before it is allocated.
 _MAX_BYTES = 16 * 2**30
 
@@ -71,22 +66,10 @@ def _decoder_problem(transfer_syntax: UID) -> str | None:
                 f"({transfer_syntax.name}); convert the files (e.g. with gdcmconv --raw)")
     if decoder.is_available:
         return None
-    missing = getattr(decoder, "missing_dependencies", [])
-    options = []
-    for item in missing:
-        plugin = item.split(" - ")[0].strip()
-        packages = item.split("requires", 1)[-1].replace(" and ", ",").split(",")
-        names = []
-        for pkg in packages:
-            pkg = pkg.strip()
-            if not pkg or pkg == "numpy":
-                continue
-            bare = pkg.split(">")[0].split("=")[0].split("<")[0].strip()
-            names.append(_PIP_NAMES.get(bare, bare))
-        options.append(f"pip install {' '.join(names)}" if names else plugin)
-    hint = " or ".join(f"`{o}`" for o in options) if options else "a pydicom pixel-data plugin"
+    missing = "; ".join(getattr(decoder, "missing_dependencies", [])) or "a pixel-data plugin"
     return (f"its pixel data are compressed with {transfer_syntax.name} ({transfer_syntax}) "
-            f"and no decoder for it is installed: install one with {hint}")
+            f"and no decoder for it is installed; pydicom needs {missing}: pip install one "
+            "(gdcm is pip's python-gdcm)")
 
 
 def _uniform(folder: Path, uid: str, paths: list[Path], recs: list[dict], field: str,
@@ -125,6 +108,7 @@ def _read_pixels(paths: list[str], recs: list[dict], rows: int, cols: int,
     stored = first["bits_stored"]
     shift = 16 - stored
     done = intercepts is not None
+    bounds = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if signed else (0, (1 << stored) - 1)
     for k, (path, rec) in enumerate(zip(paths, recs)):
         plane = buf[k]
         try:
@@ -142,7 +126,11 @@ def _read_pixels(paths: list[str], recs: list[dict], rows: int, cols: int,
             np.right_shift(plane, shift, out=plane)
         if done:
             icpt = int(intercepts[k])
-            lo, hi = int(plane.min()), int(plane.max())
+            lo, hi = bounds  # the range BitsStored allows; the plane's own when that may overflow
+            if lo + icpt < -32768:  # only the end the intercept moves towards can overflow
+                lo = int(plane.min())
+            if hi + icpt > 32767 or (not signed and hi > 32767):
+                hi = int(plane.max())
             if lo + icpt < -32768 or hi + icpt > 32767 or (not signed and hi > 32767):
                 for j in range(k):  # undo (int16 arithmetic wraps, so this is exact)
                     as_int16[j] -= np.int16(int(intercepts[j]))
@@ -170,32 +158,15 @@ def _decode_pixels(paths: list[Path]) -> np.ndarray:
 
 
 def _rescale(buf: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    """HU from stored values, in place where possible; int16 when exact, else float32."""
-    integral = (
-        buf.dtype.kind in "iu"
-        and np.all(slopes == 1.0)
-        and np.all(intercepts == np.round(intercepts))
-    )
-    if integral and buf.size:
+    """HU from stored values: int16 when slope 1 and integral intercepts keep them in range,
+    else float32."""
+    if (buf.dtype.kind in "iu" and buf.size and np.all(slopes == 1.0)
+            and np.all(intercepts == np.round(intercepts))):
         lo = int(buf.min()) + int(intercepts.min())
-        hi = int(buf.max()) + int(intercepts.max())
-        integral = -32768 <= lo and hi <= 32767
-    if integral:
-        if buf.dtype == np.dtype("<u2") and int(buf.max(initial=0)) <= 32767:
-            out = buf.view(np.int16)
-        elif buf.dtype.kind == "i" and buf.dtype.itemsize <= 2:
-            out = buf.astype(np.int16, copy=False)
-        else:
-            out = buf.astype(np.int32)
-            out += intercepts.astype(np.int32)[:, None, None]
-            return out.astype(np.int16)
-        icpt = intercepts.astype(np.int16)
-        if np.all(icpt == icpt[0]):
-            if icpt[0] != 0:
-                out += icpt[0]
-        else:
-            out += icpt[:, None, None]
-        return out
+        if lo >= -32768 and int(buf.max()) + int(intercepts.max()) <= 32767:
+            out = buf.astype(np.int16)  # int16 arithmetic wraps and the result fits: exact
+            out += intercepts.astype(np.int16)[:, None, None]
+            return out
     out = np.empty(buf.shape, dtype=np.float32)
     for k in range(buf.shape[0]):
         out[k] = buf[k] * float(slopes[k]) + float(intercepts[k])
@@ -299,11 +270,12 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
         _broken_members(folder, listing, series_uid)
         raise SeriesError(
             f"{folder}: no DICOM file has SeriesInstanceUID {series_uid}. Series present:\n"
-            f"{_series_listing(images)}\n{_REISSUE_NOTE}"
+            f"{_series_listing(images)}\n{REISSUE_NOTE}"
         )
     _broken_members(folder, listing, series_uid)
     for rec in matches:
-        _require(rec, folder / rec["path"], "instance", "InstanceNumber")
+        if rec["instance"] is None:
+            _require(rec, folder / rec["path"], "instance", "InstanceNumber")
     matches.sort(key=lambda r: (r["instance"], r["path"]))
     folder_s = str(folder)
     paths = [os.path.join(folder_s, r["path"]) for r in matches]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 from .._parallel import map_ordered
 from ..errors import DataNotFoundError
 from ._common import SCAN_COLUMNS, as_tuple, slice_spacing
-from ._files import _record, walk
+from ._files import inside, read_record, walk
 from .index import folder_listing
 
 __all__ = ["scan"]
@@ -39,7 +40,7 @@ def _study_task(folder: str, index: bool | None) -> tuple[list[dict], int, list[
     listing = folder_listing(folder, index=index)
     images, skipped, problems = _summary(listing["records"], Path(folder))
     problems += [f"{path}: {why}" for path, why in listing["problems"]]
-    return images, skipped + listing["hidden"] + len(listing["problems"]), problems
+    return images, skipped + listing["skipped"] + len(listing["problems"]), problems
 
 
 def _series_rows(records: list[dict], folder: str, study_folder: Path) -> list[dict]:
@@ -71,21 +72,9 @@ def _series_rows(records: list[dict], folder: str, study_folder: Path) -> list[d
     return rows
 
 
-def _alias_inside(path: Path, base: Path) -> bool:
-    """A symbolic link to a folder under `base` (read there already; following it would count
-    its files twice, or loop)."""
-    if not path.is_symlink():
-        return False
-    try:
-        path.resolve().relative_to(base.resolve())
-    except (ValueError, OSError, RuntimeError):
-        return False
-    return True
-
-
 def _hidden_files(folder: Path) -> int:
-    files, hidden, _ = walk(folder)
-    return len(files) + hidden
+    files, skipped, _ = walk(folder)
+    return len(files) + skipped
 
 
 def scan(path: str | os.PathLike, *, executor: Executor | None = None,
@@ -146,9 +135,11 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
     except OSError as exc:
         raise DataNotFoundError(f"{base}: cannot list the folder ({exc}); check its "
                                 "permissions.") from exc
-    units = [p for p in entries if p.is_dir() and not p.name.startswith(".")
-             and not _alias_inside(p, base)]
-    skipped = 0
+    folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    real_base = os.path.realpath(base)  # a link to a folder under base was read there already
+    units = [p for p in folders
+             if not (p.is_symlink() and inside(os.path.realpath(p), real_base))]
+    skipped = len(folders) - len(units)  # second paths to folders read anyway: counted once
     for p in entries:
         if p.name.startswith("."):
             skipped += _hidden_files(p) if p.is_dir() else 1
@@ -164,7 +155,12 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
             except OSError:
                 skipped += 1
                 continue
-            recs, n, probs = _summary([_record(p, p.name, st)], root)
+            if not stat.S_ISREG(st.st_mode):  # never opened: a FIFO would block the scan
+                skipped += 1
+                problems.append(f"{p}: not a regular file (a FIFO, socket or device); not read: "
+                                "remove it from the study folder")
+                continue
+            recs, n, probs = _summary([read_record(p, p.name, st)], root)
             top_records += recs
             skipped += n
             problems += probs
@@ -189,12 +185,9 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
     else:
         for unit, recs in zip(units, unit_records):
             rows.extend(_series_rows(recs, unit.name, unit))
-    frame = pd.DataFrame(rows, columns=SCAN_COLUMNS)
-    frame["n_slices"] = frame["n_slices"].astype("int64")
-    frame["rows"] = frame["rows"].astype("int64")
-    frame["cols"] = frame["cols"].astype("int64")
-    frame["slice_spacing"] = frame["slice_spacing"].astype("float64")
-    frame["series_number"] = frame["series_number"].astype("Int64")
+    frame = pd.DataFrame(rows, columns=SCAN_COLUMNS).astype(
+        {"n_slices": "int64", "rows": "int64", "cols": "int64", "slice_spacing": "float64",
+         "series_number": "Int64"})
     frame = frame.sort_values(["folder", "series_number", "series_uid"], na_position="last")
     frame = frame.reset_index(drop=True)
     frame.attrs["skipped_files"] = int(skipped)

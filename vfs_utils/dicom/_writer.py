@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,10 +11,12 @@ import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from .._fs import atomic_folder
 from ..errors import DatasetExistsError, SeriesError
 from ._common import GEOMETRY_TOL as _GEOMETRY_TOL
+from ._common import derived_uid
 
 __all__ = ["write_series"]
 
@@ -187,16 +187,13 @@ def write_series(
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = generate_uid(entropy_srcs=["vfs-tutorials", "vfs_utils.dicom"])
+    meta.ImplementationClassUID = derived_uid("vfs-tutorials", "vfs_utils.dicom")
     meta.ImplementationVersionName = "VFS_UTILS_1"
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     names = []
-    try:
+    with atomic_folder(target) as tmp:  # all slices, or nothing
         for k in range(n):
-            sop_uid = generate_uid(entropy_srcs=[str(series_uid), "slice", str(k)])
+            sop_uid = derived_uid(series_uid, "slice", k)
             position = origin_f + k * spacing_f[2] * slice_dir
             ds = Dataset()
             ds.file_meta = FileMetaDataset(meta)
@@ -263,10 +260,4 @@ def write_series(
             name = f"{file_prefix}{k + 1:05d}.dcm"
             pydicom.dcmwrite(tmp / name, ds, enforce_file_format=True)
             names.append(name)
-        if target.exists():
-            target.rmdir()
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [target / name for name in names]

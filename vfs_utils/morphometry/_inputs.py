@@ -81,7 +81,7 @@ def _require(frame, columns: Sequence[str], what: str) -> None:
     if missing:
         raise ValueError(f"{what}: the frame lacks the column(s) {missing}; build it with "
                          "vfs_utils.annotation.read_annotations()"
-                         + (" and vfs_utils.matching.match_vertebrae()"
+                         + (" and vfs_utils.readings.match_vertebrae()"
                             if "vertebra_id" in missing else ""))
 
 

@@ -53,7 +53,7 @@ def _check_unique(table: pd.DataFrame, keys: list[str], what: str) -> None:
         where = row.get("file", row.get("folder"))
         raise ValueError(f"{what}: expert {row['expert']} has two readings with vertebra_id "
                          f"{row['vertebra_id']} in {where}; vertebra_id must be unique per "
-                         "expert within a file (use vfs_utils.matching.match_vertebrae)")
+                         "expert within a file (use vfs_utils.readings.match_vertebrae)")
 
 
 def _lower_median(table: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
@@ -69,7 +69,7 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     """One consensus grade per vertebra across the experts who read it.
 
     Vertebrae are identified across experts by the ``vertebra_id`` column of
-    :func:`vfs_utils.matching.match_vertebrae` (carried through
+    :func:`vfs_utils.readings.match_vertebrae` (carried through
     :func:`morphometry_table`).
 
     ``method="mean"`` (default): the grade of the **mean over readers** of the
@@ -364,7 +364,7 @@ def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
     Parameters
     ----------
     frame : DataFrame
-        From :func:`vfs_utils.matching.match_vertebrae` (points, ``vertebra_id``).
+        From :func:`vfs_utils.readings.match_vertebrae` (points, ``vertebra_id``).
     spacing : sequence of 3 floats, array (n, 3) or mapping folder -> 3 floats
         Voxel spacing (row, col, slice) in mm.
 

@@ -49,7 +49,7 @@ def label_levels(table: pd.DataFrame, levels: Sequence[str] | None = LABEL_LEVEL
     """The rows whose ``level`` is among ``levels`` (default T4-L4, :data:`LABEL_LEVELS`).
 
     v1 readings have no level: give them the v2 level first with
-    :func:`vfs_utils.matching.carry_levels`. ``levels=None`` keeps every row.
+    :func:`vfs_utils.readings.carry_levels`. ``levels=None`` keeps every row.
     """
     _require(table, ["level"], "label_levels")
     if levels is None:
@@ -105,7 +105,7 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
     ----------
     table : DataFrame
         From :func:`morphometry_table`, with ``level`` (v2, or v1 after
-        :func:`vfs_utils.matching.carry_levels`).
+        :func:`vfs_utils.readings.carry_levels`).
     ratios : sequence of str
         Ratio columns (default :data:`RATIOS`).
     n_sd : float

@@ -15,6 +15,7 @@ from .._fs import check_spacing, dicom_root
 from .._parallel import map_ordered
 from ..annotation import POINT_COLUMNS
 from ..errors import DataNotFoundError, SeriesError
+from ..matching import series_spacing
 from ._inputs import _as_points, _flipped, _require, _spacing_rows, _study_keys
 from .grading import (
     GRADE_THRESHOLDS,
@@ -39,8 +40,6 @@ _CARRIED: tuple[str, ...] = ("file", "folder", "series_uid", "version", "expert"
 
 def _series_spacings(root, pairs, executor) -> np.ndarray:
     """(n, 3) header spacings of the (folder, series_uid) pairs, checked usable."""
-    from ..matching import series_spacing
-
     folders = [f for f, _ in pairs]
     uids = [u for _, u in pairs]
     roots = [root] * len(pairs)
@@ -194,7 +193,7 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
     ----------
     frame : DataFrame
         From :func:`vfs_utils.annotation.read_annotations` (optionally passed
-        through :func:`vfs_utils.matching.match_vertebrae`, whose
+        through :func:`vfs_utils.readings.match_vertebrae`, whose
         ``vertebra_id`` column is carried over for :func:`consensus`).
     root : path-like, optional
         A dataset root (holding ``dicom/<Folder>``): the spacing of each series

@@ -27,16 +27,16 @@ image agree with the keypoints.
 
 Three modules: :mod:`.spine` (geometry, truths, sampling, the spine of an annotation),
 :mod:`.render` (the renderer) and :mod:`.dataset` (one study's series, the dataset,
-its manifest and code fingerprint). Every public name is re-exported here.
+its manifest and cache key). Every public name is re-exported here.
 """
 from __future__ import annotations
 
 from .dataset import (
                       DEFAULT_STUDIES,
+                      PHANTOM_VERSION,
                       build_dataset,
-                      code_fingerprint,
+                      cache_key,
                       dataset_manifest,
-                      fingerprint_files,
                       read_manifest,
                       write_study,
 )
@@ -67,8 +67,8 @@ __all__ = [
     "render_sagittal_slab",
     "write_study",
     "build_dataset",
-    "code_fingerprint",
+    "PHANTOM_VERSION",
+    "cache_key",
     "dataset_manifest",
-    "fingerprint_files",
     "read_manifest",
 ]

@@ -1,10 +1,10 @@
 """The phantom demo dataset: :func:`write_study` (three series and annotations of one
-study) and :func:`build_dataset` (the whole dataset, its ``manifest.json`` and the code
-fingerprint that says when a cached build is stale).
+study) and :func:`build_dataset` (the whole dataset, its ``manifest.json`` and the
+:func:`cache_key` that says when a cached build is stale).
 """
 from __future__ import annotations
 
-import ast
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +24,16 @@ from ..dicom import write_series
 from ..errors import DataNotFoundError, DatasetExistsError
 from .render import render_volume, with_acquisition
 from .spine import (
-    _DEFORMITIES,
+    PHANTOM_DEFORMITIES,
     SpineTruth,
-    _uid,
+    phantom_uid,
     sample_readings,
     sample_spine,
     spine_from_annotation,
 )
 
-__all__ = ["DEFAULT_STUDIES", "build_dataset", "code_fingerprint", "dataset_manifest",
-           "fingerprint_files", "read_manifest", "write_study"]
+__all__ = ["DEFAULT_STUDIES", "PHANTOM_VERSION", "build_dataset", "cache_key", "dataset_manifest",
+           "read_manifest", "write_study"]
 
 log = logging.getLogger(__name__)
 
@@ -42,89 +41,21 @@ log = logging.getLogger(__name__)
 DEFAULT_STUDIES = 4
 _MANIFEST = "manifest.json"
 _FORMAT = "vfs-phantom-1"
+#: Bumped whenever what the phantom writes changes: ``tests/phantom/test_dataset.py`` renders
+#: a tiny study, compares its bytes with the digest recorded for this version, and fails
+#: until this is bumped (and the new digest recorded).
+PHANTOM_VERSION = 2
 
 
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]     # vfs_utils/
+def cache_key() -> str:
+    """What a phantom demo dataset is keyed by: the format and :data:`PHANTOM_VERSION`.
 
-
-def _module_file(base: Path, parts: list[str]) -> Path | None:
-    """The file of module ``parts`` below folder ``base`` (a module or a package)."""
-    target = base.joinpath(*parts) if parts else base
-    if target.with_suffix(".py").is_file() and parts:
-        return target.with_suffix(".py")
-    if (target / "__init__.py").is_file():
-        return target / "__init__.py"
-    return None
-
-
-def _imported_files(path: Path) -> set[Path]:
-    """The vfs_utils files one module imports (relative or ``vfs_utils.`` imports, anywhere
-    in the module, function bodies included)."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
-    here = path.parent
-    found: set[Path] = set()
-    for node in ast.walk(tree):
-        targets: list[tuple[Path, list[str], list[str]]] = []
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here
-                for _ in range(node.level - 1):
-                    base = base.parent
-            elif (node.module or "").split(".")[0] == _PACKAGE_DIR.name:
-                base = _PACKAGE_DIR.parent
-            else:
-                continue
-            parts = node.module.split(".") if node.module else []
-            targets.append((base, parts, [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] == _PACKAGE_DIR.name:
-                    targets.append((_PACKAGE_DIR.parent, alias.name.split("."), []))
-        for base, parts, names in targets:
-            module = _module_file(base, parts)
-            if module is not None:
-                found.add(module.resolve())
-            for name in names:          # ``from . import x``: x may be a submodule
-                sub = _module_file(base, [*parts, name])
-                if sub is not None:
-                    found.add(sub.resolve())
-    return {f for f in found if _PACKAGE_DIR in f.parents}
-
-
-def fingerprint_files() -> list[Path]:
-    """Every vfs_utils file the phantom package imports, directly or not, sorted.
-
-    Found by walking the imports of the phantom modules (their syntax trees), so a new
-    dependency is covered without a hand-kept list.
+    Stored in the manifest (``parameters.code``), so a cached demo dataset written by a
+    phantom that wrote other bytes is rebuilt (see ``replace_stale``) instead of silently
+    reused. An edit that changes nothing written (a comment, a docstring, a refactoring)
+    leaves it alone.
     """
-    todo = sorted(Path(__file__).resolve().parent.glob("*.py"))
-    seen: set[Path] = set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        todo.extend(sorted(_imported_files(path) - seen))
-    # a package's __init__ runs before any of its modules: count the parents' too
-    for path in list(seen):
-        for parent in path.parents:
-            if parent == _PACKAGE_DIR.parent:
-                break
-            if (parent / "__init__.py").is_file():
-                seen.add((parent / "__init__.py").resolve())
-    return sorted(seen)
-
-
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """sha256 (first 16 hex digits) of the code that renders and writes the phantom.
-
-    Hashes :func:`fingerprint_files` (names and bytes). Stored in the manifest, so a
-    cached demo dataset made by other code is rebuilt (see ``replace_stale``) instead
-    of silently reused.
-    """
-    files = fingerprint_files()
-    return _hash_named([(p.relative_to(_PACKAGE_DIR).as_posix(), p) for p in files])[:16]
+    return f"{_FORMAT}.{PHANTOM_VERSION}"
 
 
 def dataset_manifest(root: str | os.PathLike) -> dict | None:
@@ -254,21 +185,30 @@ def write_study(root: str | os.PathLike, truth: SpineTruth, *, rng: np.random.Ge
     root = Path(root)
     if not truth.series_uid:
         raise ValueError("truth.series_uid is empty: set a SeriesInstanceUID before writing")
-    (root / "dicom").mkdir(parents=True, exist_ok=True)
+    made = [p for p in (root, root / "dicom") if not p.exists()]  # removed again on failure
+    for folder in made:
+        folder.mkdir(parents=True)
     target = study_dir(root, truth.folder, must_exist=False)
-    study_uid = _uid("study", truth.series_uid)
-    frame_uid = _uid("frame", truth.series_uid)
+    study_uid = phantom_uid("study", truth.series_uid)
+    frame_uid = phantom_uid("frame", truth.series_uid)
     common = dict(study_uid=study_uid, frame_of_reference_uid=frame_uid, patient_id=patient_id,
                   patient_name="Phantom^Synthetic", study_date="20200101")
     vol = render_volume(truth, rng=rng)
     with warnings.catch_warnings():
         # upstream SeriesInstanceUIDs end with a dot, which pydicom flags; keep them unchanged
         warnings.filterwarnings("ignore", message="Invalid value for VR UI")
-        with atomic_folder(target) as study:     # all three series, or none
-            _write_series(study, truth, vol, common)
+        try:
+            with atomic_folder(target) as study:     # all three series, or none
+                _write_series(study, truth, vol, common)
+        except BaseException:
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()                   # only when still empty
+            raise
     record = _truth_record(truth)
-    record["series"] = {"thin": truth.series_uid, "thick_5mm": _uid("thick", truth.series_uid),
-                        "localizer": _uid("localizer", truth.series_uid)}
+    record["series"] = {"thin": truth.series_uid,
+                        "thick_5mm": phantom_uid("thick", truth.series_uid),
+                        "localizer": phantom_uid("localizer", truth.series_uid)}
     record["patient_id"] = patient_id
     if annotations:
         ann = Annotation(truth.folder, truth.series_uid, "v2", dict(truth.readings))
@@ -285,7 +225,7 @@ def _write_series(study: Path, truth: SpineTruth, vol: np.ndarray, common: dict)
                  series_description=f"Chest {geom.spacing[2]:g} mm (synthetic phantom)",
                  **common)
     thick, m = _thick_slabs(vol, geom.spacing)
-    thick_uid = _uid("thick", truth.series_uid)
+    thick_uid = phantom_uid("thick", truth.series_uid)
     origin5 = np.asarray(geom.origin) + (m - 1) / 2 * geom.spacing[2] * _SLICE_DIR
     write_series(study / "series-002", thick,
                  spacing=(geom.spacing[0], geom.spacing[1], m * geom.spacing[2]),
@@ -294,7 +234,7 @@ def _write_series(study: Path, truth: SpineTruth, vol: np.ndarray, common: dict)
     del thick
     scout = _localizer(vol, geom.spacing)
     del vol
-    scout_uid = _uid("localizer", truth.series_uid)
+    scout_uid = phantom_uid("localizer", truth.series_uid)
     rows = geom.shape[0]
     scout_origin = (geom.origin[0], geom.origin[1] + 0.5 * rows * geom.spacing[0], geom.origin[2])
     write_series(study / "series-003", scout, spacing=(geom.spacing[2], geom.spacing[1], 1.0),
@@ -308,7 +248,7 @@ def _sample_fractures(rng: np.random.Generator) -> list[tuple[str, int]]:
     out = []
     if rng.random() < 0.5:
         for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-            out.append((str(rng.choice(_DEFORMITIES, p=[0.55, 0.3, 0.15])),
+            out.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
                         int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
     return out
 
@@ -325,7 +265,7 @@ def _synthetic_truths(n: int, seed: int, size: int = 512) -> list[SpineTruth]:
             fractures.insert(0, ("biconcave", 2))
         folder = f"SYNTH{seed:04d}-{i + 1:03d}_PHANTOM"
         truth = sample_spine(rng, fractures=fractures, folder=folder, shape=(size, size),
-                             series_uid=_uid("series", "synthetic", seed, i))
+                             series_uid=phantom_uid("series", "synthetic", seed, i))
         readings = sample_readings(truth, np.random.default_rng([seed, i, 1]))
         truths.append(dataclasses.replace(truth, folder=folder, readings=readings))
     return truths
@@ -338,17 +278,13 @@ def _sibling_dir(version: str) -> Path | None:
         return None
 
 
-def _hash_named(named: list[tuple[str, Path]]) -> str:
+def _hash_files(files: list[Path]) -> str:
     """sha256 (hex) over (name, sha256 of the file's bytes) pairs, in the given order."""
     h = hashlib.sha256()
-    for name, path in named:
-        h.update(name.encode())
+    for path in files:
+        h.update(path.name.encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
-
-
-def _hash_files(files: list[Path]) -> str:
-    return _hash_named([(f.name, f) for f in files])
 
 
 _README = """# Synthetic phantom dataset (vfs-tutorials)
@@ -424,7 +360,7 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
         if studies is not None:
             files = files[:max(int(studies), 1)]
         digest = _hash_files(files)
-        params = {"format": _FORMAT, "code": code_fingerprint(), "mode": "from-annotations",
+        params = {"format": _FORMAT, "code": cache_key(), "mode": "from-annotations",
                   "seed": seed,
                   "studies": len(files), "annotation_files_sha256": digest}
         name = f"from-annotations-{digest[:12]}-seed{seed}"
@@ -432,7 +368,7 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
         n = int(studies) if studies is not None else DEFAULT_STUDIES
         if n < 1:
             raise ValueError(f"studies={n}: use at least 1")
-        params = {"format": _FORMAT, "code": code_fingerprint(), "mode": "synthetic",
+        params = {"format": _FORMAT, "code": cache_key(), "mode": "synthetic",
                   "seed": seed, "studies": n}
         name = f"synthetic-seed{seed}"
         if image_size != 512:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..annotation import LEVELS
-from .spine import HU, Geometry, SpineTruth, _draw_acquisition, _level_index
+from .spine import HU, Geometry, SpineTruth, draw_acquisition, level_index
 
 __all__ = ["render_sagittal_slab", "render_volume", "with_acquisition"]
 
@@ -309,7 +309,7 @@ def _torso_fields(truth: SpineTruth, box):
     zc = {v.level: c[2] for v, c in zip(truth.vertebrae, centres) if v.level}
     step = float(np.median(np.diff(centres[order, 2]))) if len(centres) > 1 else 25.0
     first = truth.vertebrae[int(order[0])]
-    k0 = _level_index(first.level, LEVELS.index("Th1") + (1 if not first.annotated else 0))
+    k0 = level_index(first.level, LEVELS.index("Th1") + (1 if not first.annotated else 0))
 
     def level_z(name):
         if name in zc:
@@ -568,4 +568,4 @@ def with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
     Noise SD 10-28 HU, blur 0.4-1.1 px and an HU offset (SD 6, clipped to 15 HU): what a
     scanner and its reconstruction kernel give every vertebra of one study alike.
     """
-    return dataclasses.replace(truth, **_draw_acquisition(rng))
+    return dataclasses.replace(truth, **draw_acquisition(rng))

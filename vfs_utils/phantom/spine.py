@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations
+from ..dicom._common import derived_uid
 from ..errors import AnnotationError
-from ..matching import match_vertebrae
 from ..morphometry.grading import _within_loss, genant_grade, heights
 from ..morphometry.reference import LABEL_LEVELS
+from ..readings import match_vertebrae
 
 __all__ = ["HU", "NON_FRACTURE_DEFORMITIES", "Geometry", "SpineTruth", "VertebraTruth",
            "sample_readings", "sample_spine", "spine_from_annotation"]
@@ -152,15 +153,14 @@ class SpineTruth:
         return np.linalg.norm(pts[:, 1::2] - pts[:, 0::2], axis=2)
 
 
-def _uid(*parts) -> str:
-    """A deterministic ``2.25.<128-bit integer>`` UID from a fixed root and ``parts``."""
-    text = "\x1f".join([_UID_SOURCE, *map(str, parts)])
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+def phantom_uid(*parts: object) -> str:
+    """The UID of a phantom object named by `parts` (:func:`~vfs_utils.dicom._common.derived_uid`
+    below :data:`_UID_SOURCE`)."""
+    return derived_uid(_UID_SOURCE, *parts)
 
 
 # --------------------------------------------------------------------------- sampling
-_DEFORMITIES = ("wedge", "biconcave", "crush")
+PHANTOM_DEFORMITIES = ("wedge", "biconcave", "crush")
 _GRADE_RANGE = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
 
 #: Deformities that are not fractures (grade 0): what a fracture classifier must not flag.
@@ -208,7 +208,7 @@ _P_OSTEOPHYTE_PATIENT = (0.5, 0.3, 0.2)
 _P_SHORT = 0.02
 
 
-def _level_index(level: str | None, default: int) -> int:
+def level_index(level: str | None, default: int) -> int:
     return LEVELS.index(level) if level in LEVELS else default
 
 
@@ -216,7 +216,7 @@ def _shape_row(level: str | None) -> tuple[float, ...]:
     """The :data:`_NORMAL_SHAPE` row of ``level``, or of the nearest tabulated level."""
     if level in _NORMAL_SHAPE:
         return _NORMAL_SHAPE[level]
-    k = _level_index(level, LEVELS.index("Th6"))
+    k = level_index(level, LEVELS.index("Th6"))
     nearest = min(_NORMAL_SHAPE, key=lambda lv: abs(LEVELS.index(lv) - k))
     return _NORMAL_SHAPE[nearest]
 
@@ -277,7 +277,7 @@ def _patient_bone(deformed: bool, rng: np.random.Generator) -> tuple[float, bool
     return bone, osteoporotic
 
 
-def _draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
+def draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
     """One study's acquisition, shared by all its vertebrae (``SpineTruth`` fields).
 
     ``noise_hu`` 10-28 HU (image noise SD), ``blur_px`` 0.4-1.1 px (in-plane blur:
@@ -346,13 +346,13 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
         fractures = []
         if rng.random() < 0.5:
             for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-                fractures.append((str(rng.choice(_DEFORMITIES, p=[0.55, 0.3, 0.15])),
+                fractures.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
                                   int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
     fractured = any(int(g) > 0 for _, g in fractures)
     # patient: bone density (lower with fractures) and degenerative tendency
     bone, osteoporotic = _patient_bone(fractured, rng)
     p_osteophyte = float(rng.choice(_P_OSTEOPHYTE, p=_P_OSTEOPHYTE_PATIENT))
-    acquisition = _draw_acquisition(rng)
+    acquisition = draw_acquisition(rng)
 
     lo = max(levels.index("Th4") if "Th4" in levels else 0, 1)
     hi = levels.index("L1") if "L1" in levels else n - 2
@@ -364,7 +364,7 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     theta_bottom = math.radians(rng.normal(-22, 4))
     specs, total = [], 0.0
     for i, level in enumerate(levels):
-        k = _level_index(level, LEVELS.index("Th1")) - LEVELS.index("Th1")   # 0 at Th1
+        k = level_index(level, LEVELS.index("Th1")) - LEVELS.index("Th1")   # 0 at Th1
         base_h = scale * (15.0 + 0.8 * k + (1.5 if k > 11 else 0.0)) * rng.normal(1, 0.03)
         depth = scale * (16.0 + 1.0 * k + (1.5 if k > 11 else 0.0)) * rng.normal(1, 0.03)
         disc = scale * (3.8 + 0.15 * k + (2.5 if k > 11 else 0.0))
@@ -514,7 +514,7 @@ def _folder_spacing(folder: str) -> tuple[float, float, float]:
 def _group_vertebrae(annotation: Annotation, expert: str | None = None) -> list[np.ndarray]:
     """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it.
 
-    Readings are paired across experts by :func:`vfs_utils.matching.match_vertebrae`
+    Readings are paired across experts by :func:`vfs_utils.readings.match_vertebrae`
     (by level in v2, by position in v1). With ``expert``, only that expert's readings.
     """
     if not any(annotation.experts.values()):
@@ -612,7 +612,7 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
         for vs in readers.values():
             for v in vs:
                 lv.setdefault(v.level, v.points.mean(axis=0)[2])
-        levels = sorted(lv, key=lambda x: _level_index(x, 99))
+        levels = sorted(lv, key=lambda x: level_index(x, 99))
     all_pts = np.concatenate([np.stack([v.points for v in vs]).reshape(-1, 3)
                               for vs in ann.experts.values() if vs])
     if extra_points is not None:

@@ -36,18 +36,18 @@ OKABE_ITO: dict[str, str] = {
 # Expert colours: the Okabe-Ito colours that stand out on a grey CT (no black).
 _EXPERT_PALETTE = tuple(OKABE_ITO[name] for name in (
     "orange", "sky blue", "yellow", "bluish green", "reddish purple", "vermillion", "blue"))
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-_AIR_HU = -1024.0
-_TITLE_SIZE = 10
-_LABEL_X = "anterior-posterior (mm)"
-_LABEL_Y = "head-feet (mm)"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+AIR_HU = -1024.0
+TITLE_SIZE = 10
+LABEL_X = "anterior-posterior (mm)"
+LABEL_Y = "head-feet (mm)"
 
 #: Set to ``1`` to make :func:`slice_browser` always return a static figure.
 ENV_STATIC_FIGURES = "VFS_STATIC_FIGURES"
 
 
 # --------------------------------------------------------------------------- helpers
-def _one_file(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+def one_file(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     if len(frame) == 0:
         raise ValueError(f"{what}: the frame has no readings; select a file with readings, "
                          "e.g. frame[frame['file'] == name].")
@@ -60,7 +60,7 @@ def _one_file(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     return frame
 
 
-def _vmin_vmax(window: str | tuple[float, float]) -> tuple[float, float]:
+def vmin_vmax(window: str | tuple[float, float]) -> tuple[float, float]:
     """(vmin, vmax) in HU of a window name or a (centre, width) pair."""
     if isinstance(window, str):
         if window not in WINDOWS:
@@ -74,18 +74,18 @@ def _vmin_vmax(window: str | tuple[float, float]) -> tuple[float, float]:
     return centre - width / 2, centre + width / 2
 
 
-def _window_name(window: str | tuple[float, float]) -> str:
+def window_name(window: str | tuple[float, float]) -> str:
     if isinstance(window, str):
         return {"soft": "soft-tissue"}.get(window, window) + " window"
     centre, width = window
     return f"window {centre:g}/{width:g} HU"
 
 
-def _spacing(volume: Any) -> tuple[float, float, float]:
+def volume_spacing(volume: Any) -> tuple[float, float, float]:
     return check_spacing(volume.spacing, "volume spacing")
 
 
-def _column_index(volume: Any, column: float) -> int:
+def column_index(volume: Any, column: float) -> int:
     cols = volume.array.shape[1]
     c = int(round(float(column)))
     if not 0 <= c < cols:
@@ -116,7 +116,7 @@ def sagittal_extent(shape: Sequence[int], spacing: Sequence[float]
     return (-0.5 * dr, (rows - 0.5) * dr, (slices - 0.5) * ds, -0.5 * ds)
 
 
-def _figsize(width_mm: float, height_mm: float, width_in: float = 5.0) -> tuple[float, float]:
+def figure_size(width_mm: float, height_mm: float, width_in: float = 5.0) -> tuple[float, float]:
     height_in = float(np.clip(width_in * height_mm / max(width_mm, 1e-6), 2.5, 9.0))
     return width_in, height_in
 
@@ -145,18 +145,18 @@ def expert_colors(experts: Sequence[str]) -> dict[str, str]:
     return {name: _EXPERT_PALETTE[i % n] for i, name in enumerate(names)}
 
 
-def _marker(color: str, colors: Mapping[str, str]) -> str:
+def marker_for(color: str, colors: Mapping[str, str]) -> str:
     palette = list(_EXPERT_PALETTE)
-    return _MARKERS[palette.index(color) % len(_MARKERS)] if color in palette else "o"
+    return MARKERS[palette.index(color) % len(MARKERS)] if color in palette else "o"
 
 
 # --------------------------------------------------------------------------- lessons 04, 05
 #: Colour of each Genant grade 0-3 (Okabe-Ito).
 GRADE_COLORS: dict[int, str] = {0: OKABE_ITO["sky blue"], 1: OKABE_ITO["orange"],
                                 2: OKABE_ITO["vermillion"], 3: OKABE_ITO["reddish purple"]}
-_SERIES_COLORS = (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish green"],
+SERIES_COLORS = (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish green"],
                   OKABE_ITO["reddish purple"], OKABE_ITO["vermillion"], OKABE_ITO["sky blue"])
-#: Colour of each model of :mod:`vfs_utils.baseline` (its ``MODEL_NAMES`` and ``READER``;
+#: Colour of each model of :mod:`vfs_utils.baseline` (its ``MODEL_NAMES`` and ``ANNOTATOR``;
 #: a test keeps the names in step); other models get "reddish purple".
 MODEL_COLORS: dict[str, str] = {"prevalence": OKABE_ITO["black"], "logistic": OKABE_ITO["blue"],
                                 "boosting": OKABE_ITO["vermillion"],

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from ._style import OKABE_ITO
+from ._style import MARKERS, OKABE_ITO, SERIES_COLORS, TITLE_SIZE
 
 __all__ = [
     "plot_bland_altman",
@@ -26,10 +26,6 @@ __all__ = [
     "plot_prevalence_by_level",
 ]
 
-_TITLE_SIZE = 10
-_COLORS = (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish green"],
-           OKABE_ITO["reddish purple"], OKABE_ITO["vermillion"], OKABE_ITO["sky blue"])
-_MARKERS = ("o", "s", "^", "D", "v", "P")
 _RATIO_LABELS = {"wedge_index": "wedge Ha/Hp", "biconcave_index": "biconcave Hm/Hp",
                  "crush_index": "crush Hp / neighbours' Hp"}
 
@@ -62,8 +58,8 @@ def plot_level_reference(reference: pd.DataFrame, *, ratios: Sequence[str] | Non
     x = np.arange(len(ref))
     for i, r in enumerate(ratios):
         mean, sd = ref[f"mean_{r}"].to_numpy(float), ref[f"sd_{r}"].to_numpy(float)
-        color = _COLORS[i % len(_COLORS)]
-        ax.plot(x, mean, marker=_MARKERS[i % len(_MARKERS)], color=color,
+        color = SERIES_COLORS[i % len(SERIES_COLORS)]
+        ax.plot(x, mean, marker=MARKERS[i % len(MARKERS)], color=color,
                 label=_RATIO_LABELS.get(r, r))
         ax.plot(x, mean - n_sd * sd, ls="--", color=color, lw=1,
                 label=f"{_RATIO_LABELS.get(r, r)}: mean - {n_sd:g} SD")
@@ -73,7 +69,7 @@ def plot_level_reference(reference: pd.DataFrame, *, ratios: Sequence[str] | Non
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncols=2, loc="lower left")
     ax.set_title(title or "Level-normal shape ratios (trimmed mean) and the 3 SD limit",
-                 fontsize=_TITLE_SIZE)
+                 fontsize=TITLE_SIZE)
     return ax
 
 
@@ -110,7 +106,7 @@ def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
     x = np.arange(len(levels))
     width = 0.6 / max(len(rules), 1)
     for i, rule in enumerate(rules):
-        colour, marker = _COLORS[i % len(_COLORS)], _MARKERS[i % len(_MARKERS)]
+        colour, marker = SERIES_COLORS[i % len(SERIES_COLORS)], MARKERS[i % len(MARKERS)]
         if long:
             r = rates[rates["rule"] == rule].set_index("level").reindex(levels)
             y = 100 * r["rate"].to_numpy(float)
@@ -134,7 +130,7 @@ def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
     ax.set_ylim(0, 100 if long else None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title or "QM deformity prevalence by level, per rule", fontsize=_TITLE_SIZE)
+    ax.set_title(title or "QM deformity prevalence by level, per rule", fontsize=TITLE_SIZE)
     return ax
 
 
@@ -198,7 +194,7 @@ def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = No
     ax.set_ylabel(f"{labels[0]} - {labels[1]} ({unit})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title or "Bland-Altman plot", fontsize=_TITLE_SIZE)
+    ax.set_title(title or "Bland-Altman plot", fontsize=TITLE_SIZE)
     return ax
 
 
@@ -242,5 +238,5 @@ def plot_flip_rate_vs_observed(curve: pd.DataFrame, *, sigma: float, observed: f
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(title or "Keypoint scatter and the QM grade", fontsize=_TITLE_SIZE)
+    ax.set_title(title or "Keypoint scatter and the QM grade", fontsize=TITLE_SIZE)
     return ax

@@ -14,17 +14,17 @@ from matplotlib.figure import Figure
 
 from .._env import env_flag
 from ._style import (
-    _TITLE_SIZE,
     ENV_STATIC_FIGURES,
-    _column_index,
-    _figsize,
-    _one_file,
-    _spacing,
-    _window_name,
+    TITLE_SIZE,
+    column_index,
     expert_colors,
+    figure_size,
+    one_file,
     sagittal_extent,
+    volume_spacing,
+    window_name,
 )
-from .sagittal import _draw_readings, sagittal_column, show_sagittal
+from .sagittal import draw_readings, sagittal_column, show_sagittal
 
 __all__ = ["SliceBrowser", "slice_browser"]
 
@@ -45,7 +45,7 @@ def _has_widget_kernel() -> bool:
 def _draw_browser(fig: Figure, volume: Any, frame: pd.DataFrame | None,
                   columns: Sequence[int], window: str | tuple[float, float],
                   near_mm: float) -> None:
-    spacing = _spacing(volume)
+    spacing = volume_spacing(volume)
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     colors = expert_colors(frame["expert"]) if frame is not None and len(frame) else {}
     for ax, c in zip(axes, columns):
@@ -53,7 +53,7 @@ def _draw_browser(fig: Figure, volume: Any, frame: pd.DataFrame | None,
         if frame is not None and len(frame):
             near = frame[(frame["column"] - c).abs() * spacing[1] <= near_mm]
             if len(near):
-                handles = _draw_readings(ax, near, spacing, colors, markersize=3)
+                handles = draw_readings(ax, near, spacing, colors, markersize=3)
                 ax.legend(handles=handles, title="expert", loc="upper right", fontsize=6,
                           title_fontsize=6)
         if ax is not axes[0]:
@@ -80,8 +80,8 @@ class SliceBrowser:
         import ipywidgets as widgets
 
         self._volume, self._frame, self._window, self._near = volume, frame, window, near_mm
-        extent = sagittal_extent(volume.array.shape, _spacing(volume))
-        self.figure = Figure(figsize=_figsize(extent[1] - extent[0], extent[2] - extent[3]),
+        extent = sagittal_extent(volume.array.shape, volume_spacing(volume))
+        self.figure = Figure(figsize=figure_size(extent[1] - extent[0], extent[2] - extent[3]),
                              layout="constrained")
         cols = volume.array.shape[1]
         self._slider = widgets.IntSlider(value=column, min=0, max=cols - 1, step=1,
@@ -98,7 +98,7 @@ class SliceBrowser:
 
     def show(self, column: int) -> None:
         """Draw ``column`` (also moves the slider)."""
-        column = _column_index(self._volume, column)
+        column = column_index(self._volume, column)
         if self._slider.value != column:
             self._slider.value = column  # the observer calls show again
             return
@@ -106,7 +106,7 @@ class SliceBrowser:
         _draw_browser(self.figure, self._volume, self._frame, [column], self._window,
                       self._near)
         self.figure.axes[0].set_title(f"Sagittal slice at column {column} "
-                                      f"({_window_name(self._window)})", fontsize=_TITLE_SIZE)
+                                      f"({window_name(self._window)})", fontsize=TITLE_SIZE)
         self._last_png = self._png()
         self._image.value = self._last_png
 
@@ -160,13 +160,13 @@ def slice_browser(volume: Any, frame: pd.DataFrame | None = None, *,
         The static figure shows three columns: ``step_mm`` to the right of,
         at, and to the left of the starting column.
     """
-    spacing = _spacing(volume)
+    spacing = volume_spacing(volume)
     if frame is not None and len(frame):
-        _one_file(frame, "slice_browser")
+        one_file(frame, "slice_browser")
     if column is None:
         column = (sagittal_column(frame) if frame is not None and len(frame)
                   else volume.array.shape[1] // 2)
-    start = _column_index(volume, column)
+    start = column_index(volume, column)
     if interactive is None:
         interactive = not env_flag(ENV_STATIC_FIGURES) and _has_widget_kernel()
     if interactive:
@@ -175,9 +175,9 @@ def slice_browser(volume: Any, frame: pd.DataFrame | None = None, *,
     cols = volume.array.shape[1]
     columns = [int(np.clip(start + d, 0, cols - 1)) for d in (-step, 0, step)]
     extent = sagittal_extent(volume.array.shape, spacing)
-    fig = plt.figure(figsize=_figsize(3 * (extent[1] - extent[0]), extent[2] - extent[3], 10.0),
+    fig = plt.figure(figsize=figure_size(3 * (extent[1] - extent[0]), extent[2] - extent[3], 10.0),
                      layout="constrained")
     _draw_browser(fig, volume, frame, columns, window, near_mm)
-    fig.suptitle(f"Sagittal slices {step_mm:g} mm apart ({_window_name(window)}; static view: "
-                 "run in Jupyter for the slider)", fontsize=_TITLE_SIZE)
+    fig.suptitle(f"Sagittal slices {step_mm:g} mm apart ({window_name(window)}; static view: "
+                 "run in Jupyter for the slider)", fontsize=TITLE_SIZE)
     return fig

@@ -15,13 +15,13 @@ from matplotlib.figure import Figure
 
 from ..annotation import LEVELS
 from ._style import (
-    _LABEL_X,
-    _LABEL_Y,
-    _MARKERS,
-    _SERIES_COLORS,
-    _TITLE_SIZE,
     GRADE_COLORS,
+    LABEL_X,
+    LABEL_Y,
+    MARKERS,
     OKABE_ITO,
+    SERIES_COLORS,
+    TITLE_SIZE,
 )
 from .sagittal import show_sagittal
 
@@ -86,11 +86,11 @@ def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
     ax.set_xlim(lo[0] - margin_mm, hi[0] + margin_mm)
     ax.set_ylim(hi[1] + margin_mm, lo[1] - margin_mm)      # head at the top
     ax.set_aspect("equal")
-    ax.set_xlabel(_LABEL_X)
-    ax.set_ylabel(_LABEL_Y)
+    ax.set_xlabel(LABEL_X)
+    ax.set_ylabel(LABEL_Y)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     ax.set_title(title if title is not None else "Six keypoints, three heights",
-                 fontsize=_TITLE_SIZE)
+                 fontsize=TITLE_SIZE)
     return ax
 
 
@@ -134,12 +134,12 @@ def plot_distributions(tables: Mapping[str, pd.DataFrame], columns: Sequence[str
             lo, hi = 0.0, 1.0
         for i, (name, v) in enumerate(values.items()):
             ax.hist(v, bins=bins, range=(lo, hi), density=True, histtype="step", lw=1.8,
-                    color=_SERIES_COLORS[i % len(_SERIES_COLORS)], label=f"{name} (n={len(v)})")
+                    color=SERIES_COLORS[i % len(SERIES_COLORS)], label=f"{name} (n={len(v)})")
         ax.set_xlabel((xlabels or {}).get(column, column))
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=_TITLE_SIZE + 1)
+        fig.suptitle(title, fontsize=TITLE_SIZE + 1)
     return fig
 
 
@@ -185,7 +185,7 @@ def plot_grade_prevalence(table: pd.DataFrame, *, grade: str = "grade",
     ax.set_ylabel("fraction of vertebrae")
     ax.set_ylim(0, max(float(bottom.max()), 0.05) * 1.3)
     ax.legend(fontsize=8, ncols=3, loc="upper left")
-    ax.set_title(title or "Genant grade by level", fontsize=_TITLE_SIZE)
+    ax.set_title(title or "Genant grade by level", fontsize=TITLE_SIZE)
     return ax
 
 
@@ -238,7 +238,7 @@ def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
     ax.set_ylabel("expert")
     ax.figure.colorbar(image, ax=ax, label=value, shrink=0.8)
     ax.set_title(title or f"Pairwise {value}" + (" with 95 % intervals" if show_ci else ""),
-                 fontsize=_TITLE_SIZE)
+                 fontsize=TITLE_SIZE)
     return ax
 
 
@@ -264,13 +264,13 @@ def plot_flip_rate(curves: Mapping[str, pd.DataFrame], *, ax: Axes | None = None
         _, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
     for i, (label, t) in enumerate(curves.items()):
         ax.errorbar(t["sigma_mm"], 100 * t["flip_rate"], yerr=100 * t["flip_rate_sd"],
-                    marker=_MARKERS[i % len(_MARKERS)], capsize=3,
-                    color=_SERIES_COLORS[i % len(_SERIES_COLORS)], label=label)
+                    marker=MARKERS[i % len(MARKERS)], capsize=3,
+                    color=SERIES_COLORS[i % len(SERIES_COLORS)], label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("readings whose grade changes (%)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "Sensitivity of the Genant grade to keypoint noise",
-                 fontsize=_TITLE_SIZE)
+                 fontsize=TITLE_SIZE)
     return ax

@@ -15,14 +15,14 @@ from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
 from ._style import (
-    _AIR_HU,
-    _TITLE_SIZE,
+    AIR_HU,
     OKABE_ITO,
-    _figsize,
-    _spacing,
-    _vmin_vmax,
-    _window_name,
+    TITLE_SIZE,
+    figure_size,
     sagittal_extent,
+    vmin_vmax,
+    volume_spacing,
+    window_name,
 )
 from .sagittal import show_sagittal
 
@@ -131,7 +131,7 @@ def curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame, *,
         ``image`` (along, across) in HU, outside the volume -1024; ``extent``
         in mm for ``imshow``; ``centre_line`` in voxel indices.
     """
-    spacing = _spacing(volume)
+    spacing = volume_spacing(volume)
     centres = _centres_array(centres_vox)
     step = float(step_mm) if step_mm is not None else min(spacing[0], spacing[2])
     if step <= 0 or width_mm <= 0 or margin_mm < 0:
@@ -145,7 +145,7 @@ def curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame, *,
     coords_mm = pos[:, None, :] + u[None, :, None] * normal[:, None, :]
     coords = np.moveaxis(coords_mm / np.asarray(spacing), -1, 0)
     image = ndimage.map_coordinates(volume.array, coords, order=order, mode="constant",
-                                    cval=_AIR_HU, output=np.float32)
+                                    cval=AIR_HU, output=np.float32)
     extent = (float(u[0] - step / 2), float(u[-1] + step / 2),
               float(s[-1] + step / 2), float(s[0] - step / 2))
     return CurvedReformation(image, extent, pos / np.asarray(spacing))
@@ -176,7 +176,7 @@ def show_curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame,
         right: the reformation, offset from the centre line (mm) across and
         distance along the spine (mm) down.
     """
-    spacing = _spacing(volume)
+    spacing = volume_spacing(volume)
     centres = _centres_array(centres_vox)
     cpr = curved_reformation(volume, centres, width_mm=width_mm, step_mm=step_mm,
                              margin_mm=margin_mm)
@@ -184,7 +184,7 @@ def show_curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame,
     extent = sagittal_extent(volume.array.shape, spacing)
     height = extent[2] - extent[3]
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=_figsize(extent[1] - extent[0] + width_mm * 1.3, height, 9.0),
+        1, 2, figsize=figure_size(extent[1] - extent[0] + width_mm * 1.3, height, 9.0),
         layout="constrained", gridspec_kw={"width_ratios": [extent[1] - extent[0],
                                                             width_mm * 1.3]})
     show_sagittal(volume, col, window=window, ax=left,
@@ -205,14 +205,14 @@ def show_curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame,
     left.set_xlim(extent[0], extent[1])
     left.set_ylim(extent[2], extent[3])
     left.legend(loc="upper right", fontsize=7)
-    vmin, vmax = _vmin_vmax(window)
+    vmin, vmax = vmin_vmax(window)
     right.imshow(cpr.image, cmap="gray", vmin=vmin, vmax=vmax, extent=cpr.extent,
                  origin="upper", interpolation="nearest")
     right.set_aspect("equal")
     right.axvline(0.0, color=OKABE_ITO["orange"], lw=0.8, ls=":")
     right.set_xlabel("offset from the centre line (mm)\nanterior <- -> posterior")
     right.set_ylabel("distance along the spine (mm)")
-    right.set_title("Curved planar reformation", fontsize=_TITLE_SIZE)
+    right.set_title("Curved planar reformation", fontsize=TITLE_SIZE)
     if isinstance(centres_vox, pd.DataFrame) and "level" in centres_vox:
         _, _, _, centre_arc = _centre_line(centres, spacing, 1.0, 0.0)
         order = np.argsort(centres[:, 2], kind="stable")
@@ -221,5 +221,5 @@ def show_curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame,
                 right.text(cpr.extent[0] + 1.0, arc, str(level), fontsize=7, va="center",
                            color="white", path_effects=[
                                path_effects.withStroke(linewidth=2, foreground="black")])
-    fig.suptitle(f"Straightening the spine ({_window_name(window)})", fontsize=_TITLE_SIZE + 1)
+    fig.suptitle(f"Straightening the spine ({window_name(window)})", fontsize=TITLE_SIZE + 1)
     return fig

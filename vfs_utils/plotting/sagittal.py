@@ -18,20 +18,20 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..annotation import points
-from ..matching import match_vertebrae
+from ..readings import match_vertebrae
 from ._style import (
-    _LABEL_X,
-    _LABEL_Y,
-    _TITLE_SIZE,
-    _column_index,
-    _figsize,
-    _marker,
-    _one_file,
-    _spacing,
-    _vmin_vmax,
-    _window_name,
+    LABEL_X,
+    LABEL_Y,
+    TITLE_SIZE,
+    column_index,
     expert_colors,
+    figure_size,
+    marker_for,
+    one_file,
     sagittal_extent,
+    vmin_vmax,
+    volume_spacing,
+    window_name,
 )
 
 __all__ = ["overlay_readings", "sagittal_column", "show_sagittal", "vertebra_centres",
@@ -55,7 +55,7 @@ def sagittal_column(frame: pd.DataFrame) -> int:
         :func:`vertebra_columns`); the mean is one slice that shows them all
         roughly.
     """
-    _one_file(frame, "sagittal_column")
+    one_file(frame, "sagittal_column")
     return int(round(float(frame["column"].mean())))
 
 
@@ -86,12 +86,12 @@ def vertebra_centres(frame: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``vertebra_id`` (:func:`~vfs_utils.matching.match_vertebrae`),
+        Columns ``vertebra_id`` (:func:`~vfs_utils.readings.match_vertebrae`),
         ``level`` (None in v1), ``row``, ``col``, ``slice`` (voxel indices: the
         mean of the six points over every reading of that vertebra) and
         ``n_readings``; sorted head -> feet.
     """
-    _one_file(frame, "vertebra_centres")
+    one_file(frame, "vertebra_centres")
     matched = match_vertebrae(frame)
     centre = points(matched).mean(axis=1)
     table = pd.DataFrame({"vertebra_id": matched["vertebra_id"].to_numpy(),
@@ -133,26 +133,26 @@ def show_sagittal(volume: Any, column: float, *, window: str | tuple[float, floa
         The x axis runs anterior -> posterior (``row * spacing[0]`` mm), the y
         axis head -> feet (``slice * spacing[2]`` mm); aspect 1 in mm.
     """
-    spacing = _spacing(volume)
-    c = _column_index(volume, column)
+    spacing = volume_spacing(volume)
+    c = column_index(volume, column)
     extent = sagittal_extent(volume.array.shape, spacing)
     if ax is None:
-        _, ax = plt.subplots(figsize=_figsize(extent[1] - extent[0], extent[2] - extent[3]),
+        _, ax = plt.subplots(figsize=figure_size(extent[1] - extent[0], extent[2] - extent[3]),
                              layout="constrained")
-    vmin, vmax = _vmin_vmax(window)
+    vmin, vmax = vmin_vmax(window)
     image = ax.imshow(volume.array[:, c, :].T, cmap="gray", vmin=vmin, vmax=vmax,
                       extent=extent, origin="upper", interpolation="nearest")
     ax.set_aspect("equal")
-    ax.set_xlabel(_LABEL_X)
-    ax.set_ylabel(_LABEL_Y)
+    ax.set_xlabel(LABEL_X)
+    ax.set_ylabel(LABEL_Y)
     ax.set_title(title if title is not None else
-                 f"Sagittal slice at column {c} ({_window_name(window)})", fontsize=_TITLE_SIZE)
+                 f"Sagittal slice at column {c} ({window_name(window)})", fontsize=TITLE_SIZE)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="HU", shrink=0.8)
     return ax
 
 
-def _draw_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float],
+def draw_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float],
                    colors: Mapping[str, str], offset: tuple[float, float] = (0.0, 0.0),
                    markersize: float = 4.0, linewidth: float = 1.5) -> list[Line2D]:
     """Draw the readings; returns one legend handle per expert."""
@@ -165,7 +165,7 @@ def _draw_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float],
     for expert in sorted(dict.fromkeys(experts)):
         sel = experts == expert
         color = colors[expert]
-        marker = _marker(color, colors)
+        marker = marker_for(color, colors)
         xs, ys = x[sel], y[sel]
         segs = np.stack([np.stack([xs[:, 0::2], ys[:, 0::2]], axis=-1),
                          np.stack([xs[:, 1::2], ys[:, 1::2]], axis=-1)], axis=2)
@@ -208,13 +208,13 @@ def overlay_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
     -------
     Axes
     """
-    _one_file(frame, "overlay_readings")
+    one_file(frame, "overlay_readings")
     colors = dict(colors) if colors is not None else expert_colors(frame["expert"])
     missing = sorted(set(frame["expert"].astype(str)) - set(colors))
     if missing:
         raise ValueError(f"overlay_readings: no colour for experts {missing}; give every "
                          "expert a colour or leave colors=None")
-    handles = _draw_readings(ax, frame, spacing, colors, markersize=markersize,
+    handles = draw_readings(ax, frame, spacing, colors, markersize=markersize,
                              linewidth=linewidth)
     if levels and frame["level"].notna().any():
         pts = points(frame)
@@ -277,7 +277,7 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
     """Every vertebra of a file as a small sagittal patch on its own column.
 
     The readings of the experts are matched into vertebrae
-    (:func:`~vfs_utils.matching.match_vertebrae`); each patch is centred on
+    (:func:`~vfs_utils.readings.match_vertebrae`); each patch is centred on
     the mean centre of its vertebra, cut from the rounded mean column of its
     readings and drawn with those readings.
 
@@ -302,8 +302,8 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
         One Axes per vertebra, head to feet, titled with the level (v2) or
         ``#<vertebra_id>``; coordinates in mm from the vertebra centre.
     """
-    _one_file(frame, "vertebra_montage")
-    spacing = tuple(float(s) for s in (spacing if spacing is not None else _spacing(volume)))
+    one_file(frame, "vertebra_montage")
+    spacing = tuple(float(s) for s in (spacing if spacing is not None else volume_spacing(volume)))
     matched = match_vertebrae(frame)
     centres = vertebra_centres(frame)
     colors = expert_colors(frame["expert"])
@@ -312,7 +312,7 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols + 0.4, 1.75 * nrows + 0.7),
                              squeeze=False, layout="constrained")
-    vmin, vmax = _vmin_vmax(window)
+    vmin, vmax = vmin_vmax(window)
     dr, _, ds = spacing
     half = size_mm / 2
     rows, cols, slices = volume.array.shape
@@ -331,7 +331,7 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
                   extent=((r0 - 0.5) * dr - x0, (r1 + 0.5) * dr - x0,
                           (s1 + 0.5) * ds - y0, (s0 - 0.5) * ds - y0))
         if overlay:
-            for h in _draw_readings(ax, readings, spacing, colors, offset=(x0, y0),
+            for h in draw_readings(ax, readings, spacing, colors, offset=(x0, y0),
                                     markersize=2.5, linewidth=1.0):
                 handles.setdefault(h.get_label(), h)
         ax.set_xlim(-half, half)
@@ -351,5 +351,5 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
                    loc="outside lower center", ncols=len(handles), fontsize=7,
                    title_fontsize=7)
     fig.suptitle(f"{n} vertebrae, {size_mm:g} mm patches centred on each vertebra "
-                 f"({_window_name(window)})", fontsize=_TITLE_SIZE)
+                 f"({window_name(window)})", fontsize=TITLE_SIZE)
     return fig

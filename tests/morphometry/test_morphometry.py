@@ -499,7 +499,7 @@ def test_real_v1_count_disagreement_is_42_of_100(v1_dir):
 
 
 def test_real_v1_agreement_uses_every_expert_pair_of_shared_vertebrae(v1_dir):
-    from vfs_utils.matching import match_vertebrae
+    from vfs_utils.readings import match_vertebrae
 
     table = M.morphometry_table(match_vertebrae(read_annotations(v1_dir)), spacing=(1, 1, 1))
     ag = M.agreement(table)

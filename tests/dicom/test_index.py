@@ -1,8 +1,8 @@
 """Tests of the series index (vfs_utils.dicom.index).
 
 The reference is always the index-free path (``index=False``: every header
-parsed again) and, for the voxels, the upstream recipe of tests/test_dicom.py
-(pydicom ``pixel_array`` of every file). Each test has its own cache folder.
+parsed again) and, for the voxels, the upstream recipe (pydicom ``pixel_array`` of every
+file, ``reference_volume`` in tests/dicom/conftest.py). Each test has its own cache folder.
 """
 from __future__ import annotations
 
@@ -10,28 +10,26 @@ import json
 import multiprocessing
 import os
 import shutil
-import sqlite3
 
 import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from test_dicom import (  # noqa: F401  (fixtures)
+
+from vfs_utils import dicom
+from vfs_utils.dicom import index as dindex
+from vfs_utils.dicom import load_series, scan, write_series
+
+from .conftest import (
     FOR_UID,
     LOC_UID,
     STUDY_UID,
     THICK_UID,
     THIN_UID,
-    arrays,
     edit_files,
     reference_volume,
     small_series,
-    study,
 )
-
-from vfs_utils import dicom
-from vfs_utils.dicom import index as dindex
-from vfs_utils.dicom import load_series, scan, write_series
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +66,7 @@ def assert_index_agrees(folder, uids):
 def test_index_agrees_on_a_three_series_study(study):
     assert not dindex.index_path().exists()
     assert_index_agrees(study, [THIN_UID, THICK_UID, LOC_UID])
-    assert dindex.index_path().is_file()
+    assert dindex.entry_path(study).is_file()
 
 
 def age(folder, seconds=3600):
@@ -152,55 +150,38 @@ def test_bypass_switches(study, monkeypatch):
     assert not dindex.index_enabled() and dindex.index_enabled(True)
 
 
-def _is_valid_index(path):
-    conn = sqlite3.connect(path)
-    try:
-        return (conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-                and dindex._is_ours(conn))
-    finally:
-        conn.close()
+def _stored(folder):
+    """The listing the index holds for `folder`."""
+    return json.loads(dindex.entry_path(folder).read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign sqlite", "tampered row",
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign json", "tampered listing",
                                     "old record version"])
 def test_corrupt_or_foreign_index_is_rebuilt(study, damage):
     expected = load_series(study, THICK_UID, index=False)
     load_series(study, THICK_UID)
-    path = dindex.index_path()
-    assert _is_valid_index(path)
-    dindex._drop_connection()  # as in a new process: this one keeps its open connection
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    if damage == "tampered row":
-        with conn:
-            conn.execute("UPDATE folders SET listing = '{\"folder\": 3'")
-    elif damage == "old record version":
-        with conn:
-            conn.execute("UPDATE folders SET records_version = records_version - 1")
-    conn.close()
+    path = dindex.entry_path(study)
+    good = _stored(study)
     if damage == "garbage":
-        path.write_bytes(b"this is not a database" * 100)
+        path.write_bytes(b"this is not json" * 100)
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:1500])
-    elif damage == "foreign sqlite":
-        path.unlink()
-        other = sqlite3.connect(path)
-        with other:
-            other.execute("CREATE TABLE meta (key TEXT, value TEXT)")
-            other.execute("INSERT INTO meta VALUES ('format', 'someone else')")
-        other.close()
+    elif damage == "foreign json":
+        path.write_text(json.dumps({"format": "someone else"}))
+    elif damage == "tampered listing":
+        path.write_text(json.dumps({**good, "records": 3}))
+    else:
+        path.write_text(json.dumps({**good, "version": good["version"] - 1}))
     assert_same_volume(load_series(study, THICK_UID), expected)
-    assert _is_valid_index(path)
-    conn = sqlite3.connect(path)
-    listing = json.loads(conn.execute("SELECT listing FROM folders").fetchone()[0])
-    conn.close()
+    listing = _stored(study)
     assert listing["folder"] == str(study.absolute())
+    assert listing["records"] == good["records"]
     assert_same_volume(load_series(study, THICK_UID), expected)
 
 
 def test_deleting_the_index_is_safe(study):
     expected = load_series(study, THIN_UID)
-    dindex.index_path().unlink()
+    shutil.rmtree(dindex.index_path())
     assert_same_volume(load_series(study, THIN_UID), expected)
 
 
@@ -234,17 +215,13 @@ def test_two_processes_building_at_once_leave_a_valid_index(tmp_path, private_ca
     for p in procs:
         p.join(timeout=300)
     assert [p.exitcode for p in procs] == [0, 0]
-    path = dindex.index_path()
-    assert _is_valid_index(path)
-    conn = sqlite3.connect(path)
-    stored = {row[0]: json.loads(row[1])
-              for row in conn.execute("SELECT folder, listing FROM folders")}
-    conn.close()
-    assert sorted(stored) == sorted(str(os.path.abspath(f)) for f in folders)
+    stored = {f: _stored(f) for f in folders}
+    assert len(list(dindex.index_path().iterdir())) == len(folders)  # no temporary left
     for folder in folders:
         fresh = dindex.folder_listing(folder, index=False)
-        assert stored[os.path.abspath(folder)]["records"] == fresh["records"]
-        assert stored[os.path.abspath(folder)]["signature"] == fresh["signature"]
+        assert stored[folder]["folder"] == os.path.abspath(folder)
+        assert stored[folder]["records"] == fresh["records"]
+        assert stored[folder]["signature"] == fresh["signature"]
 
 
 def test_build_index_for_a_dataset_root(tmp_path):
@@ -257,9 +234,7 @@ def test_build_index_for_a_dataset_root(tmp_path):
     assert table["folder"].tolist() == ["S0", "S1", "S2"]
     assert table["images"].tolist() == [2, 3, 4] and table["series"].tolist() == [1, 1, 1]
     assert sum(calls) == 3
-    conn = sqlite3.connect(dindex.index_path())
-    assert conn.execute("SELECT COUNT(*) FROM folders").fetchone()[0] == 3
-    conn.close()
+    assert len(list(dindex.index_path().glob("*.json"))) == 3
 
 
 def test_cli_index(tmp_path, capsys):
@@ -279,9 +254,9 @@ def test_write_series_output_unchanged_by_the_index(tmp_path, arrays):  # noqa: 
     assert load_series(tmp_path, "1.2.8").headers.paths == files
 
 
-def test_minimal_header_reader_agrees_with_pydicom(tmp_path, monkeypatch):
-    """Records from the minimal reader equal those from pydicom: sequences of undefined and
-    defined length (nested), a Cyrillic character set, implicit VR, odd private elements."""
+def test_header_reader_handles_sequences_and_character_sets(tmp_path):
+    """Records read past sequences of undefined and defined length (nested), a Cyrillic
+    character set, implicit VR and odd private elements; pixel offsets point at the pixels."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -289,6 +264,7 @@ def test_minimal_header_reader_agrees_with_pydicom(tmp_path, monkeypatch):
 
     small_series(tmp_path / "s", n=4)
     paths = sorted((tmp_path / "s").glob("*.dcm"))
+    plain = [_files.read_record(p, p.name, p.stat()) for p in paths]
 
     def edit(k, ds):
         inner = Dataset()
@@ -313,9 +289,14 @@ def test_minimal_header_reader_agrees_with_pydicom(tmp_path, monkeypatch):
             ds.SeriesDescription = "Грудь 1.0 мм"
 
     edit_files(paths, edit)
-    fast = [_files._record(p, p.name, p.stat()) for p in paths]
-    monkeypatch.setattr(_files, "_fast_read", lambda fh, size: None)
-    slow = [_files._record(p, p.name, p.stat()) for p in paths]
-    assert fast == slow
-    assert [r["description"] for r in fast][1] == "Грудная клетка"
-    assert all(r["status"] == "image" and r["pixel_offset"] for r in fast)
+    records = [_files.read_record(p, p.name, p.stat()) for p in paths]
+    assert [r["description"] for r in records][1] == "Грудная клетка"
+    assert records[3]["description"] == "Грудь 1.0 мм"
+    assert records[2]["transfer_syntax"] == pydicom.uid.ImplicitVRLittleEndian
+    keep = ("series_uid", "instance", "position", "orientation", "pixel_spacing", "rows", "cols")
+    assert [{k: r[k] for k in keep} for r in records] == [{k: r[k] for k in keep} for r in plain]
+    for path, rec in zip(paths, records):
+        assert rec["status"] == "image"
+        with open(path, "rb") as fh:
+            fh.seek(rec["pixel_offset"])
+            assert fh.read(rec["pixel_length"]) == pydicom.dcmread(path).PixelData

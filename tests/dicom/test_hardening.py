@@ -21,10 +21,11 @@ import pydicom
 import pytest
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import DeflatedExplicitVRLittleEndian
-from test_dicom import FOR_UID, STUDY_UID, reference_volume, small_series
 
 from vfs_utils.dicom import load_series, scan, write_series
 from vfs_utils.errors import SeriesError, VfsError
+
+from .conftest import FOR_UID, STUDY_UID, reference_volume, small_series
 
 UID = "1.2.3.4.5"
 
@@ -79,7 +80,8 @@ BAD_FIELDS = [
     ("RescaleIntercept", b"1\\2"), ("SliceThickness", b"nan"),
     ("ImageOrientationPatient", b"1\\0\\0\\0\\1"), ("ImagePositionPatient", b"0\\0\\nan"),
     ("ImagePositionPatient", b"0\\0\\-inf"), ("Rows", struct.pack("<H", 0)),
-    ("Columns", b"\x01"),
+    ("Columns", b"\x01"), ("Rows", b""),  # fuzz: an empty Rows was a TypeError
+    ("RescaleSlope", b"1e308"), ("RescaleIntercept", b"-1e308"),  # fuzz: inf/NaN voxels
 ]
 
 
@@ -267,6 +269,7 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow
 def test_fuzzed_series_give_project_errors_or_correct_volumes(tmp_path):
     pristine = tmp_path / "pristine"
     small_series(pristine / "s", n=3)
@@ -304,3 +307,81 @@ def test_fuzzed_series_give_project_errors_or_correct_volumes(tmp_path):
                     outcomes["loaded, equal to the reference"] += 1
     print(f"{cases} mutated studies x 2 (with and without the index): {outcomes}")
     assert outcomes["SeriesError"] > 0 and outcomes["loaded, equal to the reference"] > 0
+
+
+# --------------------------------------------------------------------------- fuzz findings
+
+
+def test_a_fifo_in_a_study_folder_is_reported_never_opened(series):
+    folder, paths = series
+    expected = reference_volume(folder, UID)
+    os.mkfifo(folder / "s" / "pipe")     # opening it for reading would block forever
+    os.mkfifo(folder / "top-pipe")
+    for index in (False, True, True):
+        table = scan(folder, index=index)
+        assert table["n_slices"].tolist() == [4]
+        assert table.attrs["skipped_files"] == 2
+        assert [p.split(":")[0] for p in table.attrs["problems"]] == [
+            str(folder / "s" / "pipe"), str(folder / "top-pipe")]
+        assert all("FIFO" in p for p in table.attrs["problems"])
+        np.testing.assert_array_equal(load_series(folder, UID, index=index).array, expected)
+
+
+def test_a_slice_without_file_meta_is_read_not_dropped(series):
+    folder, paths = series
+    expected = reference_volume(folder, UID)
+    ds = pydicom.dcmread(paths[2])
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(paths[2], implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert paths[2].read_bytes()[:2] == b"\x08\x00"  # no preamble, no DICM, no group 0002
+    for index in (False, True, True):
+        assert scan(folder, index=index)["n_slices"].tolist() == [4]
+        np.testing.assert_array_equal(load_series(folder, UID, index=index).array, expected)
+
+
+def test_a_loop_to_a_study_with_top_level_files_counts_nothing_twice(tmp_path):
+    folder = tmp_path / "study"
+    small_series(folder, n=4)                           # the slices lie in the study folder
+    expected = reference_volume(folder, UID)
+    (folder / "sub").mkdir()
+    os.symlink(folder, folder / "sub" / "loop")         # back to the study: its files again
+    os.symlink(tmp_path, folder / "sub" / "up")         # above it
+    for index in (False, True, True):
+        table = scan(folder, index=index)
+        assert table["n_slices"].tolist() == [4]
+        assert table.attrs["skipped_files"] == 2         # the two links, counted, not followed
+        np.testing.assert_array_equal(load_series(folder, UID, index=index).array, expected)
+
+
+def test_a_second_path_to_one_slice_is_counted_as_skipped(series):
+    folder, paths = series
+    expected = reference_volume(folder, UID)
+    os.symlink(paths[0], folder / "s" / "alias.dcm")
+    os.symlink(folder / "s", folder / "again")
+    for index in (False, True, True):
+        table = scan(folder, index=index)
+        assert table["n_slices"].tolist() == [4]
+        assert table.attrs["skipped_files"] == 2
+        assert table.attrs["problems"] == []
+        vol = load_series(folder, UID, index=index)
+        np.testing.assert_array_equal(vol.array, expected)
+        assert [p.name for p in vol.headers.paths] == [p.name for p in paths]
+
+
+@pytest.mark.parametrize("value", [None, b""], ids=["missing", "empty"])
+def test_series_spacing_without_pixel_spacing_names_the_field(tmp_path, value):
+    from vfs_utils.matching import series_spacing
+
+    root = tmp_path / "root"
+    small_series(root / "dicom" / "STUDY" / "s", n=3)
+    for path in sorted((root / "dicom" / "STUDY" / "s").glob("*.dcm")):
+        if value is None:
+            ds = pydicom.dcmread(path)
+            del ds.PixelSpacing
+            ds.save_as(path, enforce_file_format=True)
+        else:
+            set_element(path, "PixelSpacing", value)
+    with pytest.raises(SeriesError, match="PixelSpacing") as info:
+        series_spacing(root, "STUDY", UID)
+    assert str(root / "dicom" / "STUDY") in str(info.value)
