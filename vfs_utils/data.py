@@ -45,7 +45,8 @@ from pathlib import Path
 
 from ._env import env_flag
 from ._fs import write_text_atomic
-from .errors import DataNotFoundError, DownloadError, UsageError
+from .annotation import load_annotation
+from .errors import AnnotationError, DataNotFoundError, DownloadError, UsageError
 
 __all__ = [
     "ENV_ANNOTATION_DIR",
@@ -394,8 +395,6 @@ def _find(version: str, path=None, *, download: bool | None = None,
 def folder_schema(folder: str | os.PathLike) -> str | None:
     """The schema version (``"v1"`` or ``"v2"``) of the first readable annotation file in
     ``folder`` (files in name order, at most 5 tried), or None when none can be read."""
-    from .annotation import load_annotation
-    from .errors import AnnotationError
 
     for path in sorted(Path(folder).glob("*.json"))[:5]:
         try:

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..agreement import MIN_GROUPS, N_BOOT, _percentile_interval, group_weights, n_groups
+from ..agreement import (
+    MIN_GROUPS,
+    N_BOOT,
+    _percentile_interval,
+    bootstrap_groups,
+    group_weights,
+    n_groups,
+    wilson_interval,
+)
 from ..annotation import read_annotations
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..readings import match_vertebrae
@@ -463,8 +471,6 @@ def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
         Columns ``model, mean_predicted, fraction_positive, n`` (items in the bin) and
         ``low, high`` (95 % Wilson interval of the bin's fraction), one row per bin.
     """
-    from ..agreement import wilson_interval
-
     frame = predictions[predictions["target"] == target]
     parts = []
     for model in models:
@@ -505,8 +511,6 @@ def brier_scores(predictions: pd.DataFrame, target: str = "label_any", *,
     DataFrame
         Columns ``model, level, n, brier, brier_lo, brier_hi, no_skill``.
     """
-    from ..agreement import bootstrap_groups
-
     frame = predictions[predictions["target"] == target]
     models = list(dict.fromkeys(frame["model"])) if models is None else list(models)
     rows = []

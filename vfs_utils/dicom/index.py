@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._env import env_flag
 from .._fs import write_text_atomic
 from .._parallel import map_ordered
 from ..data import cache_dir
@@ -67,8 +68,6 @@ def index_enabled(index: bool | None = None) -> bool:
     """Whether to use the index: `index` when given, else not when ``VFS_NO_INDEX=1``."""
     if index is not None:
         return bool(index)
-    from .._env import env_flag
-
     return not env_flag(ENV_NO_INDEX)
 
 

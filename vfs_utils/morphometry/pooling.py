@@ -14,8 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .. import agreement
 from ..agreement import N_BOOT
-from ..annotation import POINT_COLUMNS
+from ..annotation import LEVELS, POINT_COLUMNS
 from ._inputs import _as_points, _require, _spacing_rows, _study_keys
 from .grading import _grade_codes, _to_int64
 from .reference import _sd_codes
@@ -293,8 +294,6 @@ def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, st
         ``vertebra_hi``, ``patients``, ``patients_positive``, ``patient_rate``,
         ``patient_lo``, ``patient_hi``.
     """
-    from .. import agreement as _stats
-
     _require(consensus_table, ["folder"], "prevalence_intervals")
     if columns is None:
         columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
@@ -304,11 +303,11 @@ def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, st
         hit = (t[column].astype(int) >= min_grade).to_numpy(dtype=float)
         folders = t["folder"].to_numpy()
         worst = pd.Series(hit).groupby(folders).max()
-        rate, lo, hi = _stats.bootstrap_groups(
+        rate, lo, hi = agreement.bootstrap_groups(
             lambda w, hit=hit: (w @ hit) / w.sum(axis=1), folders, n_boot=n_boot, seed=seed,
             weighted=True)
         k = int(worst.sum())
-        p_lo, p_hi = _stats.wilson_interval(k, len(worst))
+        p_lo, p_hi = agreement.wilson_interval(k, len(worst))
         rows[label] = {"vertebrae": len(t), "vertebra_rate": rate, "vertebra_lo": lo,
                        "vertebra_hi": hi, "patients": len(worst), "patients_positive": k,
                        "patient_rate": k / len(worst) if len(worst) else float("nan"),
@@ -331,9 +330,6 @@ def level_rates(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None
         Long: ``level``, ``rule``, ``n``, ``positives``, ``rate``, ``low``, ``high``;
         levels in ``levels`` order (default: :data:`vfs_utils.annotation.LEVELS` order).
     """
-    from .. import agreement as _stats
-    from ..annotation import LEVELS
-
     _require(consensus_table, ["level"], "level_rates")
     if columns is None:
         columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
@@ -344,7 +340,7 @@ def level_rates(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None
         for level in order:
             g = t.loc[t["level"] == level, column].astype(int)
             k, n = int((g >= min_grade).sum()), len(g)
-            low, high = _stats.wilson_interval(k, n)
+            low, high = agreement.wilson_interval(k, n)
             rows.append({"level": level, "rule": label, "n": n, "positives": k,
                          "rate": k / n if n else float("nan"), "low": low, "high": high})
     return pd.DataFrame(rows, columns=["level", "rule", "n", "positives", "rate", "low", "high"])

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..annotation import LEVELS
+from ..annotation import LEVELS, POINT_COLUMNS
 from ._inputs import _require
 from .grading import DEFORMITIES, GRADE_TOLERANCE, _to_int64
 
@@ -71,8 +71,6 @@ def distinct_readings(table: pd.DataFrame) -> pd.DataFrame:
     v2 revises v1: 2356 of the 3607 v2 readings are v1 readings copied point for point
     (lesson 00). Pooling both rounds without this counts such a reading twice.
     """
-    from ..annotation import POINT_COLUMNS
-
     # a morphometry table has no point columns: the three heights and the centre
     # are the same for readings with the same six points
     geometry = ["ha", "hm", "hp", "centre_row", "centre_col", "centre_slice"]
