@@ -122,12 +122,25 @@ def test_heldout_detection_and_distances(heldout_tables):
     between = np.median(np.concatenate(experts["dist_points"].to_list()))
     # the model is closer to the reading the image shows than the experts are to each other
     assert own <= between
-    # against every reader (the others carry their real disagreement with the rendered one)
-    # the issue's target ratio 1.0 is NOT met (1.10 when this model was shipped): guard
-    # against a regression only
+    # against every reader pooled (the others carry their real disagreement with the
+    # rendered one): no farther than the experts are from each other
     s = evaluation.summary(heldout_tables)
-    assert s["ratio"] <= 1.15
+    assert s["ratio"] <= 1.0
     assert s["level_accuracy"] >= 0.95
+
+
+@pytest.mark.slow
+def test_synthetic_heldout_seed():
+    """Sampled spines of a seed the model never saw, read by simulated experts."""
+    from vfs_utils.keypoints import evaluation
+
+    examples, anns = evaluation.heldout_set("synthetic")
+    s = evaluation.summary(evaluation.evaluate(examples, anns))
+    assert s["recall"] >= 0.95 and s["precision"] >= 0.95
+    # the issue's ratio target (1.0) is NOT met here: 1.004 for the shipped model (simulated
+    # readers scatter around the true spine, so the ratio is about 1 by construction unless
+    # the model is much closer to the truth than a reader). A regression guard only.
+    assert s["ratio"] <= 1.05
 
 
 # --------------------------------------------------------------------------- CLI

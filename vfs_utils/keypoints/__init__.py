@@ -10,7 +10,8 @@ an anchor-free detector on a 2D sagittal input that follows the spine. Here:
    offsets to the six keypoints, run from the ONNX file shipped with the package
    through onnxruntime (:func:`run_model`); trained with PyTorch (the ``train`` extra,
    ``make model``);
-3. :func:`decode`: peaks of the heatmap -> vertebrae with six points;
+3. :func:`decode`: peaks of the heatmap -> vertebrae with six points; :func:`refine`:
+   each endplate point moved to the bone edge along its height line (within 2 mm);
 4. :func:`detect`: the whole chain, back to ``[row, col, slice]`` voxel indices of the
    volume, level names counted from the lung base, as an
    :class:`~vfs_utils.annotation.Annotation` with one reader ``"model"``.
@@ -22,7 +23,7 @@ Its positives are QM morphometric deformities, never fracture diagnoses.
 from __future__ import annotations
 
 from ._data import HELDOUT_COUNT, split
-from ._decode import OFFSET_SCALE, STRIDE, THRESHOLD, decode
+from ._decode import OFFSET_SCALE, STRIDE, THRESHOLD, decode, refine
 from ._input import SagittalInput, lung_profile, sagittal_input, spine_centreline
 from ._onnx import METADATA_FILE, MODEL_FILE, model_metadata, run_model
 from .predict import Detection, detect, name_levels
@@ -41,6 +42,7 @@ __all__ = [
     "lung_profile",
     "model_metadata",
     "name_levels",
+    "refine",
     "run_model",
     "sagittal_input",
     "spine_centreline",

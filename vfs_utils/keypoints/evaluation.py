@@ -16,7 +16,7 @@ import pandas as pd
 from ..annotation import Annotation
 from ..morphometry import genant_grade, heights
 from ._data import Example
-from ._decode import THRESHOLD, decode
+from ._decode import THRESHOLD, decode, refine
 from ._onnx import run_model
 from .predict import name_levels
 
@@ -32,6 +32,7 @@ def predict_example(ex: Example, *, threshold: float = THRESHOLD, model=None):
     """(voxels (n, 6, 3), level names, scores) of the model on one example."""
     heat, off = run_model(ex.sag.image, model)
     pix, scores = decode(heat, off, threshold=threshold)
+    pix = refine(ex.sag.image, pix)
     vox = ex.sag.to_voxels(pix) if len(pix) else np.zeros((0, 6, 3))
     for v in vox:
         v[:, 1] = np.interp(v[:, 2].mean(), np.arange(len(ex.sag.cols)), ex.sag.cols)

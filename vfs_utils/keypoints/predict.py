@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..annotation import LEVELS, Annotation, Vertebra, read_annotations
-from ._decode import MIN_DIST_PX, THRESHOLD, decode
+from ._decode import MIN_DIST_PX, THRESHOLD, decode, refine
 from ._input import SagittalInput, lung_profile, sagittal_input
 from ._onnx import run_model
 
@@ -125,6 +125,7 @@ def detect(volume, spacing=None, *, folder: str = "", series_uid: str = "",
     sag = sagittal_input(array, sp)
     heat, off = run_model(sag.image, model)
     pix, scores = decode(heat, off, threshold=threshold, min_dist=MIN_DIST_PX)
+    pix = refine(sag.image, pix)
     vertebrae = []
     centres = []
     for p in pix:
