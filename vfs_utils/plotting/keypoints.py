@@ -68,7 +68,7 @@ def show_heatmap_offsets(image: np.ndarray, heat: np.ndarray, offsets: np.ndarra
                         interpolation="nearest")
     fig.colorbar(im, ax=axes[0], shrink=0.6, label="centre probability")
     _axes(axes[1], image, grid_mm, half_rows_mm, "Offsets: peak cell -> six keypoints", v_range)
-    for p in points:
+    for n, p in enumerate(points):
         c = p.mean(axis=0)
         ci, cj = int(c[0] // stride), int(c[1] // stride)
         ci, cj = min(max(ci, 0), h - 1), min(max(cj, 0), w - 1)
@@ -80,7 +80,7 @@ def show_heatmap_offsets(image: np.ndarray, heat: np.ndarray, offsets: np.ndarra
             axes[1].annotate("", (u, v), (cu, cv), arrowprops=dict(
                 arrowstyle="->", color=OKABE_ITO["yellow"], lw=0.8))
         axes[1].plot(cu, cv, "s", ms=4, color=OKABE_ITO["sky blue"],
-                     label="peak cell" if p is points[0] else None)
+                     label="peak cell" if n == 0 else None)
     if len(points):
         axes[1].legend(loc="lower right", fontsize=7)
     return fig
