@@ -187,3 +187,23 @@ def test_cli_predict_bad_input_is_one_line(phantom_root, tmp_path, capsys):
     assert main(["predict", "--root", str(phantom_root), "--folder", folder]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--out" in err
+
+
+def test_cli_predict_with_a_v1_annotation_names_levels_and_model(phantom_root, capsys):
+    folder = next((phantom_root / "dicom").iterdir()).name
+    v1 = phantom_root / "annotation" / f"{folder}.json"
+    v2 = load_annotation(phantom_root / "annotation_v2" / f"{folder}.json")
+    assert load_annotation(v1).version == "v1"
+    assert main(["predict", "--root", str(phantom_root), "--annotation", str(v1),
+                 "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "target" in captured.err and "deformity score" in captured.err
+    import io
+
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(captured.out))
+    # the v1 file has no levels: they are carried from the v2 reading of the same study
+    levels = {v.level for vs in v2.experts.values() for v in vs}
+    assert table["level"].notna().all() and set(table["level"]) <= levels
+    assert "deformity_score" in table.columns
