@@ -275,7 +275,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if load_annotation(args.annotation).version == "v1":
         table["level"] = _carried_levels(Path(args.annotation), Path(args.root), table)
-    table = table.rename(columns={"probability": "deformity_score"})
     _say(args, f"keypoints: the experts' ({args.annotation}); {what}")
     _print_frame(table, args.format)
     return 0
