@@ -16,9 +16,11 @@ and a baseline deformity classifier. One module per concept::
     phantom/     the synthetic spine CT phantom and demo dataset
                  (spine: geometry, truths, sampling; render; dataset: writer, manifest)
     plotting/    every figure of the lessons (_style, sagittal, reformation, browser,
-                 morphometry, classifier)
+                 morphometry, classifier, keypoints)
     baseline/    image features and a scikit-learn deformity classifier
                  (studies, features, models, evaluation)
+    keypoints/   vertebrae and their six keypoints found in the image (a small network
+                 shipped as ONNX; torch only to retrain)
     tutorial     the setup step every notebook opens with (data modes)
 
 Private helpers: ``_fs`` (atomic writes, the dataset layout, checks), ``_parallel``

@@ -275,25 +275,129 @@ def _cmd_morphometry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from .baseline import default_model, load_model, predict_study
+def _load_classifier(path):
+    """(estimator, description, trained_now) of ``vfs predict``'s deformity score."""
+    from .baseline import default_model, load_model
+    from .baseline.models import _DEFAULT_MODEL_FILE
+    from .data import cache_dir
 
-    where = args.model if args.model is not None else "the cached default model"
+    where = path if path is not None else "the cached default model"
+    trained_now = path is None and not (cache_dir() / "models" / _DEFAULT_MODEL_FILE).is_file()
     try:
-        model = load_model(args.model) if args.model is not None else default_model()
+        model = load_model(path) if path is not None else default_model()
     except ModelFileError as exc:
-        if args.model is not None:
+        if path is not None:
             raise
         raise ModelFileError(f"{exc} It is the cached default model: delete it to have it "
                              "trained again.") from None
     except VfsError:
         raise
     except Exception as exc:  # skops/zipfile/pickle errors of a damaged file: one line
-        hint = ("delete it to have it trained again" if args.model is None
+        hint = ("delete it to have it trained again" if path is None
                 else "save models with vfs_utils.baseline.save_model()")
         raise ModelFileError(f"{where}: cannot be loaded as a skops model ({type(exc).__name__}: "
                              f"{str(exc)[:120]}); {hint}.") from None
+    if path is None:
+        what = ("deformity score: the default image-feature classifier (logistic regression on "
+                "sampled phantom spines, cached in the cache's models/ folder); target: "
+                "consensus QM grade >= 1 at the vertebra (a morphometric deformity, not a "
+                "fracture diagnosis)")
+    else:
+        what = (f"deformity score: the classifier in {path}; its target is the one it was "
+                "trained on")
+    return model, what + (" [trained just now]" if trained_now else ""), trained_now
+
+
+def _carried_levels(ann_path: Path, root: Path, table) -> list:
+    """Level names for a v1 file's vertebrae: carried from the v2 reading of the same study
+    (as the lessons do), else None."""
+    from .annotation import load_annotation, read_annotations
+    from .data import annotation_dir
+    from .errors import DataNotFoundError
+    from .readings import carry_levels
+
+    candidates = [root / "annotation_v2" / ann_path.name]
+    try:
+        candidates.append(annotation_dir("v2", download=False) / ann_path.name)
+    except DataNotFoundError:
+        pass
+    v2 = next((c for c in candidates if c.is_file()), None)
+    if v2 is None:
+        return list(table["level"])
+    carried = carry_levels(read_annotations(ann_path), read_annotations(load_annotation(v2)))
+    carried = carried[carried["level"].notna()]
+    if carried.empty:
+        return list(table["level"])
+    import numpy as np
+
+    c_slice = carried[[f"slice{i}" for i in range(6)]].mean(axis=1).to_numpy()
+    out = []
+    for z in table["centre_slice"].to_numpy(float):
+        k = int(np.argmin(np.abs(c_slice - z)))
+        out.append(carried["level"].iloc[k] if abs(c_slice[k] - z) < 10 else None)
+    return out
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .baseline import predict_study
+
+    if args.annotation is None:
+        return _predict_from_image(args)
+    model, what, _ = _load_classifier(args.model)
     table = predict_study(args.root, args.annotation, model=model)
+    from .annotation import load_annotation
+
+    if load_annotation(args.annotation).version == "v1":
+        table["level"] = _carried_levels(Path(args.annotation), Path(args.root), table)
+    _say(args, f"keypoints: the experts' ({args.annotation}); {what}")
+    _print_frame(table, args.format)
+    return 0
+
+
+def _say(args, text: str) -> None:
+    """Model and target lines: on stdout before a table, on stderr before CSV."""
+    print(text, file=sys.stderr if args.format == "csv" else sys.stdout)
+
+
+def _predict_from_image(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .annotation import write_annotation
+    from .baseline import predict_study
+    from .dicom import load_series
+    from .errors import UsageError
+    from .keypoints import MODEL_FILE, detect, model_metadata
+    from .keypoints.predict import thin_series
+    from .morphometry import morphometry_table
+
+    if args.folder is None or args.out is None:
+        raise UsageError("vfs predict: without --annotation, give --folder FOLDER (the study "
+                         "under ROOT/dicom) and --out FILE (where the model's keypoints are "
+                         "written as a v2 annotation file).")
+    series = thin_series(args.root, args.folder, args.series)
+    vol = load_series(series["study_folder"], series["series_uid"])
+    det = detect(vol, folder=args.folder, series_uid=series["series_uid"])
+    if not det.annotation.experts["model"]:
+        raise VfsError(f"{series['study_folder']}: the keypoint model found no vertebra in "
+                       f"series {series['series_uid']}; is it a CT of the chest or spine?")
+    write_annotation(det.annotation, args.out, version="v2")
+    meta = model_metadata()
+    morph = morphometry_table(det.frame, spacing=vol.spacing)
+    del vol
+    model, what, _ = _load_classifier(args.model)
+    scores = predict_study(args.root, args.out, model=model)
+    table = morph[["ha", "hm", "hp", "height_loss", "grade"]].copy()
+    table.insert(0, "level", [v.level for v in det.annotation.experts["model"]])
+    for c in ("ha", "hm", "hp"):
+        table[c] = table[c].round(1)
+    table["height_loss"] = table["height_loss"].round(3)
+    order = np.argsort(scores["centre_slice"].to_numpy(float), kind="stable")
+    table["deformity_score"] = scores["probability"].to_numpy(float)[order].round(3)
+    table.insert(1, "detection", np.round(det.scores, 3))
+    _say(args, f"keypoints: {MODEL_FILE.name} (ONNX, {meta.get('licence', '?')}); target: "
+               f"{meta.get('target', '?')}; levels from the {det.level_source}; "
+               f"written to {args.out}")
+    _say(args, what)
     _print_frame(table, args.format)
     return 0
 
@@ -372,11 +476,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", **fmt)
     p.set_defaults(func=_cmd_morphometry)
 
-    p = sub.add_parser("predict", help="per-vertebra fracture probabilities for one study")
+    p = sub.add_parser("predict", help="keypoints, heights, QM grades and deformity scores of "
+                       "one study (from the image, or from an annotation file)")
     p.add_argument("--root", type=_existing_folder, required=True, help="dataset root")
-    p.add_argument("--annotation", type=_existing_file, required=True,
-                   help="the study's annotation file")
-    p.add_argument("--model", type=_existing_file, default=None, help="a model saved with skops")
+    p.add_argument("--annotation", type=_existing_file, default=None,
+                   help="the study's annotation file (default: find the keypoints in the image "
+                        "with the shipped keypoint model)")
+    p.add_argument("--folder", default=None,
+                   help="without --annotation: the study folder under ROOT/dicom")
+    p.add_argument("--series", default=None,
+                   help="without --annotation: the SeriesInstanceUID (default: the thin series)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="without --annotation: write the model's keypoints here (v2 JSON)")
+    p.add_argument("--model", type=_existing_file, default=None,
+                   help="a deformity classifier saved with skops")
     p.add_argument("--format", choices=["table", "csv"], default="table")
     p.set_defaults(func=_cmd_predict)
     return parser

@@ -20,8 +20,8 @@ plotting package): :mod:`._style` (windows, the Okabe-Ito palette, expert, grade
 model colours), :mod:`.sagittal` (slices, overlays, montages), :mod:`.reformation`
 (the curved planar reformation), :mod:`.browser` (the slice slider), :mod:`.morphometry`
 and :mod:`.agreement` (lessons 04 and 05: heights, rules, level-normal references,
-reader agreement) and :mod:`.classifier` (lesson 06's). Plot functions take arrays
-and tables and compute nothing a lesson would want as numbers.
+reader agreement), :mod:`.classifier` (lesson 06's) and :mod:`.keypoints` (lesson 08's).
+Plot functions take arrays and tables and compute nothing a lesson would want as numbers.
 """
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ from .agreement import (
 )
 from .browser import SliceBrowser, slice_browser
 from .classifier import plot_calibration, plot_patches, plot_roc
+from .keypoints import (
+                     plot_keypoint_distances,
+                     show_heatmap_offsets,
+                     show_keypoint_gallery,
+                     show_keypoint_input,
+                     show_keypoint_predictions,
+)
 from .morphometry import (
                      draw_vertebra_heights,
                      plot_distributions,
@@ -79,6 +86,7 @@ __all__ = [
     "plot_flip_rate_vs_observed",
     "plot_grade_prevalence",
     "plot_kappa_heatmap",
+    "plot_keypoint_distances",
     "plot_level_reference",
     "plot_patches",
     "plot_prevalence_by_level",
@@ -86,6 +94,10 @@ __all__ = [
     "sagittal_column",
     "sagittal_extent",
     "show_curved_reformation",
+    "show_heatmap_offsets",
+    "show_keypoint_gallery",
+    "show_keypoint_input",
+    "show_keypoint_predictions",
     "show_sagittal",
     "slice_browser",
     "vertebra_centres",

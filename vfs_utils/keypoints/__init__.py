@@ -1,0 +1,50 @@
+"""Keypoints from the image: vertebrae and their six points found in a CT volume.
+
+The step the companion papers teach a network (Pisov et al. 2020; Zakharov et al. 2023):
+an anchor-free detector on a 2D sagittal input that follows the spine. Here:
+
+1. :func:`sagittal_input`: the spine's centre line on every slice from bone intensity
+   (its row and column: a scoliotic spine keeps its course), and a straightened
+   sagittal image along it on a fixed 1 mm grid;
+2. the network (a small CNN, CenterNet-like): a vertebra-centre heatmap and twelve
+   offsets to the six keypoints, run from the ONNX file shipped with the package
+   through onnxruntime (:func:`run_model`); trained with PyTorch (the ``train`` extra,
+   ``make model``);
+3. :func:`decode`: peaks of the heatmap -> vertebrae with six points; :func:`refine`:
+   each endplate point moved to the bone edge along its height line (within 2 mm);
+4. :func:`detect`: the whole chain, back to ``[row, col, slice]`` voxel indices of the
+   volume, level names counted from the lung base, as an
+   :class:`~vfs_utils.annotation.Annotation` with one reader ``"model"``.
+
+The shipped model is trained on phantom images rendered from the CC BY-NC 4.0 expert
+annotations, so the model file is CC BY-NC 4.0 too (see ``model/keypoints.json``).
+Its positives are QM morphometric deformities, never fracture diagnoses.
+"""
+from __future__ import annotations
+
+from ._data import HELDOUT_COUNT, split
+from ._decode import OFFSET_SCALE, STRIDE, THRESHOLD, decode, refine
+from ._input import SagittalInput, lung_profile, sagittal_input, spine_centreline
+from ._onnx import METADATA_FILE, MODEL_FILE, model_metadata, run_model
+from .predict import Detection, detect, name_levels
+
+__all__ = [
+    "HELDOUT_COUNT",
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "OFFSET_SCALE",
+    "STRIDE",
+    "THRESHOLD",
+    "Detection",
+    "SagittalInput",
+    "decode",
+    "detect",
+    "lung_profile",
+    "model_metadata",
+    "name_levels",
+    "refine",
+    "run_model",
+    "sagittal_input",
+    "spine_centreline",
+    "split",
+]

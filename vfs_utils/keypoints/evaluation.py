@@ -1,0 +1,230 @@
+"""Held-out evaluation of the keypoint network (inference only).
+
+For every held-out example (a phantom rendered from one expert's reading):
+:func:`predict_example` runs the shipped model on its 2D input; :func:`evaluate`
+matches the detections to the rendered vertebrae (detection precision and recall inside
+the annotated span) and to every expert's reading (keypoint distances, heights and QM
+grades), beside the same comparisons between the experts themselves.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..annotation import Annotation, load_annotation
+from ..baseline import vertebra_table
+from ..data import annotation_dir
+from ..morphometry import LABEL_LEVELS, genant_grade, heights
+from ..phantom import sample_readings
+from ._data import HELDOUT_SEED, Example, cached_examples, split, synthetic_truth
+from ._decode import THRESHOLD, decode, refine
+from ._onnx import run_model
+from .predict import name_levels
+
+__all__ = ["MATCH_MM", "evaluate", "heldout_set", "keypoint_distances", "match_centres",
+           "patient_table", "predict_example", "summary"]
+
+#: A detection and a reading are the same vertebra when their centres (six-point means)
+#: are closer than this (mm); neighbouring vertebrae are 20-35 mm apart.
+MATCH_MM = 10.0
+
+
+def predict_example(ex: Example, *, threshold: float = THRESHOLD, model=None):
+    """(voxels (n, 6, 3), level names, scores) of the model on one example."""
+    heat, off = run_model(ex.sag.image, model)
+    pix, scores = decode(heat, off, threshold=threshold)
+    pix = refine(ex.sag.image, pix)
+    vox = ex.sag.to_voxels(pix) if len(pix) else np.zeros((0, 6, 3))
+    for v in vox:
+        v[:, 1] = np.interp(v[:, 2].mean(), np.arange(len(ex.sag.cols)), ex.sag.cols)
+    names, _ = name_levels(vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0), ex.lungs)
+    return vox, names, scores
+
+
+def _mm(vox: np.ndarray, sp) -> np.ndarray:
+    return np.asarray(vox, float) * np.asarray(sp, float)
+
+
+def match_centres(a: np.ndarray, b: np.ndarray, sp, tol: float = MATCH_MM):
+    """Greedy one-to-one matching of vertebrae (n, 6, 3) and (m, 6, 3) by centre distance
+    (mm, row and slice only): a list of (i, j) pairs closer than ``tol``."""
+    if len(a) == 0 or len(b) == 0:
+        return []
+    ca, cb = _mm(a, sp).mean(axis=1)[:, [0, 2]], _mm(b, sp).mean(axis=1)[:, [0, 2]]
+    d = np.linalg.norm(ca[:, None] - cb[None], axis=2)
+    pairs, used_a, used_b = [], set(), set()
+    for flat in np.argsort(d, axis=None, kind="stable"):
+        i, j = np.unravel_index(flat, d.shape)
+        if d[i, j] >= tol:
+            break
+        if i in used_a or j in used_b:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        pairs.append((int(i), int(j)))
+    return sorted(pairs)
+
+
+def keypoint_distances(a: np.ndarray, b: np.ndarray, sp) -> np.ndarray:
+    """In-plane (row, slice) distances in mm of corresponding points, (n, 6)."""
+    d = (_mm(a, sp) - _mm(b, sp))[..., [0, 2]]
+    return np.linalg.norm(d, axis=-1)
+
+
+def _grade(vox: np.ndarray, sp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h = heights(np.asarray(vox, float), sp)
+    loss = 1 - h.min(axis=1) / h.max(axis=1)
+    return h, loss, np.asarray(genant_grade(loss), dtype=float)
+
+
+def evaluate(examples: list[Example], annotations: dict[str, Annotation], *,
+             threshold: float = THRESHOLD, model=None) -> dict[str, pd.DataFrame]:
+    """Tables of the held-out evaluation.
+
+    Returns
+    -------
+    dict with
+      ``detection``: one row per example (``tp``, ``fn``, ``fp`` inside the annotated
+      span, ``levels_right``, ``levels_named``);
+      ``pairs``: one row per vertebra pair compared, ``reader_a`` (``"model"`` or an
+      expert), ``reader_b`` (an expert), ``image_expert`` (is ``reader_b`` the reading the
+      image was rendered from), the median point distance (mm), the three height
+      differences (mm), both QM grades and losses, ``level``;
+      ``vertebrae``: the model's vertebrae with height loss, grade and level.
+    """
+    det_rows, pair_rows, vert_rows = [], [], []
+    for ex in examples:
+        ann = annotations[ex.folder]
+        sp = ex.sag.spacing
+        vox, names, scores = predict_example(ex, threshold=threshold, model=model)
+        truth = ex.voxels
+        ann_idx = np.nonzero(ex.annotated)[0]
+        zs = _mm(truth, sp).mean(axis=1)[:, 2]
+        step = float(np.median(np.diff(zs))) if len(zs) > 1 else 25.0
+        lo, hi = zs[ann_idx].min() - 0.5 * step, zs[ann_idx].max() + 0.5 * step
+        zd = _mm(vox, sp).mean(axis=1)[:, 2] if len(vox) else np.zeros(0)
+        inside = (zd >= lo) & (zd <= hi)
+        pairs = match_centres(vox, truth, sp)
+        matched_truth = {j for _, j in pairs}
+        matched_det = {i for i, _ in pairs}
+        tp = sum(1 for j in ann_idx if j in matched_truth)
+        fp = int(sum(1 for i in np.nonzero(inside)[0] if i not in matched_det
+                     or not ex.annotated[dict((a, b) for a, b in pairs)[i]]))
+        right = sum(1 for i, j in pairs if ex.annotated[j] and ex.levels[j] is not None
+                    and names[i] == ex.levels[j])
+        named = sum(1 for i, j in pairs if ex.annotated[j] and ex.levels[j] is not None)
+        det_rows.append({"folder": ex.folder, "image_expert": ex.expert, "tp": tp,
+                         "fn": len(ann_idx) - tp, "fp": fp, "detections": len(vox),
+                         "levels_right": right, "levels_named": named})
+        if len(vox):
+            h, loss, grade = _grade(vox, sp)
+            for k in range(len(vox)):
+                vert_rows.append({"folder": ex.folder, "level": names[k], "score": scores[k],
+                                  "inside": bool(inside[k]), "ha": h[k, 0], "hm": h[k, 1],
+                                  "hp": h[k, 2], "height_loss": loss[k], "grade": grade[k]})
+        readers = {"model": vox}
+        levels = {"model": list(names)}
+        for e, vs in sorted(ann.experts.items()):
+            if vs:
+                readers[e] = np.stack([v.points for v in vs]).astype(float)
+                levels[e] = [v.level for v in vs]
+        experts = [e for e in readers if e != "model"]
+        combos = [("model", e) for e in experts] + list(itertools.combinations(experts, 2))
+        for a, b in combos:
+            pa, pb = readers[a], readers[b]
+            mp = match_centres(pa, pb, sp)
+            if not mp:
+                continue
+            ia, ib = np.array(mp).T
+            dist = keypoint_distances(pa[ia], pb[ib], sp)
+            ha, la, ga = _grade(pa[ia], sp)
+            hb, lb, gb = _grade(pb[ib], sp)
+            for k in range(len(ia)):
+                pair_rows.append({
+                    "folder": ex.folder, "reader_a": a, "reader_b": b,
+                    "image_expert": ex.expert in (a, b), "level": levels[b][ib[k]],
+                    "distance_mm": float(np.median(dist[k])),
+                    "dist_points": dist[k],
+                    "dha": ha[k, 0] - hb[k, 0], "dhm": ha[k, 1] - hb[k, 1],
+                    "dhp": ha[k, 2] - hb[k, 2], "loss_a": la[k], "loss_b": lb[k],
+                    "grade_a": ga[k], "grade_b": gb[k]})
+    return {"detection": pd.DataFrame(det_rows), "pairs": pd.DataFrame(pair_rows),
+            "vertebrae": pd.DataFrame(vert_rows)}
+
+
+def summary(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Precision, recall, level accuracy and the keypoint-distance medians and ratio."""
+    det, pairs = tables["detection"], tables["pairs"]
+    tp, fn, fp = det["tp"].sum(), det["fn"].sum(), det["fp"].sum()
+    model = pairs[pairs["reader_a"] == "model"]
+    experts = pairs[pairs["reader_a"] != "model"]
+
+    def med(frame):
+        return float(np.median(np.concatenate(frame["dist_points"].to_list()))) \
+            if len(frame) else float("nan")
+
+    out = {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
+           "level_accuracy": det["levels_right"].sum() / max(det["levels_named"].sum(), 1),
+           "model_vs_image_expert_mm": med(model[model["image_expert"]]),
+           "model_vs_other_experts_mm": med(model[~model["image_expert"]]),
+           "model_vs_experts_mm": med(model),
+           "expert_vs_expert_mm": med(experts)}
+    out["ratio"] = out["model_vs_experts_mm"] / out["expert_vs_expert_mm"]
+    return out
+
+
+def heldout_set(mode: str = "phantom", *, workers: int = 2, folder=None):
+    """(examples, annotations by folder) of the held-out patients of a data mode.
+
+    ``phantom``: the 25 held-out real v2 annotation files, each image rendered from
+    :func:`vfs_utils.baseline.image_expert`'s reading; ``synthetic``: 25 sampled spines of
+    a seed the model never saw, read by simulated experts
+    (:func:`vfs_utils.phantom.sample_readings`). Rendered once, then cached. ``folder``:
+    the v2 annotation folder (default: the configured one).
+    """
+    if mode == "phantom":
+        files = sorted((annotation_dir("v2") if folder is None else Path(folder)).glob("*.json"))
+        held = set(split([f.stem for f in files])["heldout"])
+        anns = {a.folder: a for a in (load_annotation(f) for f in files if f.stem in held)}
+        return cached_examples("phantom", "heldout", files=files, workers=workers), anns
+    if mode != "synthetic":
+        raise ValueError(f"heldout_set: mode must be 'phantom' or 'synthetic', not {mode!r}")
+    examples = cached_examples("synthetic", "heldout", workers=workers)
+    anns = {}
+    for i, ex in enumerate(examples):
+        truth = synthetic_truth(HELDOUT_SEED, i)
+        readings = sample_readings(truth, np.random.default_rng([HELDOUT_SEED, i, 5]))
+        anns[ex.folder] = Annotation(ex.folder, "", "v2", readings)
+    return examples, anns
+
+
+def patient_table(examples: list[Example], annotations: dict[str, Annotation],
+                  tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per patient: the primary target and three scores.
+
+    ``label``: at least one T4-L4 vertebra with consensus QM grade >= 2 among the readers
+    other than ``score_reader`` (the classifier lessons' primary target);
+    ``model``: the largest height loss of the model's vertebrae it names T4-L4;
+    ``reader``: the same from ``score_reader``'s own keypoints (the reading the image was
+    rendered from; in the synthetic mode the first simulated reader).
+    """
+    verts = tables["vertebrae"]
+    rows = []
+    for ex in examples:
+        ann = annotations[ex.folder]
+        reader = ex.expert or sorted(e for e, vs in ann.experts.items() if vs)[0]
+        lab = vertebra_table(ann, ex.sag.spacing, exclude={ann.folder: reader})
+        lab = lab[lab["in_levels"] & lab["label_moderate"].notna()]
+        if lab.empty:
+            continue
+        mine = verts[(verts["folder"] == ex.folder) & verts["level"].isin(list(LABEL_LEVELS))]
+        vs = [v for v in ann.experts[reader] if v.level in LABEL_LEVELS]
+        own = _grade(np.stack([v.points for v in vs]), ex.sag.spacing)[1].max() if vs else 0.0
+        rows.append({"folder": ex.folder, "score_reader": reader,
+                     "label": bool(lab["label_moderate"].astype(bool).any()),
+                     "model": float(mine["height_loss"].max()) if len(mine) else 0.0,
+                     "reader": float(own)})
+    return pd.DataFrame(rows)
