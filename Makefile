@@ -82,7 +82,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 --dist loadfile tests
 	$(MAKE) --no-print-directory nbtest
 	$(MAKE) --no-print-directory site
 

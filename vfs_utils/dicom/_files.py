@@ -29,6 +29,7 @@ import os
 import stat
 import struct
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,14 @@ def _dcmread(fh: Any) -> Any:
 
 def read_record(path: str | os.PathLike, rel: str, st: os.stat_result) -> dict:
     """The record of one file (see the module docstring); `rel` is its listed path."""
+    with warnings.catch_warnings():
+        # the MosMed UIDs end with "." (see quiet_uid_warnings): read as stored, here too
+        # in a Dask worker or a process pool, where no setup() silenced the warning
+        warnings.filterwarnings("ignore", message=r"Invalid value for VR UI", category=UserWarning)
+        return _read_record(path, rel, st)
+
+
+def _read_record(path: str | os.PathLike, rel: str, st: os.stat_result) -> dict:
     base = {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
     try:
         with open(path, "rb") as fh:
