@@ -340,7 +340,7 @@ def bootstrap_groups(statistic: Callable[[np.ndarray], float], groups, *, n_boot
             units = np.arange(n)
             values.append(np.array([statistic(np.repeat(units, row.astype(int)))
                                     for row in w]))
-    return _percentile_interval(estimate, values, level)
+    return percentile_interval(estimate, values, level)
 
 
 def wilson_interval(k, n, level: float = 0.95) -> tuple[float, float]:
@@ -419,7 +419,7 @@ def mean_pairwise_kappa(kappas, shared) -> float:
     return float(np.sum(k[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
 
 
-def _kappa_replicates(a, b, *, categories, weights: str | None = None):
+def kappa_replicates(a, b, *, categories, weights: str | None = None):
     """``f(W)``: Cohen's kappa of ``a`` vs ``b`` under unit weights ``W`` (replicates x units)."""
     cats = np.asarray(categories)
     k = len(cats)
@@ -442,7 +442,7 @@ def _kappa_replicates(a, b, *, categories, weights: str | None = None):
     return stat
 
 
-def _alpha_replicates(data, level: str = "nominal", *, categories=None):
+def alpha_replicates(data, level: str = "nominal", *, categories=None):
     """``f(W)``: Krippendorff's alpha of a units x raters table under unit weights ``W``.
 
     Every term of alpha is a sum over units, so a replicate is a weighted sum
@@ -495,7 +495,7 @@ def _alpha_replicates(data, level: str = "nominal", *, categories=None):
     return stat
 
 
-def _percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
+def percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
     """``(estimate, low, high)``: the percentile interval of the finite replicates.
 
     ``values`` holds replicates, or arrays of them; NaN and infinite ones are dropped.

@@ -25,16 +25,16 @@ import pandas as pd
 from ..agreement import (
     MIN_GROUPS,
     N_BOOT,
-    _percentile_interval,
     bootstrap_groups,
     group_weights,
     n_groups,
+    percentile_interval,
     wilson_interval,
 )
 from ..annotation import read_annotations
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..readings import match_vertebrae
-from .models import _feature_matrix, _threads, make_models
+from .models import feature_matrix, limit_threads, make_models
 from .studies import TARGETS, Study, load_studies
 
 __all__ = ["ANNOTATOR", "Evaluation", "annotator_baseline", "bootstrap_ci",
@@ -47,7 +47,7 @@ ANNOTATOR = "one annotator vs others"
 
 
 # --------------------------------------------------------------------------- metrics
-def _weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
+def weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
     """Per distinct score (descending): weighted positives and negatives, shape (B, K)."""
     order = np.argsort(-scores, kind="mergesort")
     s = scores[order]
@@ -59,7 +59,7 @@ def _weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
     return pos, neg
 
 
-def _roc_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+def ranked_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     # scores are descending: negatives ranked below a block are those after it
     n_neg = neg.sum(axis=1, keepdims=True)
     below = n_neg - np.cumsum(neg, axis=1)
@@ -80,7 +80,7 @@ def _average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return np.where((total[:, 0] > 0) & (neg.sum(axis=1) > 0), ap, np.nan)
 
 
-_METRICS: dict[str, Callable] = {"roc_auc": _roc_auc, "pr_auc": _average_precision}
+_METRICS: dict[str, Callable] = {"roc_auc": ranked_auc, "pr_auc": _average_precision}
 
 
 def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int = N_BOOT,
@@ -133,9 +133,9 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
                      else average_precision_score(y, s))
     if n_groups(g) < min_groups:
         return estimate, math.nan, math.nan
-    values = [_METRICS[metric](*_weighted_curves(y, s, w))
+    values = [_METRICS[metric](*weighted_curves(y, s, w))
               for w in group_weights(g, n_boot, seed)]
-    return _percentile_interval(estimate, values, level)
+    return percentile_interval(estimate, values, level)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -168,7 +168,7 @@ def _labels_frame(labels) -> pd.DataFrame:
     return pd.DataFrame({name: np.asarray(labels)})
 
 
-def _out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | None = 1
+def out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | None = 1
                 ) -> np.ndarray:
     """Out-of-fold probability of the positive class: ``model`` refitted (cloned) per fold.
 
@@ -179,7 +179,7 @@ def _out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | N
 
     prob = np.empty(len(X))
     for train, test in splits:
-        with _threads(threads):
+        with limit_threads(threads):
             est = clone(model).fit(X.iloc[train], y[train])
             classes = list(est.classes_)
             prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
@@ -228,7 +228,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     """
     from sklearn.model_selection import GroupKFold
 
-    X = _feature_matrix(features)
+    X = feature_matrix(features)
     y_all = _labels_frame(labels)
     g = np.asarray(groups)
     if not (len(X) == len(y_all) == len(g)):
@@ -243,7 +243,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     for target in y_all.columns:
         y = y_all[target].to_numpy(dtype=bool)
         for name, model in models.items():
-            prob = _out_of_fold(model, X, y, splits, threads)
+            prob = out_of_fold(model, X, y, splits, threads)
             parts.append(pd.DataFrame({
                 "model": name, "target": target, "row": np.arange(len(X)), "group": g,
                 "unit": g, "fold": fold, "label": y, "score": prob,

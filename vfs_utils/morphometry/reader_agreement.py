@@ -24,9 +24,9 @@ import pandas as pd
 
 from .. import agreement as _stats
 from ..agreement import fleiss_kappa
-from ._inputs import _require, _study_keys
+from ._inputs import require_columns, study_keys
 from .grading import GRADES
-from .pooling import _MEASURES, _check_unique, _grade_column
+from .pooling import MEASURES, check_unique, grade_column
 
 __all__ = [
     "Agreement",
@@ -78,9 +78,9 @@ class Agreement:
 
 def _wide(table: pd.DataFrame, column: str, what: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Units (study, vertebra_id) x experts table of ``column`` and the units' folders."""
-    _require(table, ["expert", "vertebra_id", column], what)
-    keys = [*_study_keys(table), "vertebra_id"]
-    _check_unique(table, keys, what)
+    require_columns(table, ["expert", "vertebra_id", column], what)
+    keys = [*study_keys(table), "vertebra_id"]
+    check_unique(table, keys, what)
     values = table[[*keys, "expert"]].assign(_v=table[column].astype("Float64").astype(float)
                                              if str(table[column].dtype) == "Int64"
                                              else table[column].astype(float))
@@ -126,7 +126,7 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats
     -------
     Agreement
     """
-    column = _grade_column(rule)
+    column = grade_column(rule)
     wide, folders = _wide(table, column, "agreement")
     values = wide.to_numpy(dtype=float)
     experts = list(wide.columns)
@@ -138,7 +138,7 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats
             continue
         ga, gb = values[both, a], values[both, b]
 
-        kappa = _stats._kappa_replicates(ga, gb, categories=GRADES if column != "sd_grade"
+        kappa = _stats.kappa_replicates(ga, gb, categories=GRADES if column != "sd_grade"
                                          else (0, 1, 2), weights="linear")
         n_studies = int(len(np.unique(folders[both])))
         row = {"expert_a": experts[a], "expert_b": experts[b], "n_vertebrae": int(both.sum()),
@@ -202,8 +202,8 @@ def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant",
         Index ``statistic``; columns ``estimate``, ``ci_low``, ``ci_high``,
         ``vertebrae`` (with >= 2 readers), ``studies``.
     """
-    column = _grade_column(rule)
-    measure = _MEASURES[column][0]
+    column = grade_column(rule)
+    measure = MEASURES[column][0]
     cats = GRADES if column != "sd_grade" else (0, 1, 2)
     rows = {}
     for label, col, level in ((f"alpha, ordinal {column}", column, "ordinal"),
@@ -214,7 +214,7 @@ def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant",
         keep = np.sum(~np.isnan(x), axis=1) >= 2
         x, folders = x[keep], folders[keep]
 
-        alpha = _stats._alpha_replicates(x, level, categories=None
+        alpha = _stats.alpha_replicates(x, level, categories=None
                                          if level == "interval" else cats)
         est, low, high = _stats.bootstrap_groups(alpha, folders, n_boot=n_boot, seed=seed,
                                                  weighted=True)
@@ -261,8 +261,8 @@ def count_disagreement(frame: pd.DataFrame) -> CountDisagreement:
     -------
     CountDisagreement
     """
-    _require(frame, ["folder", "expert"], "count_disagreement")
-    keys = _study_keys(frame)
+    require_columns(frame, ["folder", "expert"], "count_disagreement")
+    keys = study_keys(frame)
     per = frame.groupby([*keys, "expert"], sort=True, dropna=False).size().rename("n")
     per = per.reset_index()
     g = per.groupby(keys, sort=True, dropna=False)

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._inputs import _as_points, _spacing_rows
-from .grading import _grade_codes, _within_loss
+from ._inputs import as_points, spacing_rows
+from .grading import grade_codes, within_loss
 
 __all__ = [
     "grade_flip_rate",
@@ -61,9 +61,9 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
         deviation across draws), ``up_rate`` and ``down_rate`` (grade higher /
         lower than unperturbed).
     """
-    pts = _as_points(frame)
+    pts = as_points(frame)
     n = len(pts)
-    sp = _spacing_rows(spacing, n, frame if isinstance(frame, pd.DataFrame) else None)
+    sp = spacing_rows(spacing, n, frame if isinstance(frame, pd.DataFrame) else None)
     sigmas = np.asarray(sigmas_mm, dtype=float).reshape(-1)
     if not (np.isfinite(sigmas).all() and (sigmas >= 0).all()):
         raise ValueError(f"sigmas_mm must be finite and >= 0, not {sigmas_mm!r}")
@@ -74,7 +74,7 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
     mm = pts * sp[:, None, :]
     pairs = mm.reshape(n, 3, 2, 3)
     base_diff = pairs[:, :, 1, :] - pairs[:, :, 0, :]               # (n, 3, 3) mm
-    base = _grade_codes(_within_loss(np.sqrt(np.sum(base_diff ** 2, axis=-1))))
+    base = grade_codes(within_loss(np.sqrt(np.sum(base_diff ** 2, axis=-1))))
     valid = base >= 0
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n_draws, n, 3, 2, 2))                  # pair, point, (row, slice)
@@ -89,7 +89,7 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
         for start in range(0, n_draws, chunk):
             d = np.broadcast_to(base_diff, (min(chunk, n_draws - start), n, 3, 3)).copy()
             d[..., [0, 2]] += sigma * scale * dz[start:start + len(d)]
-            codes = _grade_codes(_within_loss(np.sqrt(np.sum(d * d, axis=-1))))
+            codes = grade_codes(within_loss(np.sqrt(np.sum(d * d, axis=-1))))
             with np.errstate(invalid="ignore"):
                 sl = slice(start, start + len(d))
                 denom = max(n_valid, 1)

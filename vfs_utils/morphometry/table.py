@@ -16,15 +16,15 @@ from .._parallel import map_ordered
 from ..annotation import POINT_COLUMNS
 from ..errors import DataNotFoundError, SeriesError
 from ..matching import series_spacing
-from ._inputs import _as_points, _flipped, _require, _spacing_rows, _study_keys
+from ._inputs import as_points, require_columns, rows_flipped, spacing_rows, study_keys
 from .grading import (
     GRADE_THRESHOLDS,
     GRADE_TOLERANCE,
-    _deformity,
-    _grade_codes,
-    _pair_heights,
-    _to_int64,
-    _within_loss,
+    deformity_names,
+    grade_codes,
+    pair_heights,
+    to_int64,
+    within_loss,
 )
 
 __all__ = [
@@ -54,7 +54,7 @@ def _series_spacings(root, pairs, executor) -> np.ndarray:
 
 
 def _root_spacing(frame: pd.DataFrame, root, executor=None) -> np.ndarray:
-    _require(frame, ["folder", "series_uid"], "morphometry_table(root=...)")
+    require_columns(frame, ["folder", "series_uid"], "morphometry_table(root=...)")
     pairs = pd.MultiIndex.from_frame(frame[["folder", "series_uid"]].astype(str))
     uniq = pairs.unique()
     table = _series_spacings(root, list(uniq), executor)
@@ -103,7 +103,7 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
         The frame gives two series of different spacing for one folder, or
         ``default`` is not three positive numbers.
     """
-    _require(frame, ["folder", "series_uid"], "dataset_spacing")
+    require_columns(frame, ["folder", "series_uid"], "dataset_spacing")
     dicom = dicom_root(root)
     base = dicom.parent
     if default is not None:
@@ -232,15 +232,15 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
     SeriesError, DataNotFoundError
         With ``root``: a series cannot be found or has no usable spacing.
     """
-    _require(frame, ["folder", "expert", "vertebra", *POINT_COLUMNS], "morphometry_table")
+    require_columns(frame, ["folder", "expert", "vertebra", *POINT_COLUMNS], "morphometry_table")
     if (root is None) == (spacing is None):
         raise TypeError("morphometry_table needs exactly one of root= (a dataset root: spacing "
                         "from the DICOM headers) or spacing= (row, col, slice) in mm")
     n = len(frame)
     sp = (_root_spacing(frame, root, executor) if root is not None
-          else _spacing_rows(spacing, n, frame))
-    pts = _as_points(frame)
-    h = _pair_heights(pts, sp, _flipped(orientation, n, frame))
+          else spacing_rows(spacing, n, frame))
+    pts = as_points(frame)
+    h = pair_heights(pts, sp, rows_flipped(orientation, n, frame))
     ha, hm, hp = h.T
 
     out = frame[[c for c in _CARRIED if c in frame.columns]].copy()
@@ -251,30 +251,30 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
         out["biconcave_index_anterior"] = hm / ha
 
     # Reading order: rows of one (study, expert) sorted by vertebra index.
-    reading = frame.groupby([*_study_keys(frame), "expert"], sort=False,
+    reading = frame.groupby([*study_keys(frame), "expert"], sort=False,
                             dropna=False).ngroup().to_numpy()
     order = np.lexsort((frame["vertebra"].to_numpy(), reading))
     ref = np.empty_like(h)
     ref[order] = _adjacent_mean(h[order], reading[order])
 
-    loss = _within_loss(h)
-    codes = _grade_codes(loss)
+    loss = within_loss(h)
+    codes = grade_codes(loss)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["crush_index"] = hp / ref[:, 2]
         rel = h / ref                                               # H_k / neighbours' H_k
         n_loss = 1.0 - rel.min(axis=1)
         all_reduced = 1.0 - rel.max(axis=1) >= GRADE_THRESHOLDS[0] - GRADE_TOLERANCE
     n_loss = np.where(np.isfinite(n_loss), n_loss, np.nan)
-    n_codes = _grade_codes(n_loss)
+    n_codes = grade_codes(n_loss)
     expected = ref[:, 2]
 
     out["height_loss"] = loss
-    out["grade"] = _to_int64(codes)
-    out["deformity"] = pd.Series(_deformity(h, codes), index=out.index, dtype=object)
+    out["grade"] = to_int64(codes)
+    out["deformity"] = pd.Series(deformity_names(h, codes), index=out.index, dtype=object)
     out["expected_height"] = expected
     out["neighbour_loss"] = n_loss
-    out["neighbour_grade"] = _to_int64(n_codes)
-    out["neighbour_deformity"] = pd.Series(_deformity(np.where(np.isfinite(rel), rel, np.nan),
+    out["neighbour_grade"] = to_int64(n_codes)
+    out["neighbour_deformity"] = pd.Series(deformity_names(np.where(np.isfinite(rel), rel, np.nan),
                                                       n_codes, all_reduced),
                                            index=out.index, dtype=object)
     centre = pts.mean(axis=1)

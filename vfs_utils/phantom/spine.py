@@ -31,7 +31,7 @@ import numpy as np
 from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations
 from ..dicom._common import derived_uid
 from ..errors import AnnotationError
-from ..morphometry.grading import _within_loss, genant_grade, heights
+from ..morphometry.grading import genant_grade, heights, within_loss
 from ..morphometry.reference import LABEL_LEVELS
 from ..readings import match_vertebrae
 
@@ -634,7 +634,7 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
                         (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
     # the patient's bone density: lower, more often, when the rendered reading itself shows
     # a moderate or severe deformity (QM grade >= 2) at the label levels (all levels in v1)
-    grades = genant_grade(_within_loss(heights(np.stack(means), sp)))
+    grades = genant_grade(within_loss(heights(np.stack(means), sp)))
     at_labels = np.array([lvl is None or lvl in LABEL_LEVELS for lvl in levels])
     deformed = bool((grades[at_labels] >= 2).any())
     digest = hashlib.sha256(ann.folder.encode()).digest()
