@@ -151,77 +151,59 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
                       orientation=None, executor=None) -> pd.DataFrame:
     """Heights, shape indices and QM deformity grades of every vertebra reading.
 
-    Every grade here is a quantitative-morphometry (QM) **deformity** grade
-    computed from the expert keypoints, not a radiologist's (SQ) fracture
-    grade: normal thoracic wedging and endplate concavity reach the bands too.
+    Every grade is a quantitative-morphometry (QM) **deformity** grade from the
+    expert keypoints, not a radiologist's (SQ) fracture grade: normal thoracic
+    wedging and endplate concavity reach the bands too.
 
     Within-vertebra rule (``height_loss``, ``grade``, ``deformity``)
-        ``height_loss = 1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)``, graded with
-        Genant's bands (:func:`genant_grade`). Genant's semiquantitative
-        method (Genant et al. 1993, J Bone Miner Res 8:1137-1148) is a visual
-        estimate of the reduction of the anterior, middle or posterior height
-        against the expected height; the ratio to the vertebra's own tallest
-        height is the usual quantitative stand-in. It ignores Genant's area
-        criterion, counts normal wedging and concavity, and cannot see a
-        vertebra that is uniformly flattened.
+        ``1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)`` graded with Genant's bands
+        (:func:`genant_grade`; Genant et al. 1993): the usual quantitative
+        stand-in for Genant's visual estimate. It ignores the area criterion and
+        cannot see a uniformly flattened vertebra.
     Neighbour rule (``expected_height``, ``neighbour_loss``, ``neighbour_grade``, \
 ``neighbour_deformity``)
-        Each height of a vertebra is compared with the **same** height of the
-        two adjacent vertebrae of the reading (mean of the vertebra above and
-        below, in vertebra index order): ``neighbour_loss = 1 - min_k (H_k /
-        mean(H_k of the neighbours))`` for k in (a, m, p), graded with the same
-        bands. Both neighbours are needed: the first and last vertebra of a
-        reading get NaN (no one-sided comparison with a single, differently
-        sized neighbour), and the neighbours are taken as they are, not chosen
-        with the rule being tested. A deformed neighbour lowers the reference
-        (a limitation shared with every neighbour-based method).
-        ``expected_height`` is the neighbours' mean Hp (mm). The idea of a
-        neighbour-predicted height is that of McCloskey et al. (1993, Osteoporos
-        Int 3:138-147); this is a simplification for teaching, not a
-        validated reimplementation.
+        ``neighbour_loss = 1 - min_k (H_k / mean(H_k of the neighbours))`` for k in
+        (a, m, p), the neighbours being the vertebrae above and below in the
+        reading, graded with the same bands. The first and last vertebra get NaN
+        (no one-sided comparison); a deformed neighbour lowers the reference.
+        ``expected_height`` is the neighbours' mean Hp (mm). A teaching
+        simplification of McCloskey et al. (1993), not a validated reimplementation.
     SD-score rule
-        Not in this table: it needs a reference; see :func:`level_reference`
-        and :func:`sd_scores`.
+        Not in this table: see :func:`level_reference` and :func:`sd_scores`.
 
-    Deformity type: ``"normal"`` at grade 0, otherwise the smallest of (Ha,
-    Hm, Hp) names the type: ``"wedge"`` (Ha), ``"biconcave"`` (Hm),
-    ``"crush"`` (Hp); ties go to the earlier name. Under the neighbour rule the
-    smallest of the three neighbour ratios names it, and a vertebra whose three
-    heights are all reduced by at least 20 % is ``"crush"``.
+    Deformity type: ``"normal"`` at grade 0, otherwise the smallest of (Ha, Hm, Hp)
+    names it: ``"wedge"``, ``"biconcave"``, ``"crush"`` (ties go to the earlier
+    name). Under the neighbour rule the smallest neighbour ratio names it, and all
+    three heights reduced by at least 20 % is ``"crush"``.
 
     Parameters
     ----------
     frame : DataFrame
-        From :func:`vfs_utils.annotation.read_annotations` (optionally passed
-        through :func:`vfs_utils.readings.match_vertebrae`, whose
-        ``vertebra_id`` column is carried over for :func:`consensus`).
+        From :func:`vfs_utils.annotation.read_annotations` (optionally through
+        :func:`vfs_utils.readings.match_vertebrae`, whose ``vertebra_id`` is kept).
     root : path-like, optional
-        A dataset root (holding ``dicom/<Folder>``): the spacing of each series
-        is read from its DICOM headers with
-        :func:`vfs_utils.matching.series_spacing`.
+        A dataset root (holding ``dicom/<Folder>``): spacing from each series'
+        headers (:func:`vfs_utils.matching.series_spacing`).
     spacing : sequence of 3 floats, array (n, 3) or mapping folder -> 3 floats, optional
         Voxel spacing (row, col, slice) in mm instead of ``root``; (1, 1, 1)
         gives heights in voxels.
     orientation : see :func:`heights`, optional
         ImageOrientationPatient; without it the patient is taken to be supine.
     executor : concurrent.futures.Executor, optional
-        With ``root``: runs the per-series header scans through
-        ``executor.map`` (a ``ThreadPoolExecutor``, a ``dask.distributed.Client``...);
-        the table is the same as without it. Ignored with ``spacing``.
+        With ``root``: runs the per-series header scans through ``executor.map``;
+        the table is the same as without it.
 
     Returns
     -------
     DataFrame
-        One row per vertebra reading, the frame's index, columns: the frame's
-        ``file, folder, series_uid, version, expert, vertebra, level,
-        vertebra_id`` (those present); ``ha, hm, hp`` (mm); ``wedge_index``
-        (Ha/Hp), ``biconcave_index`` (Hm/Hp), ``biconcave_index_anterior``
-        (Hm/Ha), ``crush_index`` (Hp over the mean Hp of the previous and next
-        vertebra of the reading; NaN at the ends of a reading); ``height_loss``,
-        ``grade`` (Int64), ``deformity``; ``expected_height`` (mm),
-        ``neighbour_loss``, ``neighbour_grade`` (Int64, <NA> at the ends of a
-        reading), ``neighbour_deformity``; ``centre_row, centre_col,
-        centre_slice`` (voxels, mean of the six points).
+        One row per reading, the frame's index: the frame's ``file, folder,
+        series_uid, version, expert, vertebra, level, vertebra_id`` (those
+        present); ``ha, hm, hp`` (mm); ``wedge_index`` (Ha/Hp), ``biconcave_index``
+        (Hm/Hp), ``biconcave_index_anterior`` (Hm/Ha), ``crush_index`` (Hp over
+        the neighbours' mean Hp); ``height_loss``, ``grade`` (Int64),
+        ``deformity``; ``expected_height``, ``neighbour_loss``,
+        ``neighbour_grade`` (Int64), ``neighbour_deformity``; ``centre_row,
+        centre_col, centre_slice`` (voxels, mean of the six points).
 
     Raises
     ------
