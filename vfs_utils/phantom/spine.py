@@ -1,22 +1,13 @@
 """The phantom's geometry and truth, sampled spines and readings, and the spine of a
-real annotation: :class:`Geometry`, :class:`VertebraTruth`, :class:`SpineTruth`,
-:func:`sample_spine`, :func:`sample_readings`, :func:`spine_from_annotation`, :data:`HU`,
-:data:`NON_FRACTURE_DEFORMITIES`.
+real annotation (conventions: see :mod:`vfs_utils.phantom`).
 
 The normal shape of a sampled vertebra (physiological wedging Ha/Hp and endplate
 concavity Hm/Hp, per level) and the simulated readers' noise come from a small
 table of numbers measured once on the real v2 annotations (``_NORMAL_SHAPE``;
 re-derive it with ``docs/derive_phantom_shape.py``).
 
-The module is one piece (a little over 600 lines) because sampling and the
-annotation path build the same truth objects with the same per-level conventions;
-split, each half would import the other's private helpers.
-
-Conventions are the annotation's: a volume has shape ``(rows, cols, slices)``,
-row grows anterior -> posterior, col patient right -> left, slice head -> feet;
-points are ``[row, col, slice]`` voxel indices; spacing is ``(row, col, slice)``
-in mm. A vertebra is six points: anterior, middle and posterior pairs, each
-pair upper endplate first.
+The module is one piece because sampling and the annotation path build the same
+truth objects with the same per-level conventions.
 """
 from __future__ import annotations
 
