@@ -76,23 +76,16 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     ``method="mean"`` (default): the grade of the **mean over readers** of the
     continuous measure behind each rule (``height_loss`` for ``grade``,
     ``neighbour_loss`` for ``neighbour_grade``, ``sd_score`` for ``sd_grade``;
-    missing values ignored). Every reader weighs the same whether a study had
-    two readers or three, and the mean has no minimum-of-two artefact. It still
-    does not mean the same for any number of readers: averaging shrinks the
-    readers' noise around a fixed cut-off, so the mean of more readers crosses
-    it less often. On the 610 v2 vertebrae (T4-L4) read by three experts,
-    grade >= 1 is 22.5 % from one reader, 21.3 % from the mean of two and
-    19.8 % from the mean of three (:func:`rate_by_readers`).
+    missing values ignored): no minimum-of-two artefact, but averaging shrinks the
+    readers' noise around a fixed cut-off, so the mean of more readers crosses it
+    less often (:func:`rate_by_readers` measures it).
 
-    ``method="lower_median"``: the lower median of the readers' grades (the
-    previous default, kept to show its artefact): the median of three readers
-    but the *minimum* of two, so a vertebra read by two experts is called
-    deformed only when both call it so, and the consensus rate depends on how
-    many experts read a study.
+    ``method="lower_median"``: the lower median of the readers' grades, kept to show
+    its artefact: the *minimum* of two readers, so the rate depends on how many
+    experts read a study.
 
-    ``p_deformed`` is the fraction of the readers grading the vertebra >= 1
-    (within-vertebra rule): its mean over vertebrae is the rate of the average
-    single reader, which no number of readers changes.
+    ``p_deformed`` is the fraction of readers grading the vertebra >= 1: its mean
+    over vertebrae is the average single reader's rate, whatever the number of readers.
 
     Parameters
     ----------

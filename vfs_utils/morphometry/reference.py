@@ -83,21 +83,13 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
                     max_iter: int = 50, min_n: int = 10) -> pd.DataFrame:
     """Per-level normal mean and SD of the shape ratios, from the data themselves.
 
-    For each level, the mean and SD (ddof 1) of every ratio are estimated by
-    iterative trimming: start from every reading with that level, drop the
-    readings with any ratio more than ``n_sd`` SD from the current mean (in
-    either direction), re-estimate, and repeat until no reading is dropped
-    (or ``max_iter``). Every row is a unit: pass :func:`distinct_readings` of
-    the table so that a reading copied unchanged from one round to the next
-    does not count twice. The deformed vertebrae, being few and far out, are
-    excluded, and what is left estimates the level's usual shape in *this*
-    population, including its normal wedging and concavity. That is not how
-    Eastell et al. (1991) and McCloskey et al. (1993) derived their normal
-    ranges: both measured separate samples of healthy women. Trimming the
-    data's own population is a stand-in where no healthy sample exists, and
-    its "normal" includes whatever deformities are too common to be trimmed.
-    The crush ratio needs both neighbours, so it is missing at the ends of a
-    reading and estimated from the readings that have it.
+    Per level, the mean and SD (ddof 1) of every ratio by iterative trimming: drop
+    the readings with any ratio more than ``n_sd`` SD from the current mean,
+    re-estimate, repeat until nothing is dropped (or ``max_iter``). Every row is a
+    unit: pass :func:`distinct_readings` so that a reading copied unchanged between
+    rounds counts once. Eastell et al. (1991) and McCloskey et al. (1993) measured
+    separate samples of healthy women instead; trimming the data's own population
+    is a stand-in whose "normal" keeps deformities too common to be trimmed.
 
     Parameters
     ----------

@@ -23,16 +23,12 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
                     axis_scale: Sequence[float] = (1.0, 1.0)) -> pd.DataFrame:
     """How often keypoint noise changes the within-vertebra QM grade (Genant's bands).
 
-    Every keypoint is moved by independent Gaussian noise of standard
-    deviation ``sigma * axis_scale[0]`` mm along the row and
-    ``sigma * axis_scale[1]`` mm along the slice axis (the sagittal plane the
-    points were drawn in; the column is left alone), the heights
-    and grades are recomputed, and the grade is compared with the grade of
-    the unperturbed points. The same standard-normal draws, scaled by each
-    sigma, are used for every sigma (common random numbers), so the rates
-    are comparable across sigmas and identical for the same seed. Only the
-    within-vertebra rule is simulated; its grade does not depend on which
-    pair is anterior, so no orientation is needed.
+    Every keypoint moves by independent Gaussian noise of SD ``sigma * axis_scale[0]``
+    mm along the row and ``sigma * axis_scale[1]`` mm along the slice (the column is
+    left alone), and the regraded points are compared with the unperturbed grade. The
+    same standard-normal draws serve every sigma (common random numbers), so rates are
+    comparable across sigmas. Only the within-vertebra rule is simulated: it needs no
+    orientation.
 
     Parameters
     ----------
@@ -47,10 +43,8 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
     seed : int
         Seed of :func:`numpy.random.default_rng`.
     axis_scale : (row, slice) pair of float
-        Per-axis factors of ``sigma``: the experts' scatter differs by axis (on the
-        v2 readings 0.96 voxel along the row, 0.60 along the slice), so pass
-        ``sigmas_mm=(1,)`` and the measured per-axis SDs here instead of one
-        isotropic sigma.
+        Per-axis factors of ``sigma``: the experts' scatter differs by axis, so pass
+        ``sigmas_mm=(1,)`` and the measured per-axis SDs here.
 
     Returns
     -------

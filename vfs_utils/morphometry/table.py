@@ -65,12 +65,10 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
                     executor=None) -> dict[str, tuple[float, float, float]]:
     """Voxel spacing of every study of a frame, from the headers of the studies present.
 
-    A dataset may hold images for only some of the annotated studies (a partial
-    download, or the phantom demo, which renders a few of the 100). The
-    spacing of each study folder under ``root/dicom`` is read from the headers
-    of the annotated series (:func:`vfs_utils.matching.series_spacing`); a
-    folder that is absent gets ``default``. The result is the mapping
-    ``spacing=`` of :func:`morphometry_table` and :func:`heights` accept.
+    A dataset may hold images for only some annotated studies (a partial download,
+    the phantom demo): each present folder's spacing is read from the annotated
+    series' headers (:func:`vfs_utils.matching.series_spacing`), an absent one gets
+    ``default``. The result is the ``spacing=`` mapping of :func:`morphometry_table`.
 
     Parameters
     ----------
@@ -84,8 +82,7 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
         ``(1, 1, 1)`` for heights in voxels (a ratio-only analysis). Without
         it an absent study is an error.
     executor : concurrent.futures.Executor, optional
-        Runs the header scans in parallel (e.g. a ``ThreadPoolExecutor`` or a
-        ``dask.distributed.Client``).
+        Runs the header scans in parallel (``ThreadPoolExecutor``, Dask ``Client``).
 
     Returns
     -------
