@@ -53,16 +53,10 @@ def pair_heights(pts: np.ndarray, sp: np.ndarray, flipped: np.ndarray) -> np.nda
 def heights(frame_or_points, spacing=(1.0, 1.0, 1.0), *, orientation=None):
     """Anterior, middle and posterior vertebral-body heights in mm.
 
-    The three keypoint pairs are ordered by their mean row; for a supine
-    patient the smallest row is anterior, so the order is (Ha, Hm, Hp). Which
-    end is anterior is decided from ImageOrientationPatient when given: its
-    last three numbers are the LPS direction in which the row index grows, and
-    when their y component is negative (rows grow towards anterior: a prone
-    patient or a flipped image) the largest-row pair is anterior. Without an
-    orientation the patient is taken to be supine (the CT default).
-
-    The height of a pair is the Euclidean distance between its two points after
-    multiplying the (row, col, slice) differences by the spacing.
+    The pairs are ordered by mean row, smallest first: anterior for a supine patient.
+    When ImageOrientationPatient says rows grow towards anterior (column cosine y < 0:
+    a prone patient or a flipped image) the largest-row pair is anterior; without it
+    the patient is taken to be supine. A height is the Euclidean distance of a pair in mm.
 
     Parameters
     ----------

@@ -569,13 +569,10 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
         image (a label scored against the image must come from them only). The
         volume still holds every expert's points.
 
-    The patient's bone density is drawn with :func:`sample_spine`'s probabilities,
-    from a seed of the folder name. Where :func:`sample_spine` conditions on a
-    placed fracture of any grade, here "deformed" means that the rendered reading
-    itself has a vertebra of within-vertebra QM grade >= 2 at the label levels
-    (T4-L4; every level of a v1 reading, which has no levels): grade 1 is mostly
-    normal wedging in real readings. The image's density follows what the image
-    shows, never the other experts' readings.
+    The patient's bone density is drawn with :func:`sample_spine`'s probabilities
+    (seeded by the folder name), "deformed" meaning a within-vertebra QM grade >= 2
+    of the rendered reading at the label levels (grade 1 is mostly normal wedging):
+    the density follows what the image shows, never the other experts' readings.
 
     Returns
     -------
