@@ -1,15 +1,10 @@
-"""Grouped evaluation of the baseline: study-bootstrap intervals (:func:`bootstrap_ci`),
-cross-validated predictions (:func:`evaluate`), tables (:func:`summarize`,
-:func:`confusion`), the single-annotator baseline (:func:`annotator_baseline`), and the
-curves the lesson's figures draw (:func:`roc_curves`, :func:`calibration_curves`,
-:func:`worst_errors`).
+"""Grouped evaluation of the baseline: study-bootstrap intervals, cross-validated
+predictions, tables, the single-annotator baseline and the curves the lesson draws.
 
-A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
-default, the rows of :func:`~vfs_utils.baseline.dataset_features`) that were annotated.
-That is not the same span for every patient: chest CT ends at different levels, so on the
-100 v2 studies a patient has 7 to 12 such vertebrae (median 10); L1 is annotated in 63
-studies, L2 in 16, L3 in 3 and L4 in none, so 37 patients are scored without their
-thoracolumbar junction, where osteoporotic fractures are most frequent.
+A patient's score is the maximum over their annotated vertebrae *at the label levels*
+(T4-L4 by default). That span differs between patients: chest CT ends at different
+levels, so many patients are scored without their thoracolumbar junction, where
+osteoporotic fractures are most frequent.
 
 scikit-learn is imported inside the functions that use it (see :mod:`.models`).
 """
