@@ -11,11 +11,11 @@ import os
 import numpy as np
 import pandas as pd
 
+from .. import matching
 from .._fs import check_spacing, dicom_root
 from .._parallel import map_ordered
 from ..annotation import POINT_COLUMNS
 from ..errors import DataNotFoundError, SeriesError
-from ..matching import series_spacing
 from ._inputs import as_points, require_columns, rows_flipped, spacing_rows, study_keys
 from .grading import (
     GRADE_THRESHOLDS,
@@ -43,7 +43,7 @@ def _series_spacings(root, pairs, executor) -> np.ndarray:
     folders = [f for f, _ in pairs]
     uids = [u for _, u in pairs]
     roots = [root] * len(pairs)
-    found = map_ordered(series_spacing, roots, folders, uids, executor=executor)
+    found = map_ordered(matching.series_spacing, roots, folders, uids, executor=executor)
     table = np.asarray(found, dtype=float).reshape(len(pairs), 3)
     for (folder, uid), sp in zip(pairs, table):
         if not (np.isfinite(sp).all() and (sp > 0).all()):
