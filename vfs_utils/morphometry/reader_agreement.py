@@ -1,18 +1,9 @@
 """Inter-reader agreement of the QM grades of a morphometry table.
 
-Inside: :class:`Agreement` and :func:`agreement` (pairwise Cohen's kappa per
-expert pair, with a bootstrap over studies, and their mean weighted by the
-vertebrae each pair shares), :func:`fleiss_kappa` (defined beside the other
-statistics in :mod:`vfs_utils.agreement`, re-exported here),
-:func:`agreement_statistics` (Krippendorff's alpha of the grades and of the
-continuous measures), :class:`CountDisagreement` and
-:func:`count_disagreement` (how many vertebrae each expert annotated).
-
-This part knows about vertebrae, readings and grade rules, so it lives with
-the morphometry; the statistics on plain arrays that it calls (alpha, kappa,
-ICC, bootstrap) are in :mod:`vfs_utils.agreement`, which knows nothing about
-vertebrae. (Not named ``agreement`` so that the submodule cannot shadow the
-function :func:`vfs_utils.morphometry.agreement`.)
+This part knows about vertebrae, readings and grade rules; the statistics on plain
+arrays it calls are in :mod:`vfs_utils.agreement` (``fleiss_kappa`` is re-exported
+here). Not named ``agreement`` so that it cannot shadow the function
+:func:`vfs_utils.morphometry.agreement`.
 """
 from __future__ import annotations
 
@@ -99,14 +90,11 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats
     through a grading rule, not agreement of visual (SQ) fracture grades,
     which the annotation does not hold.
 
-    Pairwise Cohen's kappa uses linear weights over the grade scale 0..3
-    (:func:`vfs_utils.agreement.cohen_kappa`, equal to
-    :func:`sklearn.metrics.cohen_kappa_score` with ``weights="linear"`` and
-    ``labels=[0, 1, 2, 3]``). Fleiss' kappa (unweighted, nominal) needs a
-    common number of raters per item, so it is computed over the vertebrae
-    with the most common number of raters (>= 2) only; it is not comparable
-    with the weighted pairwise kappas. Krippendorff's alpha
-    (:func:`agreement_statistics`) has neither restriction.
+    Pairwise Cohen's kappa is linearly weighted over grades 0..3 (as sklearn's
+    ``cohen_kappa_score(weights="linear", labels=[0, 1, 2, 3])``). Fleiss' kappa
+    (nominal) needs a common number of raters, so it uses the vertebrae with the
+    most common number (>= 2) and is not comparable with the pairwise kappas;
+    Krippendorff's alpha (:func:`agreement_statistics`) has neither restriction.
 
     Parameters
     ----------
