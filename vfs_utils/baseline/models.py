@@ -209,7 +209,7 @@ def default_model():
 
 def predict_study(root: str | os.PathLike, annotation_file: str | os.PathLike,
                   model=None) -> pd.DataFrame:
-    """Fracture probabilities of the vertebrae of one study.
+    """QM deformity probabilities of the vertebrae of one study.
 
     The annotation gives the vertebra centres only; the series it belongs to
     (:func:`vfs_utils.matching.match`) is read with
