@@ -1,30 +1,10 @@
 """Reader-agreement statistics on plain arrays: alpha, kappa, ICC, Bland-Altman, bootstrap.
 
-Inside:
-
-- :func:`krippendorff_alpha`: Krippendorff's alpha for a raters x units table
-  with missing values (nominal, ordinal or interval metric; Krippendorff 2011,
-  "Computing Krippendorff's Alpha-Reliability"), from the coincidence matrix
-  for categories and from sums of squares for continuous values;
-- :func:`cohen_kappa`: Cohen's kappa of two raters, unweighted, linear or
-  quadratic weights (Cohen 1968), from the confusion matrix;
-- :func:`icc`: intraclass correlation ICC(1,1), ICC(2,1) or ICC(3,1) of a
-  complete units x raters table, from the two-way ANOVA mean squares of Shrout
-  and Fleiss (1979);
-- :func:`bland_altman`: the mean difference and 95 % limits of agreement of two
-  paired measurements (Bland and Altman 1986);
-- :func:`fleiss_kappa`: Fleiss' kappa of a counts-per-category table with the
-  same number of raters per item (Fleiss 1971);
-- :func:`mean_pairwise_kappa`: the mean of pairwise kappas weighted by the units
-  each pair shares;
-- :func:`wilson_interval`: the Wilson score interval of a proportion (Wilson
-  1927), for patient-level rates;
-- :func:`group_weights`: the one cluster-bootstrap generator of the package
-  (how often each unit's group is drawn, replicate by replicate);
-- :func:`bootstrap_groups`: a percentile bootstrap interval of any statistic,
-  resampling whole groups (studies), not the correlated units inside them;
-  1000 replicates by default, and no interval from fewer than
-  :data:`MIN_GROUPS` groups (:data:`TOO_FEW`).
+Krippendorff's alpha (Krippendorff 2011), Cohen's kappa (Cohen 1968), ICC (Shrout and
+Fleiss 1979), Bland-Altman limits (1986), Fleiss' kappa (1971), the Wilson interval
+(1927), and :func:`group_weights`, the package's one cluster-bootstrap generator, behind
+:func:`bootstrap_groups` (whole groups resampled; no interval from fewer than
+:data:`MIN_GROUPS` groups).
 
 Interpretation bands such as Landis and Koch's (1977: 0.41-0.60 "moderate",
 0.61-0.80 "substantial") are conventions, not tests. Nothing here knows about
@@ -340,7 +320,7 @@ def bootstrap_groups(statistic: Callable[[np.ndarray], float], groups, *, n_boot
             units = np.arange(n)
             values.append(np.array([statistic(np.repeat(units, row.astype(int)))
                                     for row in w]))
-    return _percentile_interval(estimate, values, level)
+    return percentile_interval(estimate, values, level)
 
 
 def wilson_interval(k, n, level: float = 0.95) -> tuple[float, float]:
@@ -419,7 +399,7 @@ def mean_pairwise_kappa(kappas, shared) -> float:
     return float(np.sum(k[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
 
 
-def _kappa_replicates(a, b, *, categories, weights: str | None = None):
+def kappa_replicates(a, b, *, categories, weights: str | None = None):
     """``f(W)``: Cohen's kappa of ``a`` vs ``b`` under unit weights ``W`` (replicates x units)."""
     cats = np.asarray(categories)
     k = len(cats)
@@ -442,7 +422,7 @@ def _kappa_replicates(a, b, *, categories, weights: str | None = None):
     return stat
 
 
-def _alpha_replicates(data, level: str = "nominal", *, categories=None):
+def alpha_replicates(data, level: str = "nominal", *, categories=None):
     """``f(W)``: Krippendorff's alpha of a units x raters table under unit weights ``W``.
 
     Every term of alpha is a sum over units, so a replicate is a weighted sum
@@ -495,7 +475,7 @@ def _alpha_replicates(data, level: str = "nominal", *, categories=None):
     return stat
 
 
-def _percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
+def percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
     """``(estimate, low, high)``: the percentile interval of the finite replicates.
 
     ``values`` holds replicates, or arrays of them; NaN and infinite ones are dropped.

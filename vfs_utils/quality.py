@@ -15,12 +15,9 @@ expert marked in one file, ordered along the spine) and reports the vertebrae th
   a level name that repeats in the reading, or that comes before a level above it along
   the slice axis.
 
-Only voxel indices are used (no spacing: the annotation has none), so the thresholds are
+Only voxel indices are used (the annotation has no spacing), so the thresholds are
 relative to the reading itself: its median body depth (anterior-posterior extent of the six
-points) and its median step between centres. On the 100 studies of both rounds the
-defaults flag one study, RLAD42D007-27768: in v2 each expert's "L1" lies at the height of
-Th12, about 36 voxels more anterior and on another sagittal column; in v1 the same points
-close the reading as its last vertebra (lesson 00 lists them).
+points) and its median step between centres. Lesson 00 lists what the defaults flag.
 """
 from __future__ import annotations
 

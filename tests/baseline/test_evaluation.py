@@ -76,8 +76,8 @@ def test_bootstrap_replicates_equal_sklearn_with_study_weights():
     y = rng.random(n) < 0.3
     s = np.round(rng.random(n) + y * 0.4, 1)          # ties on purpose
     w = rng.integers(0, 3, size=(5, n)).astype(float)
-    pos, neg = evaluation._weighted_curves(y, s, w)
-    roc = evaluation._roc_auc(pos, neg)
+    pos, neg = evaluation.weighted_curves(y, s, w)
+    roc = evaluation.ranked_auc(pos, neg)
     ap = evaluation._average_precision(pos, neg)
     for b in range(5):
         assert roc[b] == pytest.approx(roc_auc_score(y, s, sample_weight=w[b]))

@@ -12,7 +12,7 @@ SPACING = (0.8, 0.7, 1.25)  # row, col, slice mm: deliberately all different
 SHAPE = (120, 40, 160)
 
 
-def _volume(array: np.ndarray, spacing=SPACING) -> Volume:
+def make_volume(array: np.ndarray, spacing=SPACING) -> Volume:
     return Volume(array=array, spacing=spacing, affine=np.eye(4), headers=[],
                   series_uid="2.25.1", study_folder=Path("."))
 
@@ -23,7 +23,7 @@ def _vertebra(row: float, col: float, sl: float, level: str | None) -> Vertebra:
     return Vertebra(np.array(pts, dtype=float), level)
 
 
-def _frame(n_experts: int = 3, n_vertebrae: int = 5, levels: bool = True):
+def make_frame(n_experts: int = 3, n_vertebrae: int = 5, levels: bool = True):
     experts = {}
     for e in range(n_experts):
         experts[f"expert{e + 1}"] = tuple(

@@ -4,14 +4,14 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
-from _plotdata import SHAPE, _frame, _volume
+from _plotdata import SHAPE, make_frame, make_volume
 
 from vfs_utils import plotting
 
 
 def test_slice_browser_static_and_interactive(monkeypatch):
-    volume = _volume(np.zeros(SHAPE, np.int16))
-    frame = _frame()
+    volume = make_volume(np.zeros(SHAPE, np.int16))
+    frame = make_frame()
     monkeypatch.setenv(plotting.ENV_STATIC_FIGURES, "1")
     fig = plotting.slice_browser(volume, frame)
     assert isinstance(fig, matplotlib.figure.Figure)

@@ -8,7 +8,7 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
-from _plotdata import SHAPE, SPACING, _volume
+from _plotdata import SHAPE, SPACING, make_volume
 
 from vfs_utils import plotting
 
@@ -27,7 +27,7 @@ def _labelled(ax) -> None:
 def test_draw_vertebra_heights_on_a_slice_in_mm():
     pts = np.array([[50, 20, 60], [50, 20, 80], [60, 20, 62], [60, 20, 78], [70, 20, 60],
                     [70, 20, 80]], float)
-    ax = plotting.draw_vertebra_heights(pts, SPACING, volume=_volume(np.zeros(SHAPE, np.int16)))
+    ax = plotting.draw_vertebra_heights(pts, SPACING, volume=make_volume(np.zeros(SHAPE, np.int16)))
     _labelled(ax)
     assert "mm" in ax.get_xlabel() and "mm" in ax.get_ylabel()
     texts = " ".join(t.get_text() for t in ax.texts) + " ".join(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _plotdata import SHAPE, SPACING, _volume
+from _plotdata import SHAPE, SPACING, make_volume
 
 from vfs_utils import plotting
 
@@ -34,7 +34,7 @@ def _bright_curve_volume(offset_mm: float):
     cz = np.arange(20.0, 180.0, 16.0)  # centres in mm along z
     centres = np.stack([(r0 + amp * np.sin(cz / length)) / dr, np.full(cz.shape, col),
                         cz / ds], axis=1)
-    return _volume(array), centres
+    return make_volume(array), centres
 
 
 def test_curved_reformation_straightens_a_curve():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _plotdata import SHAPE, SPACING, _frame, _volume
+from _plotdata import SHAPE, SPACING, make_frame, make_volume
 from matplotlib.colors import to_hex
 
 from vfs_utils import plotting
@@ -12,7 +12,7 @@ from vfs_utils import plotting
 def test_show_sagittal_extent_aspect_and_labels():
     array = np.zeros(SHAPE, dtype=np.int16)
     array[30, 12, 50] = 1000  # one bright voxel at known mm position
-    ax = plotting.show_sagittal(_volume(array), 12, window=(40, 400))
+    ax = plotting.show_sagittal(make_volume(array), 12, window=(40, 400))
     image = ax.get_images()[0]
     left, right, bottom, top = image.get_extent()
     rows, _, slices = SHAPE
@@ -29,7 +29,7 @@ def test_show_sagittal_extent_aspect_and_labels():
 
 
 def test_sagittal_column_is_the_rounded_mean_and_per_vertebra_columns():
-    frame = _frame()
+    frame = make_frame()
     expected = round(float(np.mean([20 + (k % 2) for k in range(5)])))
     assert plotting.sagittal_column(frame) == expected
     per = plotting.vertebra_columns(frame)
@@ -41,8 +41,8 @@ def test_sagittal_column_is_the_rounded_mean_and_per_vertebra_columns():
 
 
 def test_overlay_one_legend_entry_per_expert_colour_blind_palette():
-    frame = _frame(n_experts=3)
-    ax = plotting.show_sagittal(_volume(np.zeros(SHAPE, np.int16)), 20)
+    frame = make_frame(n_experts=3)
+    ax = plotting.show_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 20)
     plotting.overlay_readings(ax, frame, SPACING)
     legend = ax.get_legend()
     labels = [t.get_text() for t in legend.get_texts()]
@@ -62,8 +62,8 @@ def test_overlay_one_legend_entry_per_expert_colour_blind_palette():
 
 
 def test_vertebra_montage_one_axes_per_vertebra():
-    frame = _frame(n_experts=2, n_vertebrae=5)
-    fig = plotting.vertebra_montage(_volume(np.zeros(SHAPE, np.int16)), frame, SPACING,
+    frame = make_frame(n_experts=2, n_vertebrae=5)
+    fig = plotting.vertebra_montage(make_volume(np.zeros(SHAPE, np.int16)), frame, SPACING,
                                     size_mm=30, ncols=3)
     assert len(fig.axes) == 5
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["Th3", "Th4", "Th5", "Th6", "Th7"]
@@ -75,13 +75,13 @@ def test_vertebra_montage_one_axes_per_vertebra():
 
 
 def test_vertebra_montage_v1_titles_by_index():
-    frame = _frame(n_experts=2, n_vertebrae=4, levels=False)
-    fig = plotting.vertebra_montage(_volume(np.zeros(SHAPE, np.int16)), frame)
+    frame = make_frame(n_experts=2, n_vertebrae=4, levels=False)
+    fig = plotting.vertebra_montage(make_volume(np.zeros(SHAPE, np.int16)), frame)
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["#0", "#1", "#2", "#3"]
 
 
 def test_vertebra_centres_average_over_experts():
-    frame = _frame(n_experts=3, n_vertebrae=4)
+    frame = make_frame(n_experts=3, n_vertebrae=4)
     centres = plotting.vertebra_centres(frame)
     assert list(centres["level"]) == ["Th3", "Th4", "Th5", "Th6"]
     assert centres["row"].to_numpy() == pytest.approx([60.5] * 4)  # mean of 60, 60.5, 61
@@ -90,8 +90,8 @@ def test_vertebra_centres_average_over_experts():
 
 
 def test_zoom_to_readings_stays_inside_the_image():
-    frame = _frame(n_vertebrae=5)
-    ax = plotting.show_sagittal(_volume(np.zeros(SHAPE, np.int16)), 20)
+    frame = make_frame(n_vertebrae=5)
+    ax = plotting.show_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 20)
     plotting.zoom_to_readings(ax, frame, SPACING, margin_mm=10)
     x0, x1 = ax.get_xlim()
     y_bottom, y_top = ax.get_ylim()

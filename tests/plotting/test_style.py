@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _plotdata import SHAPE, _volume
+from _plotdata import SHAPE, make_volume
 
 from vfs_utils import plotting
 
@@ -15,12 +15,12 @@ def test_windows_are_centre_width_pairs():
 
 
 def test_window_names_and_errors():
-    ax = plotting.show_sagittal(_volume(np.zeros(SHAPE, np.int16)), 3, window="bone")
+    ax = plotting.show_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 3, window="bone")
     assert ax.get_images()[0].get_clim() == (400 - 900, 400 + 900)
     with pytest.raises(ValueError, match="unknown window"):
-        plotting.show_sagittal(_volume(np.zeros(SHAPE, np.int16)), 3, window="brain")
+        plotting.show_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 3, window="brain")
     with pytest.raises(ValueError, match="outside the volume"):
-        plotting.show_sagittal(_volume(np.zeros(SHAPE, np.int16)), SHAPE[1] + 5)
+        plotting.show_sagittal(make_volume(np.zeros(SHAPE, np.int16)), SHAPE[1] + 5)
 
 
 def test_expert_colours_stable_by_number():

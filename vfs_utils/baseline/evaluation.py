@@ -1,15 +1,10 @@
-"""Grouped evaluation of the baseline: study-bootstrap intervals (:func:`bootstrap_ci`),
-cross-validated predictions (:func:`evaluate`), tables (:func:`summarize`,
-:func:`confusion`), the single-annotator baseline (:func:`annotator_baseline`), and the
-curves the lesson's figures draw (:func:`roc_curves`, :func:`calibration_curves`,
-:func:`worst_errors`).
+"""Grouped evaluation of the baseline: study-bootstrap intervals, cross-validated
+predictions, tables, the single-annotator baseline and the curves the lesson draws.
 
-A patient's score is the maximum over their vertebrae *at the label levels* (T4-L4 by
-default, the rows of :func:`~vfs_utils.baseline.dataset_features`) that were annotated.
-That is not the same span for every patient: chest CT ends at different levels, so on the
-100 v2 studies a patient has 7 to 12 such vertebrae (median 10); L1 is annotated in 63
-studies, L2 in 16, L3 in 3 and L4 in none, so 37 patients are scored without their
-thoracolumbar junction, where osteoporotic fractures are most frequent.
+A patient's score is the maximum over their annotated vertebrae *at the label levels*
+(T4-L4 by default). That span differs between patients: chest CT ends at different
+levels, so many patients are scored without their thoracolumbar junction, where
+osteoporotic fractures are most frequent.
 
 scikit-learn is imported inside the functions that use it (see :mod:`.models`).
 """
@@ -25,16 +20,16 @@ import pandas as pd
 from ..agreement import (
     MIN_GROUPS,
     N_BOOT,
-    _percentile_interval,
     bootstrap_groups,
     group_weights,
     n_groups,
+    percentile_interval,
     wilson_interval,
 )
 from ..annotation import read_annotations
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..readings import match_vertebrae
-from .models import _feature_matrix, _threads, make_models
+from .models import feature_matrix, limit_threads, make_models
 from .studies import TARGETS, Study, load_studies
 
 __all__ = ["ANNOTATOR", "Evaluation", "annotator_baseline", "bootstrap_ci",
@@ -47,7 +42,7 @@ ANNOTATOR = "one annotator vs others"
 
 
 # --------------------------------------------------------------------------- metrics
-def _weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
+def weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
     """Per distinct score (descending): weighted positives and negatives, shape (B, K)."""
     order = np.argsort(-scores, kind="mergesort")
     s = scores[order]
@@ -59,7 +54,7 @@ def _weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
     return pos, neg
 
 
-def _roc_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+def ranked_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     # scores are descending: negatives ranked below a block are those after it
     n_neg = neg.sum(axis=1, keepdims=True)
     below = n_neg - np.cumsum(neg, axis=1)
@@ -80,7 +75,7 @@ def _average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return np.where((total[:, 0] > 0) & (neg.sum(axis=1) > 0), ap, np.nan)
 
 
-_METRICS: dict[str, Callable] = {"roc_auc": _roc_auc, "pr_auc": _average_precision}
+_METRICS: dict[str, Callable] = {"roc_auc": ranked_auc, "pr_auc": _average_precision}
 
 
 def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int = N_BOOT,
@@ -133,9 +128,9 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
                      else average_precision_score(y, s))
     if n_groups(g) < min_groups:
         return estimate, math.nan, math.nan
-    values = [_METRICS[metric](*_weighted_curves(y, s, w))
+    values = [_METRICS[metric](*weighted_curves(y, s, w))
               for w in group_weights(g, n_boot, seed)]
-    return _percentile_interval(estimate, values, level)
+    return percentile_interval(estimate, values, level)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -168,7 +163,7 @@ def _labels_frame(labels) -> pd.DataFrame:
     return pd.DataFrame({name: np.asarray(labels)})
 
 
-def _out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | None = 1
+def out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | None = 1
                 ) -> np.ndarray:
     """Out-of-fold probability of the positive class: ``model`` refitted (cloned) per fold.
 
@@ -179,7 +174,7 @@ def _out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | N
 
     prob = np.empty(len(X))
     for train, test in splits:
-        with _threads(threads):
+        with limit_threads(threads):
             est = clone(model).fit(X.iloc[train], y[train])
             classes = list(est.classes_)
             prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
@@ -228,7 +223,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     """
     from sklearn.model_selection import GroupKFold
 
-    X = _feature_matrix(features)
+    X = feature_matrix(features)
     y_all = _labels_frame(labels)
     g = np.asarray(groups)
     if not (len(X) == len(y_all) == len(g)):
@@ -243,7 +238,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     for target in y_all.columns:
         y = y_all[target].to_numpy(dtype=bool)
         for name, model in models.items():
-            prob = _out_of_fold(model, X, y, splits, threads)
+            prob = out_of_fold(model, X, y, splits, threads)
             parts.append(pd.DataFrame({
                 "model": name, "target": target, "row": np.arange(len(X)), "group": g,
                 "unit": g, "fold": fold, "label": y, "score": prob,

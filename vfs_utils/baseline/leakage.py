@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..agreement import MIN_GROUPS, N_BOOT, _percentile_interval, group_weights, n_groups
+from ..agreement import MIN_GROUPS, N_BOOT, group_weights, n_groups, percentile_interval
 from .evaluation import (
-    _out_of_fold,
-    _roc_auc,
-    _weighted_curves,
     bootstrap_ci,
+    out_of_fold,
+    ranked_auc,
+    weighted_curves,
 )
-from .models import _feature_matrix
+from .models import feature_matrix
 
 __all__ = ["GAP", "GROUPED", "UNGROUPED", "Leakage", "leakage", "paired_bootstrap"]
 
@@ -51,9 +51,9 @@ def paired_bootstrap(labels, scores_a, scores_b, groups, *, n_boot: int = N_BOOT
     diff = float(roc_auc_score(y, b) - roc_auc_score(y, a))
     if n_groups(g) < min_groups:
         return diff, math.nan, math.nan
-    values = [_roc_auc(*_weighted_curves(y, b, w)) - _roc_auc(*_weighted_curves(y, a, w))
+    values = [ranked_auc(*weighted_curves(y, b, w)) - ranked_auc(*weighted_curves(y, a, w))
               for w in group_weights(g, n_boot, seed)]
-    return _percentile_interval(diff, values, level)
+    return percentile_interval(diff, values, level)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
     """
     from sklearn.model_selection import GroupKFold, KFold
 
-    X = _feature_matrix(features)
+    X = feature_matrix(features)
     y = np.asarray(labels, dtype=bool)
     g = np.asarray(groups)
     if not (len(X) == len(y) == len(g)):
@@ -124,7 +124,7 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
                                   random_state=seed).split(X, y)}
     parts, scores = [], {}
     for name, splits in splitters.items():
-        prob = _out_of_fold(model, X, y, list(splits), threads)
+        prob = out_of_fold(model, X, y, list(splits), threads)
         scores[name] = prob
         parts.append(pd.DataFrame({"split": name, "row": np.arange(len(X)), "group": g,
                                    "label": y, "score": prob}))

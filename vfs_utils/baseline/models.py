@@ -78,14 +78,14 @@ def make_models(seed: int = 0) -> dict[str, object]:
     }
 
 
-def _feature_matrix(features) -> pd.DataFrame:
+def feature_matrix(features) -> pd.DataFrame:
     if isinstance(features, pd.DataFrame):
         cols = feature_columns(features)
         return features[cols] if cols else features
     return pd.DataFrame(np.asarray(features, float))
 
 
-def _threads(threads: int | None):
+def limit_threads(threads: int | None):
     """A context limiting BLAS/OpenMP threads (threadpoolctl, a scikit-learn dependency)."""
     from contextlib import nullcontext
 
@@ -125,8 +125,8 @@ def train_model(features, labels, model: str | object = "logistic", *, seed: int
             raise ValueError(f"unknown model {model!r}: use one of {list(models)}")
         model = models[model]
     est = clone(model)
-    with _threads(threads):
-        est.fit(_feature_matrix(features), np.asarray(labels, dtype=bool))
+    with limit_threads(threads):
+        est.fit(feature_matrix(features), np.asarray(labels, dtype=bool))
     return est
 
 
@@ -209,7 +209,7 @@ def default_model():
 
 def predict_study(root: str | os.PathLike, annotation_file: str | os.PathLike,
                   model=None) -> pd.DataFrame:
-    """Fracture probabilities of the vertebrae of one study.
+    """QM deformity probabilities of the vertebrae of one study.
 
     The annotation gives the vertebra centres only; the series it belongs to
     (:func:`vfs_utils.matching.match`) is read with

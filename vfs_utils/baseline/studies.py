@@ -1,20 +1,15 @@
-"""The studies of a baseline run and their labels: :class:`Study`, :func:`load_studies`,
-:func:`image_expert`, :func:`vertebra_table` (centres and consensus labels per vertebra),
-:data:`TARGETS`, :data:`PRIMARY_TARGET`.
+"""The studies of a baseline run and their labels (centres and consensus labels per vertebra).
 
 A study's ``kind`` is the data mode it comes from, in the words of
 :mod:`vfs_utils.tutorial`: ``real`` (a series read from a dataset root), ``phantom``
 (a real annotation over a phantom rendered from ONE of its readings) or ``synthetic``
 (a sampled phantom spine with simulated readings, or a series of the synthetic dataset).
 
-No label is computed from the reading an image was rendered from. In the ``phantom``
-mode the image of a study is rendered from one expert's reading (:func:`image_expert`:
-the expert with the most vertebrae, the first in name order on a tie) and its labels
-are the consensus of the *other* experts (:attr:`Study.expert`, ``exclude=`` of
-:func:`vertebra_table`); a study read by a single expert has no independent label and
-is left out. In the ``synthetic`` mode the image is rendered from the true spine and
-every reading is a noisy view of it, so all readings make the label. Real images are
-no one's reading.
+No label is computed from the reading an image was rendered from: in the ``phantom``
+mode the image is rendered from one expert's reading (:func:`image_expert`) and the
+labels are the consensus of the *other* experts (a study read by one expert is left
+out). Synthetic images come from the true spine and real images from no one's reading,
+so there every reading makes the label.
 """
 from __future__ import annotations
 

@@ -204,12 +204,10 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
                 index: bool | None = None) -> Volume:
     """Load one series of a study folder as a :class:`Volume`.
 
-    The headers of every file under `study_folder` (recursively) are read
-    once, up to their pixel data, and kept in the series index
-    (:mod:`vfs_utils.dicom.index`); later calls reuse them while the folder's
-    files are unchanged. The files of `series_uid` are sorted by
-    InstanceNumber and only their pixel data are then read: uncompressed
-    data straight from the recorded offsets, compressed data by pydicom.
+    The headers under `study_folder` (recursively) are read once and kept in the
+    series index (:mod:`vfs_utils.dicom.index`) while the files are unchanged; the
+    files of `series_uid`, sorted by InstanceNumber, then have only their pixel data
+    read (uncompressed straight from the recorded offsets, compressed by pydicom).
 
     Parameters
     ----------
@@ -240,14 +238,12 @@ def load_series(study_folder: str | os.PathLike, series_uid: str, *,
     DataNotFoundError
         When `study_folder` does not exist.
     SeriesError
-        When no file has `series_uid` (the message lists the series present);
-        when a file of the series, or a damaged file whose series cannot be
-        read, is damaged (truncated header or pixel data,
-        a geometry, size or rescale field that is empty, not a finite number
-        or of the wrong multiplicity: the message names the file and the
-        field); or the slices have duplicate positions, mixed Rows/Columns,
-        mixed orientations or pixel spacings, or compressed pixel data
-        without an installed decoder.
+        When no file has `series_uid` (the message lists the series present); a
+        file of the series (or one whose series cannot be read) is damaged: a
+        truncated header or pixel data, a geometry, size or rescale field empty,
+        not finite or of the wrong multiplicity (the message names file and field);
+        or the slices have duplicate positions, mixed Rows/Columns, orientations
+        or pixel spacings, or compressed pixel data without a decoder.
 
     Warns
     -----

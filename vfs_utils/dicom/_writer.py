@@ -69,11 +69,9 @@ def write_series(
     """Write a volume as a CT Image Storage series, one file per slice.
 
     The files go into `folder` itself (the series' own folder, e.g.
-    ``<study>/series-001``); several series of one study are several such
-    folders. Everything is written to a hidden temporary sibling folder first,
-    which is then renamed to `folder`. The output is deterministic: no clock
-    time, UIDs derived from `series_uid` and the slice index, so the same
-    input gives byte-identical files.
+    ``<study>/series-001``), written to a hidden temporary sibling first and then
+    renamed. Deterministic: no clock time, UIDs derived from `series_uid` and the
+    slice index, so the same input gives byte-identical files.
 
     Parameters
     ----------
@@ -92,21 +90,15 @@ def write_series(
         ImageOrientationPatient: row then column direction cosines.
     slope, intercept : float
         RescaleSlope and RescaleIntercept.
-    patient_id, patient_name, study_date : str
-        PatientID, PatientName, StudyDate (``YYYYMMDD``).
-    series_number : int
-        SeriesNumber.
-    series_description : str
-        SeriesDescription.
-    image_type : sequence of str
-        ImageType values.
+    patient_id, patient_name, study_date, series_number, series_description, image_type
+        PatientID, PatientName, StudyDate (``YYYYMMDD``), SeriesNumber,
+        SeriesDescription, ImageType (a sequence of str).
     slice_thickness : float, optional
         SliceThickness in mm; defaults to ``spacing[2]``.
     file_prefix : str
         File names are ``f"{file_prefix}{k + 1:05d}.dcm"``.
     extra : dict, optional
-        More elements ``{keyword: value}``, set on every slice last (they
-        override the defaults).
+        More elements ``{keyword: value}``, set last on every slice (they override).
 
     Returns
     -------
@@ -115,16 +107,12 @@ def write_series(
 
     Notes
     -----
-    The files pass dicom3tools' ``dciodvfy`` without errors for thin, thick
-    and localizer series when the UIDs are valid (the MosMed UIDs, with
-    leading zeros and a trailing ``.``, are not): Laterality (Type 2C) is
-    written empty, and a localizer (``"LOCALIZER"`` in `image_type`) gets no
-    RescaleType, whose value HU the CT Image IOD does not allow for it.
-
+    The files pass dicom3tools' ``dciodvfy`` for thin, thick and localizer series
+    when the UIDs are valid (the MosMed UIDs are not): Laterality (Type 2C) is
+    written empty, and a localizer gets no RescaleType (HU is not allowed for it).
     Slice ``k`` has InstanceNumber ``k + 1`` and ImagePositionPatient
-    ``origin + k * spacing[2] * slice_dir`` with
-    ``slice_dir = -cross(row_cosine, col_cosine)`` (head to feet for the
-    default axial orientation).
+    ``origin + k * spacing[2] * slice_dir``, ``slice_dir = -cross(row_cosine,
+    col_cosine)`` (head to feet for the default axial orientation).
 
     Raises
     ------

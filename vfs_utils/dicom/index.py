@@ -1,12 +1,9 @@
 """The series index: what the headers of a study folder say, read once and kept as JSON.
 
-Reading a study is dominated by parsing the header of every file (hundreds
-per study). The index keeps, per study folder, one *listing* (see
-:func:`vfs_utils.dicom._files.refresh`): per file its series and instance,
-geometry, size, bit layout, rescale, transfer syntax and the offset and
-length of its pixel data. :func:`vfs_utils.dicom.load_series` then reads the
-pixel data straight from those offsets and :func:`vfs_utils.dicom.scan`
-reads no header at all.
+Reading a study is dominated by parsing hundreds of headers. The index keeps, per
+study folder, one *listing* (:func:`vfs_utils.dicom._files.refresh`: per file its
+series, geometry, rescale, transfer syntax and where its pixel data lie), so that
+``load_series`` reads pixel data straight from those offsets and ``scan`` reads no header.
 
 Where and how
 -------------

@@ -1,9 +1,9 @@
 """Input checks shared by the morphometry modules (private).
 
-Inside: keypoints from a frame or an array (``_as_points``), per-row spacing
-and orientation (``_spacing_rows``, ``_flipped``), the required-columns check
-(``_require``) and the columns that identify one annotation file
-(``_STUDY_KEYS``, ``_study_keys``).
+Inside: keypoints from a frame or an array (``as_points``), per-row spacing
+and orientation (``spacing_rows``, ``rows_flipped``), the required-columns check
+(``require_columns``) and the columns that identify one annotation file
+(``_STUDY_KEYS``, ``study_keys``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ __all__: list[str] = []  # private: used by the other morphometry modules
 _STUDY_KEYS: tuple[str, ...] = ("version", "file", "folder", "series_uid")
 
 
-def _as_points(frame_or_points) -> np.ndarray:
+def as_points(frame_or_points) -> np.ndarray:
     """(n, 6, 3) float keypoints from a frame or an array of shape (6, 3) / (n, 6, 3)."""
     if isinstance(frame_or_points, pd.DataFrame):
         return points(frame_or_points)
@@ -53,7 +53,7 @@ def _per_row(value, n: int, width: int, name: str, frame: pd.DataFrame | None) -
                      f"mapping folder -> {width} numbers, not shape {arr.shape}")
 
 
-def _spacing_rows(spacing, n: int, frame: pd.DataFrame | None = None) -> np.ndarray:
+def spacing_rows(spacing, n: int, frame: pd.DataFrame | None = None) -> np.ndarray:
     sp = _per_row(spacing, n, 3, "spacing", frame)
     bad = ~(np.isfinite(sp) & (sp > 0))
     if bad.any():
@@ -63,7 +63,7 @@ def _spacing_rows(spacing, n: int, frame: pd.DataFrame | None = None) -> np.ndar
     return sp
 
 
-def _flipped(orientation, n: int, frame: pd.DataFrame | None = None) -> np.ndarray:
+def rows_flipped(orientation, n: int, frame: pd.DataFrame | None = None) -> np.ndarray:
     """True where rows grow towards anterior (y of the column direction cosine < 0)."""
     if orientation is None:
         return np.zeros(n, dtype=bool)
@@ -74,7 +74,7 @@ def _flipped(orientation, n: int, frame: pd.DataFrame | None = None) -> np.ndarr
     return iop[:, 4] < 0
 
 
-def _require(frame, columns: Sequence[str], what: str) -> None:
+def require_columns(frame, columns: Sequence[str], what: str) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{what} takes a pandas DataFrame, not {type(frame).__name__}")
     missing = [c for c in columns if c not in frame.columns]
@@ -85,5 +85,5 @@ def _require(frame, columns: Sequence[str], what: str) -> None:
                             if "vertebra_id" in missing else ""))
 
 
-def _study_keys(frame: pd.DataFrame) -> list[str]:
+def study_keys(frame: pd.DataFrame) -> list[str]:
     return [k for k in _STUDY_KEYS if k in frame.columns]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._inputs import _as_points, _flipped, _spacing_rows
+from ._inputs import as_points, rows_flipped, spacing_rows
 
 __all__ = [
     "DEFORMITIES",
@@ -40,7 +40,7 @@ GRADES: tuple[int, ...] = (0, 1, 2, 3)
 DEFORMITIES: tuple[str, str, str] = ("wedge", "biconcave", "crush")
 
 
-def _pair_heights(pts: np.ndarray, sp: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+def pair_heights(pts: np.ndarray, sp: np.ndarray, flipped: np.ndarray) -> np.ndarray:
     """(n, 3) heights (anterior, middle, posterior) in mm."""
     pairs = pts.reshape(-1, 3, 2, 3)
     diff = (pairs[:, :, 1, :] - pairs[:, :, 0, :]) * sp[:, None, :]
@@ -53,16 +53,10 @@ def _pair_heights(pts: np.ndarray, sp: np.ndarray, flipped: np.ndarray) -> np.nd
 def heights(frame_or_points, spacing=(1.0, 1.0, 1.0), *, orientation=None):
     """Anterior, middle and posterior vertebral-body heights in mm.
 
-    The three keypoint pairs are ordered by their mean row; for a supine
-    patient the smallest row is anterior, so the order is (Ha, Hm, Hp). Which
-    end is anterior is decided from ImageOrientationPatient when given: its
-    last three numbers are the LPS direction in which the row index grows, and
-    when their y component is negative (rows grow towards anterior: a prone
-    patient or a flipped image) the largest-row pair is anterior. Without an
-    orientation the patient is taken to be supine (the CT default).
-
-    The height of a pair is the Euclidean distance between its two points after
-    multiplying the (row, col, slice) differences by the spacing.
+    The pairs are ordered by mean row, smallest first: anterior for a supine patient.
+    When ImageOrientationPatient says rows grow towards anterior (column cosine y < 0:
+    a prone patient or a flipped image) the largest-row pair is anterior; without it
+    the patient is taken to be supine. A height is the Euclidean distance of a pair in mm.
 
     Parameters
     ----------
@@ -83,10 +77,10 @@ def heights(frame_or_points, spacing=(1.0, 1.0, 1.0), *, orientation=None):
         ``ha, hm, hp`` (mm). For an array, an ndarray of shape (n, 3), or (3,)
         for one vertebra of shape (6, 3).
     """
-    pts = _as_points(frame_or_points)
+    pts = as_points(frame_or_points)
     frame = frame_or_points if isinstance(frame_or_points, pd.DataFrame) else None
     n = len(pts)
-    h = _pair_heights(pts, _spacing_rows(spacing, n, frame), _flipped(orientation, n, frame))
+    h = pair_heights(pts, spacing_rows(spacing, n, frame), rows_flipped(orientation, n, frame))
     if frame is not None:
         return pd.DataFrame(h, index=frame.index, columns=["ha", "hm", "hp"])
     if np.ndim(frame_or_points) == 2:
@@ -95,7 +89,7 @@ def heights(frame_or_points, spacing=(1.0, 1.0, 1.0), *, orientation=None):
 
 
 # --------------------------------------------------------------------------- grades
-def _grade_codes(loss: np.ndarray) -> np.ndarray:
+def grade_codes(loss: np.ndarray) -> np.ndarray:
     """Integer grades 0..3 (int8) of any-shaped loss; -1 where the loss is NaN."""
     loss = np.asarray(loss, dtype=float)
     limits = np.asarray(GRADE_THRESHOLDS) - GRADE_TOLERANCE
@@ -103,7 +97,7 @@ def _grade_codes(loss: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(loss), np.int8(-1), codes)
 
 
-def _to_int64(codes: np.ndarray) -> pd.arrays.IntegerArray:
+def to_int64(codes: np.ndarray) -> pd.arrays.IntegerArray:
     """Pandas ``Int64`` array of grade codes, <NA> where the code is -1."""
     codes = np.asarray(codes).reshape(-1)
     return pd.arrays.IntegerArray(np.where(codes < 0, 0, codes).astype(np.int64), codes < 0)
@@ -137,24 +131,25 @@ def genant_grade(loss):
         ``Int64`` array, with ``<NA>`` where the loss is NaN.
     """
     if isinstance(loss, pd.Series):
-        codes = _grade_codes(loss.to_numpy(dtype=float, na_value=np.nan))
-        return pd.Series(_to_int64(codes), index=loss.index, name=loss.name)
+        codes = grade_codes(loss.to_numpy(dtype=float, na_value=np.nan))
+        return pd.Series(to_int64(codes), index=loss.index, name=loss.name)
     arr = np.asarray(loss, dtype=float)
     if arr.ndim == 0:
-        code = int(_grade_codes(arr))
+        code = int(grade_codes(arr))
         return pd.NA if code < 0 else code
     if arr.ndim != 1:
         raise ValueError(f"genant_grade takes a scalar or a 1-D array, not shape {arr.shape}")
-    return _to_int64(_grade_codes(arr))
+    return to_int64(grade_codes(arr))
 
 
-def _within_loss(h: np.ndarray) -> np.ndarray:
+def within_loss(h: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         loss = 1.0 - h.min(axis=-1) / h.max(axis=-1)
     return np.where(np.isfinite(loss), loss, np.nan)
 
 
-def _deformity(h: np.ndarray, codes: np.ndarray, crush: np.ndarray | None = None) -> np.ndarray:
+def deformity_names(h: np.ndarray, codes: np.ndarray,
+                    crush: np.ndarray | None = None) -> np.ndarray:
     names = np.asarray(DEFORMITIES, dtype=object)[np.argmin(np.nan_to_num(h, nan=np.inf), axis=1)]
     if crush is not None:
         names = np.where(crush, "crush", names)

@@ -17,9 +17,9 @@ import pandas as pd
 from .. import agreement
 from ..agreement import N_BOOT
 from ..annotation import LEVELS, POINT_COLUMNS
-from ._inputs import _as_points, _require, _spacing_rows, _study_keys
-from .grading import _grade_codes, _to_int64
-from .reference import _sd_codes
+from ._inputs import as_points, require_columns, spacing_rows, study_keys
+from .grading import grade_codes, to_int64
+from .reference import sd_codes
 
 __all__ = [
     "consensus",
@@ -35,19 +35,19 @@ __all__ = [
 _RULES = {"genant": "grade", "within": "grade", "qm": "grade", "neighbour": "neighbour_grade",
           "sd": "sd_grade"}
 #: Grade column -> (continuous measure averaged over readers, grading function).
-_MEASURES = {"grade": ("height_loss", _grade_codes),
-             "neighbour_grade": ("neighbour_loss", _grade_codes),
-             "sd_grade": ("sd_score", _sd_codes)}
+MEASURES = {"grade": ("height_loss", grade_codes),
+             "neighbour_grade": ("neighbour_loss", grade_codes),
+             "sd_grade": ("sd_score", sd_codes)}
 
 
-def _grade_column(rule: str) -> str:
+def grade_column(rule: str) -> str:
     if rule not in _RULES:
         raise ValueError(f"rule must be 'genant' (within-vertebra, also 'within' or 'qm'), "
                          f"'neighbour' or 'sd', not {rule!r}")
     return _RULES[rule]
 
 
-def _check_unique(table: pd.DataFrame, keys: list[str], what: str) -> None:
+def check_unique(table: pd.DataFrame, keys: list[str], what: str) -> None:
     dup = table.duplicated([*keys, "expert"], keep=False)
     if dup.any():
         row = table[dup].iloc[0]
@@ -76,23 +76,16 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     ``method="mean"`` (default): the grade of the **mean over readers** of the
     continuous measure behind each rule (``height_loss`` for ``grade``,
     ``neighbour_loss`` for ``neighbour_grade``, ``sd_score`` for ``sd_grade``;
-    missing values ignored). Every reader weighs the same whether a study had
-    two readers or three, and the mean has no minimum-of-two artefact. It still
-    does not mean the same for any number of readers: averaging shrinks the
-    readers' noise around a fixed cut-off, so the mean of more readers crosses
-    it less often. On the 610 v2 vertebrae (T4-L4) read by three experts,
-    grade >= 1 is 22.5 % from one reader, 21.3 % from the mean of two and
-    19.8 % from the mean of three (:func:`rate_by_readers`).
+    missing values ignored): no minimum-of-two artefact, but averaging shrinks the
+    readers' noise around a fixed cut-off, so the mean of more readers crosses it
+    less often (:func:`rate_by_readers` measures it).
 
-    ``method="lower_median"``: the lower median of the readers' grades (the
-    previous default, kept to show its artefact): the median of three readers
-    but the *minimum* of two, so a vertebra read by two experts is called
-    deformed only when both call it so, and the consensus rate depends on how
-    many experts read a study.
+    ``method="lower_median"``: the lower median of the readers' grades, kept to show
+    its artefact: the *minimum* of two readers, so the rate depends on how many
+    experts read a study.
 
-    ``p_deformed`` is the fraction of the readers grading the vertebra >= 1
-    (within-vertebra rule): its mean over vertebrae is the rate of the average
-    single reader, which no number of readers changes.
+    ``p_deformed`` is the fraction of readers grading the vertebra >= 1: its mean
+    over vertebrae is the average single reader's rate, whatever the number of readers.
 
     Parameters
     ----------
@@ -115,9 +108,9 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, not {method!r}")
-    _require(table, ["expert", "vertebra_id", "grade"], "consensus")
-    keys = [*_study_keys(table), "vertebra_id"]
-    _check_unique(table, keys, "consensus")
+    require_columns(table, ["expert", "vertebra_id", "grade"], "consensus")
+    keys = [*study_keys(table), "vertebra_id"]
+    check_unique(table, keys, "consensus")
     grouped = table.groupby(keys, sort=True, dropna=False)
     names = table[keys].assign(_e=table["expert"].astype(str)).sort_values("_e", kind="stable")
     out = pd.DataFrame({"n_experts": grouped.size(),
@@ -129,7 +122,7 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
     grades = table[keys].assign(_g=g_float).groupby(keys, sort=True, dropna=False)["_g"]
     positive = table[keys].assign(_p=np.where(np.isnan(g_float), np.nan, g_float >= 1)).groupby(
         keys, sort=True, dropna=False)["_p"]
-    for column, (measure, grade_fn) in _MEASURES.items():
+    for column, (measure, grade_fn) in MEASURES.items():
         if column not in table.columns:
             continue
         if method == "mean":
@@ -138,7 +131,7 @@ def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
                                  f"{column!r}; pass a morphometry_table() table")
             mean = grouped[measure].mean()
             out[measure] = mean
-            out[column] = _to_int64(grade_fn(mean.to_numpy(dtype=float)))
+            out[column] = to_int64(grade_fn(mean.to_numpy(dtype=float)))
         else:
             out[column] = _lower_median(table, keys, column)
             if measure in table.columns:
@@ -169,9 +162,9 @@ def rate_by_readers(table: pd.DataFrame, *, n_readers: int = 3, min_grade: int =
     """
     import itertools
 
-    _require(table, ["expert", "vertebra_id", measure], "rate_by_readers")
-    keys = [*_study_keys(table), "vertebra_id"]
-    _check_unique(table, keys, "rate_by_readers")
+    require_columns(table, ["expert", "vertebra_id", measure], "rate_by_readers")
+    keys = [*study_keys(table), "vertebra_id"]
+    check_unique(table, keys, "rate_by_readers")
     wide = table.assign(_m=table[measure].astype(float)).pivot_table(
         index=keys, columns="expert", values="_m", aggfunc="first")
     x = wide.to_numpy(dtype=float)
@@ -179,7 +172,7 @@ def rate_by_readers(table: pd.DataFrame, *, n_readers: int = 3, min_grade: int =
     # each row's n_readers values, left-aligned
     vals = np.take_along_axis(x, np.argsort(np.isnan(x), axis=1, kind="stable"), axis=1)[
         :, :n_readers]
-    grade_fn = _MEASURES[{"height_loss": "grade", "neighbour_loss": "neighbour_grade",
+    grade_fn = MEASURES[{"height_loss": "grade", "neighbour_loss": "neighbour_grade",
                           "sd_score": "sd_grade"}[measure]][1]
     out = {}
     for k in range(1, n_readers + 1):
@@ -216,12 +209,12 @@ def study_labels(table: pd.DataFrame, *, rule: str = "genant",
         ``label_moderate`` (worst >= 2), booleans (<NA> when no vertebra of
         the study has a grade).
     """
-    column = _grade_column(rule)
+    column = grade_column(rule)
     cons = consensus(table, method=method)
     if column not in cons.columns:
         raise ValueError(f"study_labels(rule={rule!r}) needs the column {column!r}; for 'sd' "
                          "pass the table through sd_scores() first")
-    keys = _study_keys(cons)
+    keys = study_keys(cons)
     g = cons[keys].assign(_g=cons[column].astype("Float64").astype(float)).groupby(
         keys, sort=True, dropna=False)["_g"]
     out = pd.DataFrame({"n_vertebrae": g.size(),
@@ -252,7 +245,7 @@ def prevalence(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None 
         ``vertebrae_ge2`` (fractions), ``patients`` (with a graded vertebra),
         ``patients_ge1``, ``patients_ge2`` (fractions with at least one).
     """
-    _require(consensus_table, ["folder"], "prevalence")
+    require_columns(consensus_table, ["folder"], "prevalence")
     if columns is None:
         names = {"grade": "within-vertebra, Genant bands", "neighbour_grade":
                  "neighbour, Genant bands", "sd_grade": "SD score (Eastell, 3 SD)"}
@@ -294,7 +287,7 @@ def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, st
         ``vertebra_hi``, ``patients``, ``patients_positive``, ``patient_rate``,
         ``patient_lo``, ``patient_hi``.
     """
-    _require(consensus_table, ["folder"], "prevalence_intervals")
+    require_columns(consensus_table, ["folder"], "prevalence_intervals")
     if columns is None:
         columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
     rows = {}
@@ -330,7 +323,7 @@ def level_rates(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None
         Long: ``level``, ``rule``, ``n``, ``positives``, ``rate``, ``low``, ``high``;
         levels in ``levels`` order (default: :data:`vfs_utils.annotation.LEVELS` order).
     """
-    _require(consensus_table, ["level"], "level_rates")
+    require_columns(consensus_table, ["level"], "level_rates")
     if columns is None:
         columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
     order = [lv for lv in (levels or LEVELS) if lv in set(consensus_table["level"])]
@@ -370,15 +363,15 @@ def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
         One row per axis (``row``, ``col``, ``slice``): ``sd_mm``, and the
         ``vertebrae`` and ``readings`` used.
     """
-    _require(frame, ["expert", "vertebra_id", *POINT_COLUMNS], "keypoint_scatter")
-    pts = _as_points(frame)
+    require_columns(frame, ["expert", "vertebra_id", *POINT_COLUMNS], "keypoint_scatter")
+    pts = as_points(frame)
     n = len(pts)
-    sp = _spacing_rows(spacing, n, frame)
+    sp = spacing_rows(spacing, n, frame)
     pairs = pts.reshape(n, 3, 2, 3)
     order = np.argsort(pairs[:, :, :, 0].mean(axis=2), axis=1, kind="stable")
     pairs = np.take_along_axis(pairs, order[:, :, None, None], axis=1)
     mm = pairs.reshape(n, 6, 3) * sp[:, None, :]
-    keys = [*_study_keys(frame), "vertebra_id"]
+    keys = [*study_keys(frame), "vertebra_id"]
     group = frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
     size = np.bincount(group)
     multi = size[group] >= 2

@@ -1,18 +1,9 @@
 """Inter-reader agreement of the QM grades of a morphometry table.
 
-Inside: :class:`Agreement` and :func:`agreement` (pairwise Cohen's kappa per
-expert pair, with a bootstrap over studies, and their mean weighted by the
-vertebrae each pair shares), :func:`fleiss_kappa` (defined beside the other
-statistics in :mod:`vfs_utils.agreement`, re-exported here),
-:func:`agreement_statistics` (Krippendorff's alpha of the grades and of the
-continuous measures), :class:`CountDisagreement` and
-:func:`count_disagreement` (how many vertebrae each expert annotated).
-
-This part knows about vertebrae, readings and grade rules, so it lives with
-the morphometry; the statistics on plain arrays that it calls (alpha, kappa,
-ICC, bootstrap) are in :mod:`vfs_utils.agreement`, which knows nothing about
-vertebrae. (Not named ``agreement`` so that the submodule cannot shadow the
-function :func:`vfs_utils.morphometry.agreement`.)
+This part knows about vertebrae, readings and grade rules; the statistics on plain
+arrays it calls are in :mod:`vfs_utils.agreement` (``fleiss_kappa`` is re-exported
+here). Not named ``agreement`` so that it cannot shadow the function
+:func:`vfs_utils.morphometry.agreement`.
 """
 from __future__ import annotations
 
@@ -24,9 +15,9 @@ import pandas as pd
 
 from .. import agreement as _stats
 from ..agreement import fleiss_kappa
-from ._inputs import _require, _study_keys
+from ._inputs import require_columns, study_keys
 from .grading import GRADES
-from .pooling import _MEASURES, _check_unique, _grade_column
+from .pooling import MEASURES, check_unique, grade_column
 
 __all__ = [
     "Agreement",
@@ -78,9 +69,9 @@ class Agreement:
 
 def _wide(table: pd.DataFrame, column: str, what: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Units (study, vertebra_id) x experts table of ``column`` and the units' folders."""
-    _require(table, ["expert", "vertebra_id", column], what)
-    keys = [*_study_keys(table), "vertebra_id"]
-    _check_unique(table, keys, what)
+    require_columns(table, ["expert", "vertebra_id", column], what)
+    keys = [*study_keys(table), "vertebra_id"]
+    check_unique(table, keys, what)
     values = table[[*keys, "expert"]].assign(_v=table[column].astype("Float64").astype(float)
                                              if str(table[column].dtype) == "Int64"
                                              else table[column].astype(float))
@@ -99,14 +90,11 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats
     through a grading rule, not agreement of visual (SQ) fracture grades,
     which the annotation does not hold.
 
-    Pairwise Cohen's kappa uses linear weights over the grade scale 0..3
-    (:func:`vfs_utils.agreement.cohen_kappa`, equal to
-    :func:`sklearn.metrics.cohen_kappa_score` with ``weights="linear"`` and
-    ``labels=[0, 1, 2, 3]``). Fleiss' kappa (unweighted, nominal) needs a
-    common number of raters per item, so it is computed over the vertebrae
-    with the most common number of raters (>= 2) only; it is not comparable
-    with the weighted pairwise kappas. Krippendorff's alpha
-    (:func:`agreement_statistics`) has neither restriction.
+    Pairwise Cohen's kappa is linearly weighted over grades 0..3 (as sklearn's
+    ``cohen_kappa_score(weights="linear", labels=[0, 1, 2, 3])``). Fleiss' kappa
+    (nominal) needs a common number of raters, so it uses the vertebrae with the
+    most common number (>= 2) and is not comparable with the pairwise kappas;
+    Krippendorff's alpha (:func:`agreement_statistics`) has neither restriction.
 
     Parameters
     ----------
@@ -126,7 +114,7 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats
     -------
     Agreement
     """
-    column = _grade_column(rule)
+    column = grade_column(rule)
     wide, folders = _wide(table, column, "agreement")
     values = wide.to_numpy(dtype=float)
     experts = list(wide.columns)
@@ -138,7 +126,7 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats
             continue
         ga, gb = values[both, a], values[both, b]
 
-        kappa = _stats._kappa_replicates(ga, gb, categories=GRADES if column != "sd_grade"
+        kappa = _stats.kappa_replicates(ga, gb, categories=GRADES if column != "sd_grade"
                                          else (0, 1, 2), weights="linear")
         n_studies = int(len(np.unique(folders[both])))
         row = {"expert_a": experts[a], "expert_b": experts[b], "n_vertebrae": int(both.sum()),
@@ -202,8 +190,8 @@ def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant",
         Index ``statistic``; columns ``estimate``, ``ci_low``, ``ci_high``,
         ``vertebrae`` (with >= 2 readers), ``studies``.
     """
-    column = _grade_column(rule)
-    measure = _MEASURES[column][0]
+    column = grade_column(rule)
+    measure = MEASURES[column][0]
     cats = GRADES if column != "sd_grade" else (0, 1, 2)
     rows = {}
     for label, col, level in ((f"alpha, ordinal {column}", column, "ordinal"),
@@ -214,7 +202,7 @@ def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant",
         keep = np.sum(~np.isnan(x), axis=1) >= 2
         x, folders = x[keep], folders[keep]
 
-        alpha = _stats._alpha_replicates(x, level, categories=None
+        alpha = _stats.alpha_replicates(x, level, categories=None
                                          if level == "interval" else cats)
         est, low, high = _stats.bootstrap_groups(alpha, folders, n_boot=n_boot, seed=seed,
                                                  weighted=True)
@@ -261,8 +249,8 @@ def count_disagreement(frame: pd.DataFrame) -> CountDisagreement:
     -------
     CountDisagreement
     """
-    _require(frame, ["folder", "expert"], "count_disagreement")
-    keys = _study_keys(frame)
+    require_columns(frame, ["folder", "expert"], "count_disagreement")
+    keys = study_keys(frame)
     per = frame.groupby([*keys, "expert"], sort=True, dropna=False).size().rename("n")
     per = per.reset_index()
     g = per.groupby(keys, sort=True, dropna=False)

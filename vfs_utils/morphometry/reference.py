@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..annotation import LEVELS, POINT_COLUMNS
-from ._inputs import _require
-from .grading import DEFORMITIES, GRADE_TOLERANCE, _to_int64
+from ._inputs import require_columns
+from .grading import DEFORMITIES, GRADE_TOLERANCE, to_int64
 
 __all__ = [
     "LABEL_LEVELS",
@@ -51,7 +51,7 @@ def label_levels(table: pd.DataFrame, levels: Sequence[str] | None = LABEL_LEVEL
     v1 readings have no level: give them the v2 level first with
     :func:`vfs_utils.readings.carry_levels`. ``levels=None`` keeps every row.
     """
-    _require(table, ["level"], "label_levels")
+    require_columns(table, ["level"], "label_levels")
     if levels is None:
         return table
     unknown = sorted(set(levels) - set(LEVELS))
@@ -75,7 +75,7 @@ def distinct_readings(table: pd.DataFrame) -> pd.DataFrame:
     # are the same for readings with the same six points
     geometry = ["ha", "hm", "hp", "centre_row", "centre_col", "centre_slice"]
     columns = POINT_COLUMNS if set(POINT_COLUMNS) <= set(table.columns) else geometry
-    _require(table, ["folder", *columns], "distinct_readings")
+    require_columns(table, ["folder", *columns], "distinct_readings")
     return table[~table.duplicated(subset=["folder", *columns], keep="first")]
 
 
@@ -83,21 +83,13 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
                     max_iter: int = 50, min_n: int = 10) -> pd.DataFrame:
     """Per-level normal mean and SD of the shape ratios, from the data themselves.
 
-    For each level, the mean and SD (ddof 1) of every ratio are estimated by
-    iterative trimming: start from every reading with that level, drop the
-    readings with any ratio more than ``n_sd`` SD from the current mean (in
-    either direction), re-estimate, and repeat until no reading is dropped
-    (or ``max_iter``). Every row is a unit: pass :func:`distinct_readings` of
-    the table so that a reading copied unchanged from one round to the next
-    does not count twice. The deformed vertebrae, being few and far out, are
-    excluded, and what is left estimates the level's usual shape in *this*
-    population, including its normal wedging and concavity. That is not how
-    Eastell et al. (1991) and McCloskey et al. (1993) derived their normal
-    ranges: both measured separate samples of healthy women. Trimming the
-    data's own population is a stand-in where no healthy sample exists, and
-    its "normal" includes whatever deformities are too common to be trimmed.
-    The crush ratio needs both neighbours, so it is missing at the ends of a
-    reading and estimated from the readings that have it.
+    Per level, the mean and SD (ddof 1) of every ratio by iterative trimming: drop
+    the readings with any ratio more than ``n_sd`` SD from the current mean,
+    re-estimate, repeat until nothing is dropped (or ``max_iter``). Every row is a
+    unit: pass :func:`distinct_readings` so that a reading copied unchanged between
+    rounds counts once. Eastell et al. (1991) and McCloskey et al. (1993) measured
+    separate samples of healthy women instead; trimming the data's own population
+    is a stand-in whose "normal" keeps deformities too common to be trimmed.
 
     Parameters
     ----------
@@ -120,7 +112,7 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
         columns ``n`` (readings of the level), ``n_normal`` (retained),
         ``iterations``, and ``mean_<ratio>``, ``sd_<ratio>`` per ratio.
     """
-    _require(table, ["level", *ratios], "level_reference")
+    require_columns(table, ["level", *ratios], "level_reference")
     rows = {}
     for level, group in table[table["level"].notna()].groupby("level", sort=False):
         x = group[list(ratios)].to_numpy(dtype=float)
@@ -149,7 +141,7 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
     return out
 
 
-def _sd_codes(score: np.ndarray) -> np.ndarray:
+def sd_codes(score: np.ndarray) -> np.ndarray:
     """SD grades 0..2 (int8) of SD scores (negative = below normal); -1 where NaN."""
     score = np.asarray(score, dtype=float)
     codes = np.asarray((-score[..., None] >= np.asarray(SD_THRESHOLDS) - GRADE_TOLERANCE).sum(
@@ -185,7 +177,7 @@ def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
         A copy of ``table`` with ``z_<ratio>``, ``sd_score``, ``sd_grade``
         (Int64) and ``sd_deformity``.
     """
-    _require(table, ["level", *ratios], "sd_scores")
+    require_columns(table, ["level", *ratios], "sd_scores")
     missing = [f"{k}_{r}" for r in ratios for k in ("mean", "sd")
                if f"{k}_{r}" not in reference.columns]
     if missing:
@@ -199,9 +191,9 @@ def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
         out[f"z_{r}"] = z[:, j]
     any_z = np.isfinite(z).any(axis=1)
     score = np.where(any_z, np.nanmin(np.where(np.isfinite(z), z, np.inf), axis=1), np.nan)
-    codes = _sd_codes(score)
+    codes = sd_codes(score)
     out["sd_score"] = score
-    out["sd_grade"] = _to_int64(codes)
+    out["sd_grade"] = to_int64(codes)
     names = np.asarray(DEFORMITIES, dtype=object)[np.argmin(np.where(np.isfinite(z), z, np.inf),
                                                             axis=1)]
     sd_def = np.where(codes == 0, "normal", names).astype(object)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .grading import GRADES
-from .pooling import _grade_column, consensus
+from .pooling import consensus, grade_column
 
 __all__ = [
     "RoundComparison",
@@ -75,7 +75,7 @@ def compare_rounds(v1_table: pd.DataFrame, v2_table: pd.DataFrame, *, tolerance:
     """
     from scipy.optimize import linear_sum_assignment
 
-    column = _grade_column(rule)
+    column = grade_column(rule)
     if not tolerance > 0:
         raise ValueError(f"tolerance must be a positive number of slices, not {tolerance!r}")
     a, b = consensus(v1_table), consensus(v2_table)

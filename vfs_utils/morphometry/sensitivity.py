@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._inputs import _as_points, _spacing_rows
-from .grading import _grade_codes, _within_loss
+from ._inputs import as_points, spacing_rows
+from .grading import grade_codes, within_loss
 
 __all__ = [
     "grade_flip_rate",
@@ -23,16 +23,12 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
                     axis_scale: Sequence[float] = (1.0, 1.0)) -> pd.DataFrame:
     """How often keypoint noise changes the within-vertebra QM grade (Genant's bands).
 
-    Every keypoint is moved by independent Gaussian noise of standard
-    deviation ``sigma * axis_scale[0]`` mm along the row and
-    ``sigma * axis_scale[1]`` mm along the slice axis (the sagittal plane the
-    points were drawn in; the column is left alone), the heights
-    and grades are recomputed, and the grade is compared with the grade of
-    the unperturbed points. The same standard-normal draws, scaled by each
-    sigma, are used for every sigma (common random numbers), so the rates
-    are comparable across sigmas and identical for the same seed. Only the
-    within-vertebra rule is simulated; its grade does not depend on which
-    pair is anterior, so no orientation is needed.
+    Every keypoint moves by independent Gaussian noise of SD ``sigma * axis_scale[0]``
+    mm along the row and ``sigma * axis_scale[1]`` mm along the slice (the column is
+    left alone), and the regraded points are compared with the unperturbed grade. The
+    same standard-normal draws serve every sigma (common random numbers), so rates are
+    comparable across sigmas. Only the within-vertebra rule is simulated: it needs no
+    orientation.
 
     Parameters
     ----------
@@ -47,10 +43,8 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
     seed : int
         Seed of :func:`numpy.random.default_rng`.
     axis_scale : (row, slice) pair of float
-        Per-axis factors of ``sigma``: the experts' scatter differs by axis (on the
-        v2 readings 0.96 voxel along the row, 0.60 along the slice), so pass
-        ``sigmas_mm=(1,)`` and the measured per-axis SDs here instead of one
-        isotropic sigma.
+        Per-axis factors of ``sigma``: the experts' scatter differs by axis, so pass
+        ``sigmas_mm=(1,)`` and the measured per-axis SDs here.
 
     Returns
     -------
@@ -61,9 +55,9 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
         deviation across draws), ``up_rate`` and ``down_rate`` (grade higher /
         lower than unperturbed).
     """
-    pts = _as_points(frame)
+    pts = as_points(frame)
     n = len(pts)
-    sp = _spacing_rows(spacing, n, frame if isinstance(frame, pd.DataFrame) else None)
+    sp = spacing_rows(spacing, n, frame if isinstance(frame, pd.DataFrame) else None)
     sigmas = np.asarray(sigmas_mm, dtype=float).reshape(-1)
     if not (np.isfinite(sigmas).all() and (sigmas >= 0).all()):
         raise ValueError(f"sigmas_mm must be finite and >= 0, not {sigmas_mm!r}")
@@ -74,7 +68,7 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
     mm = pts * sp[:, None, :]
     pairs = mm.reshape(n, 3, 2, 3)
     base_diff = pairs[:, :, 1, :] - pairs[:, :, 0, :]               # (n, 3, 3) mm
-    base = _grade_codes(_within_loss(np.sqrt(np.sum(base_diff ** 2, axis=-1))))
+    base = grade_codes(within_loss(np.sqrt(np.sum(base_diff ** 2, axis=-1))))
     valid = base >= 0
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n_draws, n, 3, 2, 2))                  # pair, point, (row, slice)
@@ -89,7 +83,7 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
         for start in range(0, n_draws, chunk):
             d = np.broadcast_to(base_diff, (min(chunk, n_draws - start), n, 3, 3)).copy()
             d[..., [0, 2]] += sigma * scale * dz[start:start + len(d)]
-            codes = _grade_codes(_within_loss(np.sqrt(np.sum(d * d, axis=-1))))
+            codes = grade_codes(within_loss(np.sqrt(np.sum(d * d, axis=-1))))
             with np.errstate(invalid="ignore"):
                 sl = slice(start, start + len(d))
                 denom = max(n_valid, 1)

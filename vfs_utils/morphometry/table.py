@@ -16,15 +16,15 @@ from .._fs import check_spacing, dicom_root
 from .._parallel import map_ordered
 from ..annotation import POINT_COLUMNS
 from ..errors import DataNotFoundError, SeriesError
-from ._inputs import _as_points, _flipped, _require, _spacing_rows, _study_keys
+from ._inputs import as_points, require_columns, rows_flipped, spacing_rows, study_keys
 from .grading import (
     GRADE_THRESHOLDS,
     GRADE_TOLERANCE,
-    _deformity,
-    _grade_codes,
-    _pair_heights,
-    _to_int64,
-    _within_loss,
+    deformity_names,
+    grade_codes,
+    pair_heights,
+    to_int64,
+    within_loss,
 )
 
 __all__ = [
@@ -54,7 +54,7 @@ def _series_spacings(root, pairs, executor) -> np.ndarray:
 
 
 def _root_spacing(frame: pd.DataFrame, root, executor=None) -> np.ndarray:
-    _require(frame, ["folder", "series_uid"], "morphometry_table(root=...)")
+    require_columns(frame, ["folder", "series_uid"], "morphometry_table(root=...)")
     pairs = pd.MultiIndex.from_frame(frame[["folder", "series_uid"]].astype(str))
     uniq = pairs.unique()
     table = _series_spacings(root, list(uniq), executor)
@@ -65,12 +65,10 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
                     executor=None) -> dict[str, tuple[float, float, float]]:
     """Voxel spacing of every study of a frame, from the headers of the studies present.
 
-    A dataset may hold images for only some of the annotated studies (a partial
-    download, or the phantom demo, which renders a few of the 100). The
-    spacing of each study folder under ``root/dicom`` is read from the headers
-    of the annotated series (:func:`vfs_utils.matching.series_spacing`); a
-    folder that is absent gets ``default``. The result is the mapping
-    ``spacing=`` of :func:`morphometry_table` and :func:`heights` accept.
+    A dataset may hold images for only some annotated studies (a partial download,
+    the phantom demo): each present folder's spacing is read from the annotated
+    series' headers (:func:`vfs_utils.matching.series_spacing`), an absent one gets
+    ``default``. The result is the ``spacing=`` mapping of :func:`morphometry_table`.
 
     Parameters
     ----------
@@ -84,8 +82,7 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
         ``(1, 1, 1)`` for heights in voxels (a ratio-only analysis). Without
         it an absent study is an error.
     executor : concurrent.futures.Executor, optional
-        Runs the header scans in parallel (e.g. a ``ThreadPoolExecutor`` or a
-        ``dask.distributed.Client``).
+        Runs the header scans in parallel (``ThreadPoolExecutor``, Dask ``Client``).
 
     Returns
     -------
@@ -103,7 +100,7 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
         The frame gives two series of different spacing for one folder, or
         ``default`` is not three positive numbers.
     """
-    _require(frame, ["folder", "series_uid"], "dataset_spacing")
+    require_columns(frame, ["folder", "series_uid"], "dataset_spacing")
     dicom = dicom_root(root)
     base = dicom.parent
     if default is not None:
@@ -151,77 +148,59 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
                       orientation=None, executor=None) -> pd.DataFrame:
     """Heights, shape indices and QM deformity grades of every vertebra reading.
 
-    Every grade here is a quantitative-morphometry (QM) **deformity** grade
-    computed from the expert keypoints, not a radiologist's (SQ) fracture
-    grade: normal thoracic wedging and endplate concavity reach the bands too.
+    Every grade is a quantitative-morphometry (QM) **deformity** grade from the
+    expert keypoints, not a radiologist's (SQ) fracture grade: normal thoracic
+    wedging and endplate concavity reach the bands too.
 
     Within-vertebra rule (``height_loss``, ``grade``, ``deformity``)
-        ``height_loss = 1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)``, graded with
-        Genant's bands (:func:`genant_grade`). Genant's semiquantitative
-        method (Genant et al. 1993, J Bone Miner Res 8:1137-1148) is a visual
-        estimate of the reduction of the anterior, middle or posterior height
-        against the expected height; the ratio to the vertebra's own tallest
-        height is the usual quantitative stand-in. It ignores Genant's area
-        criterion, counts normal wedging and concavity, and cannot see a
-        vertebra that is uniformly flattened.
+        ``1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)`` graded with Genant's bands
+        (:func:`genant_grade`; Genant et al. 1993): the usual quantitative
+        stand-in for Genant's visual estimate. It ignores the area criterion and
+        cannot see a uniformly flattened vertebra.
     Neighbour rule (``expected_height``, ``neighbour_loss``, ``neighbour_grade``, \
 ``neighbour_deformity``)
-        Each height of a vertebra is compared with the **same** height of the
-        two adjacent vertebrae of the reading (mean of the vertebra above and
-        below, in vertebra index order): ``neighbour_loss = 1 - min_k (H_k /
-        mean(H_k of the neighbours))`` for k in (a, m, p), graded with the same
-        bands. Both neighbours are needed: the first and last vertebra of a
-        reading get NaN (no one-sided comparison with a single, differently
-        sized neighbour), and the neighbours are taken as they are, not chosen
-        with the rule being tested. A deformed neighbour lowers the reference
-        (a limitation shared with every neighbour-based method).
-        ``expected_height`` is the neighbours' mean Hp (mm). The idea of a
-        neighbour-predicted height is that of McCloskey et al. (1993, Osteoporos
-        Int 3:138-147); this is a simplification for teaching, not a
-        validated reimplementation.
+        ``neighbour_loss = 1 - min_k (H_k / mean(H_k of the neighbours))`` for k in
+        (a, m, p), the neighbours being the vertebrae above and below in the
+        reading, graded with the same bands. The first and last vertebra get NaN
+        (no one-sided comparison); a deformed neighbour lowers the reference.
+        ``expected_height`` is the neighbours' mean Hp (mm). A teaching
+        simplification of McCloskey et al. (1993), not a validated reimplementation.
     SD-score rule
-        Not in this table: it needs a reference; see :func:`level_reference`
-        and :func:`sd_scores`.
+        Not in this table: see :func:`level_reference` and :func:`sd_scores`.
 
-    Deformity type: ``"normal"`` at grade 0, otherwise the smallest of (Ha,
-    Hm, Hp) names the type: ``"wedge"`` (Ha), ``"biconcave"`` (Hm),
-    ``"crush"`` (Hp); ties go to the earlier name. Under the neighbour rule the
-    smallest of the three neighbour ratios names it, and a vertebra whose three
-    heights are all reduced by at least 20 % is ``"crush"``.
+    Deformity type: ``"normal"`` at grade 0, otherwise the smallest of (Ha, Hm, Hp)
+    names it: ``"wedge"``, ``"biconcave"``, ``"crush"`` (ties go to the earlier
+    name). Under the neighbour rule the smallest neighbour ratio names it, and all
+    three heights reduced by at least 20 % is ``"crush"``.
 
     Parameters
     ----------
     frame : DataFrame
-        From :func:`vfs_utils.annotation.read_annotations` (optionally passed
-        through :func:`vfs_utils.readings.match_vertebrae`, whose
-        ``vertebra_id`` column is carried over for :func:`consensus`).
+        From :func:`vfs_utils.annotation.read_annotations` (optionally through
+        :func:`vfs_utils.readings.match_vertebrae`, whose ``vertebra_id`` is kept).
     root : path-like, optional
-        A dataset root (holding ``dicom/<Folder>``): the spacing of each series
-        is read from its DICOM headers with
-        :func:`vfs_utils.matching.series_spacing`.
+        A dataset root (holding ``dicom/<Folder>``): spacing from each series'
+        headers (:func:`vfs_utils.matching.series_spacing`).
     spacing : sequence of 3 floats, array (n, 3) or mapping folder -> 3 floats, optional
         Voxel spacing (row, col, slice) in mm instead of ``root``; (1, 1, 1)
         gives heights in voxels.
     orientation : see :func:`heights`, optional
         ImageOrientationPatient; without it the patient is taken to be supine.
     executor : concurrent.futures.Executor, optional
-        With ``root``: runs the per-series header scans through
-        ``executor.map`` (a ``ThreadPoolExecutor``, a ``dask.distributed.Client``...);
-        the table is the same as without it. Ignored with ``spacing``.
+        With ``root``: runs the per-series header scans through ``executor.map``;
+        the table is the same as without it.
 
     Returns
     -------
     DataFrame
-        One row per vertebra reading, the frame's index, columns: the frame's
-        ``file, folder, series_uid, version, expert, vertebra, level,
-        vertebra_id`` (those present); ``ha, hm, hp`` (mm); ``wedge_index``
-        (Ha/Hp), ``biconcave_index`` (Hm/Hp), ``biconcave_index_anterior``
-        (Hm/Ha), ``crush_index`` (Hp over the mean Hp of the previous and next
-        vertebra of the reading; NaN at the ends of a reading); ``height_loss``,
-        ``grade`` (Int64), ``deformity``; ``expected_height`` (mm),
-        ``neighbour_loss``, ``neighbour_grade`` (Int64, <NA> at the ends of a
-        reading), ``neighbour_deformity``; ``centre_row, centre_col,
-        centre_slice`` (voxels, mean of the six points).
+        One row per reading, the frame's index: the frame's ``file, folder,
+        series_uid, version, expert, vertebra, level, vertebra_id`` (those
+        present); ``ha, hm, hp`` (mm); ``wedge_index`` (Ha/Hp), ``biconcave_index``
+        (Hm/Hp), ``biconcave_index_anterior`` (Hm/Ha), ``crush_index`` (Hp over
+        the neighbours' mean Hp); ``height_loss``, ``grade`` (Int64),
+        ``deformity``; ``expected_height``, ``neighbour_loss``,
+        ``neighbour_grade`` (Int64), ``neighbour_deformity``; ``centre_row,
+        centre_col, centre_slice`` (voxels, mean of the six points).
 
     Raises
     ------
@@ -232,15 +211,15 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
     SeriesError, DataNotFoundError
         With ``root``: a series cannot be found or has no usable spacing.
     """
-    _require(frame, ["folder", "expert", "vertebra", *POINT_COLUMNS], "morphometry_table")
+    require_columns(frame, ["folder", "expert", "vertebra", *POINT_COLUMNS], "morphometry_table")
     if (root is None) == (spacing is None):
         raise TypeError("morphometry_table needs exactly one of root= (a dataset root: spacing "
                         "from the DICOM headers) or spacing= (row, col, slice) in mm")
     n = len(frame)
     sp = (_root_spacing(frame, root, executor) if root is not None
-          else _spacing_rows(spacing, n, frame))
-    pts = _as_points(frame)
-    h = _pair_heights(pts, sp, _flipped(orientation, n, frame))
+          else spacing_rows(spacing, n, frame))
+    pts = as_points(frame)
+    h = pair_heights(pts, sp, rows_flipped(orientation, n, frame))
     ha, hm, hp = h.T
 
     out = frame[[c for c in _CARRIED if c in frame.columns]].copy()
@@ -251,30 +230,30 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
         out["biconcave_index_anterior"] = hm / ha
 
     # Reading order: rows of one (study, expert) sorted by vertebra index.
-    reading = frame.groupby([*_study_keys(frame), "expert"], sort=False,
+    reading = frame.groupby([*study_keys(frame), "expert"], sort=False,
                             dropna=False).ngroup().to_numpy()
     order = np.lexsort((frame["vertebra"].to_numpy(), reading))
     ref = np.empty_like(h)
     ref[order] = _adjacent_mean(h[order], reading[order])
 
-    loss = _within_loss(h)
-    codes = _grade_codes(loss)
+    loss = within_loss(h)
+    codes = grade_codes(loss)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["crush_index"] = hp / ref[:, 2]
         rel = h / ref                                               # H_k / neighbours' H_k
         n_loss = 1.0 - rel.min(axis=1)
         all_reduced = 1.0 - rel.max(axis=1) >= GRADE_THRESHOLDS[0] - GRADE_TOLERANCE
     n_loss = np.where(np.isfinite(n_loss), n_loss, np.nan)
-    n_codes = _grade_codes(n_loss)
+    n_codes = grade_codes(n_loss)
     expected = ref[:, 2]
 
     out["height_loss"] = loss
-    out["grade"] = _to_int64(codes)
-    out["deformity"] = pd.Series(_deformity(h, codes), index=out.index, dtype=object)
+    out["grade"] = to_int64(codes)
+    out["deformity"] = pd.Series(deformity_names(h, codes), index=out.index, dtype=object)
     out["expected_height"] = expected
     out["neighbour_loss"] = n_loss
-    out["neighbour_grade"] = _to_int64(n_codes)
-    out["neighbour_deformity"] = pd.Series(_deformity(np.where(np.isfinite(rel), rel, np.nan),
+    out["neighbour_grade"] = to_int64(n_codes)
+    out["neighbour_deformity"] = pd.Series(deformity_names(np.where(np.isfinite(rel), rel, np.nan),
                                                       n_codes, all_reduced),
                                            index=out.index, dtype=object)
     centre = pts.mean(axis=1)

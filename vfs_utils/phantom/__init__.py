@@ -12,18 +12,9 @@ points are ``[row, col, slice]`` voxel indices; spacing is ``(row, col, slice)``
 in mm. A vertebra is six points: anterior, middle and posterior pairs, each
 pair upper endplate first.
 
-Anatomy (HU): air outside an elliptical torso, subcutaneous fat (-100),
-muscle and soft tissue (35-40), lungs (-850) over the thoracic range, heart,
-descending aorta, trachea, sternum and ribs; vertebral bodies with a cortical
-shell (700) around cancellous bone (a per-patient density, lower in osteoporotic
-patients, who are more often fractured), intervertebral discs (80), the spinal
-canal (10) and posterior elements; non-fracture deformities (Schmorl nodes,
-osteophytes, short vertebrae: grade 0); then the study's acquisition (blur,
-HU offset, noise level, drawn per study). Normal vertebrae have the real
-annotations' per-level wedging and endplate concavity, and simulated readers
-their per-level noise. Edges are rendered with partial
-volume (soft ramps of about one voxel), so heights measured back from the
-image agree with the keypoints.
+The anatomy and its attenuations are listed in :mod:`.render`. Normal vertebrae have
+the real annotations' per-level wedging and endplate concavity, and simulated readers
+their per-level noise.
 
 Three modules: :mod:`.spine` (geometry, truths, sampling, the spine of an annotation),
 :mod:`.render` (the renderer) and :mod:`.dataset` (one study's series, the dataset,

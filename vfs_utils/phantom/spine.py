@@ -1,22 +1,13 @@
 """The phantom's geometry and truth, sampled spines and readings, and the spine of a
-real annotation: :class:`Geometry`, :class:`VertebraTruth`, :class:`SpineTruth`,
-:func:`sample_spine`, :func:`sample_readings`, :func:`spine_from_annotation`, :data:`HU`,
-:data:`NON_FRACTURE_DEFORMITIES`.
+real annotation (conventions: see :mod:`vfs_utils.phantom`).
 
 The normal shape of a sampled vertebra (physiological wedging Ha/Hp and endplate
 concavity Hm/Hp, per level) and the simulated readers' noise come from a small
 table of numbers measured once on the real v2 annotations (``_NORMAL_SHAPE``;
 re-derive it with ``docs/derive_phantom_shape.py``).
 
-The module is one piece (a little over 600 lines) because sampling and the
-annotation path build the same truth objects with the same per-level conventions;
-split, each half would import the other's private helpers.
-
-Conventions are the annotation's: a volume has shape ``(rows, cols, slices)``,
-row grows anterior -> posterior, col patient right -> left, slice head -> feet;
-points are ``[row, col, slice]`` voxel indices; spacing is ``(row, col, slice)``
-in mm. A vertebra is six points: anterior, middle and posterior pairs, each
-pair upper endplate first.
+The module is one piece because sampling and the annotation path build the same
+truth objects with the same per-level conventions.
 """
 from __future__ import annotations
 
@@ -31,7 +22,7 @@ import numpy as np
 from ..annotation import LEVELS, Annotation, Vertebra, load_annotation, points, read_annotations
 from ..dicom._common import derived_uid
 from ..errors import AnnotationError
-from ..morphometry.grading import _within_loss, genant_grade, heights
+from ..morphometry.grading import genant_grade, heights, within_loss
 from ..morphometry.reference import LABEL_LEVELS
 from ..readings import match_vertebrae
 
@@ -578,13 +569,10 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
         image (a label scored against the image must come from them only). The
         volume still holds every expert's points.
 
-    The patient's bone density is drawn with :func:`sample_spine`'s probabilities,
-    from a seed of the folder name. Where :func:`sample_spine` conditions on a
-    placed fracture of any grade, here "deformed" means that the rendered reading
-    itself has a vertebra of within-vertebra QM grade >= 2 at the label levels
-    (T4-L4; every level of a v1 reading, which has no levels): grade 1 is mostly
-    normal wedging in real readings. The image's density follows what the image
-    shows, never the other experts' readings.
+    The patient's bone density is drawn with :func:`sample_spine`'s probabilities
+    (seeded by the folder name), "deformed" meaning a within-vertebra QM grade >= 2
+    of the rendered reading at the label levels (grade 1 is mostly normal wedging):
+    the density follows what the image shows, never the other experts' readings.
 
     Returns
     -------
@@ -634,7 +622,7 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
                         (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
     # the patient's bone density: lower, more often, when the rendered reading itself shows
     # a moderate or severe deformity (QM grade >= 2) at the label levels (all levels in v1)
-    grades = genant_grade(_within_loss(heights(np.stack(means), sp)))
+    grades = genant_grade(within_loss(heights(np.stack(means), sp)))
     at_labels = np.array([lvl is None or lvl in LABEL_LEVELS for lvl in levels])
     deformed = bool((grades[at_labels] >= 2).any())
     digest = hashlib.sha256(ann.folder.encode()).digest()

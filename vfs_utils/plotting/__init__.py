@@ -16,12 +16,7 @@ Functions return matplotlib ``Axes`` or ``Figure`` objects and never call
 ``plt.show()``.
 
 Every figure of the lessons is drawn here, one module per kind (as in nilearn's
-plotting package): :mod:`._style` (windows, the Okabe-Ito palette, expert, grade and
-model colours), :mod:`.sagittal` (slices, overlays, montages), :mod:`.reformation`
-(the curved planar reformation), :mod:`.browser` (the slice slider), :mod:`.morphometry`
-and :mod:`.agreement` (lessons 04 and 05: heights, rules, level-normal references,
-reader agreement), :mod:`.classifier` (lesson 06's) and :mod:`.keypoints` (lesson 08's).
-Plot functions take arrays and tables and compute nothing a lesson would want as numbers.
+plotting package); plot functions compute nothing a lesson would want as numbers.
 """
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
 """Figures of lessons 04 and 05: level-normal shapes, prevalence by rule, reader agreement.
 
-Inside: :func:`plot_level_reference` (a level's normal ratio with its SD band),
-:func:`plot_prevalence_by_level` (one line per rule), :func:`plot_bland_altman`
-(differences against means with the limits of agreement) and
-:func:`plot_flip_rate_vs_observed` (the flip-rate curve with the experts' own
-keypoint scatter and their observed disagreement marked). Every function takes
-tables computed by :mod:`vfs_utils.morphometry` / :mod:`vfs_utils.agreement`
-and computes nothing a lesson would want as a number. Colours: Okabe-Ito.
+Every function takes tables computed by :mod:`vfs_utils.morphometry` /
+:mod:`vfs_utils.agreement` and computes nothing a lesson would want as a number.
 """
 from __future__ import annotations
 
