@@ -395,7 +395,7 @@ def _predict_from_image(args: argparse.Namespace) -> int:
     table["deformity_score"] = scores["probability"].to_numpy(float)[order].round(3)
     table.insert(1, "detection", np.round(det.scores, 3))
     _say(args, f"keypoints: {MODEL_FILE.name} (ONNX, {meta.get('licence', '?')}); target: "
-               f"{meta.get('target', '?')}; levels from the {det.level_source}; "
+               f"{meta.get('target', '?')}; this study's levels: from the {det.level_source}; "
                f"written to {args.out}")
     _say(args, what)
     _print_frame(table, args.format)

@@ -179,6 +179,7 @@ def test_cli_predict_bad_input_is_one_line(phantom_root, tmp_path, capsys):
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "NO-SUCH-STUDY" in err and not out.exists()
+    assert "vfs scan" in err and "annotation" not in err  # no annotation in this call
     folder = next((phantom_root / "dicom").iterdir()).name
     assert main(["predict", "--root", str(phantom_root), "--folder", folder, "--series",
                  "1.2.3", "--out", str(out)]) == 2

@@ -15,6 +15,7 @@ is used; with no lungs in view the top vertebra is called Th1 and ``level_source
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ import pandas as pd
 from .._fs import folder_name_problem, study_dir
 from ..annotation import LEVELS, Annotation, Vertebra, read_annotations
 from ..dicom import scan
-from ..errors import AnnotationError, SeriesError
+from ..errors import AnnotationError, DataNotFoundError, SeriesError
 from ._decode import MIN_DIST_PX, THRESHOLD, decode, refine
 from ._input import SagittalInput, lung_profile, sagittal_input
 from ._onnx import run_model
@@ -163,7 +164,11 @@ def thin_series(root, folder: str, series_uid: str | None = None) -> pd.Series:
     problem = folder_name_problem(folder)
     if problem is not None:
         raise AnnotationError(f"--folder {folder!r}: {problem}.")
-    path = study_dir(root, folder)
+    try:
+        path = study_dir(root, folder)
+    except DataNotFoundError as exc:  # study_dir's advice speaks of annotations
+        raise DataNotFoundError(f"{Path(root) / 'dicom' / folder}: no such study folder; "
+                                f"`vfs scan {root}` lists the study folders.") from exc
     table = scan(path)
     listing = "; ".join(f"{r.series_uid} ({r.n_slices} slices, {r.description or 'no description'})"
                         for r in table.itertuples()) or "no DICOM series"
