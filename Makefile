@@ -44,6 +44,7 @@ help:
 	@echo "            --allow-root is added when run as root)"
 	@echo "make test   set up .venv with the dev extra and run every test"
 	@echo "make check  the fast edit-test loop: lint and the tests not marked slow"
+	@echo "make nbtest the lessons under nbval (phantom and synthetic modes)"
 	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place (maintainers)"
 	@echo "make site   build the course site (Jupyter Book) into _site/"
 	@echo "make lint   ruff over the package, tests, benchmarks, docs and notebooks"
@@ -61,12 +62,16 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[notebooks]"
 	touch $@
 
-# The train extra with torch pinned to a CPU build (torch from PyPI would pull CUDA):
-# about 0.9 GB and 35 s more, measured on the project's machine with a warm wheel cache.
+# torch for the keypoint model's tests and `make model`: about 0.9 GB and 35 s more on the
+# project's machines, where pip finds the CPU build of torch==2.13.0 on local disk. Elsewhere
+# on Linux, PyPI's torch is the CUDA build (several GB): point TORCH_INDEX at PyTorch's CPU
+# wheel index (make test TORCH_INDEX=https://download.pytorch.org/whl/cpu).
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q "$(TORCH)" "onnx>=1.15"
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -m pip install -q "onnx>=1.15"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

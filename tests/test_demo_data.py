@@ -167,8 +167,10 @@ def test_fetch_names_the_annotation_set_not_a_version(monkeypatch, capsys, tmp_p
     calls = []
     monkeypatch.setattr(data, "fetch", lambda which: calls.append(which) or {which: tmp_path})
     assert main(["fetch", "--schema", "v2"]) == 0
-    assert main(["fetch", "--version", "v1"]) == 0          # the old spelling still works
-    assert calls == ["v2", "v1"]
+    assert calls == ["v2"]
+    with pytest.raises(SystemExit) as info:                  # the old spelling is gone
+        main(["fetch", "--version", "v1"])
+    assert info.value.code == 2 and calls == ["v2"]
     help_text = build_parser()._subparsers._group_actions[0].choices["fetch"].format_help()
     assert "--schema" in help_text and "--version" not in help_text
 

@@ -423,9 +423,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", choices=["v1", "v2", "all"], default="all",
                    help="which annotation set: v1 (vertebral-fractures-severity), v2 "
                         "(anchor-free-genant) or all (default)")
-    # the old spelling, kept working but hidden (it read like the program's version)
-    p.add_argument("--version", dest="schema", choices=["v1", "v2", "all"],
-                   help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("demo-data", help="write the synthetic phantom dataset (idempotent)")
@@ -490,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without --annotation: write the model's keypoints here (v2 JSON)")
     p.add_argument("--model", type=_existing_file, default=None,
                    help="a deformity classifier saved with skops")
-    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.add_argument("--format", **fmt)
     p.set_defaults(func=_cmd_predict)
     return parser
 
