@@ -1,11 +1,6 @@
-"""Annotations meet series: which series of a dataset an annotation belongs to.
-
-An annotation file names a study folder (``Folder``) and one series in it
-(``SeriesInstanceUID``); a study folder holds several series (the thin-slice
-one that was annotated, thicker reconstructions, localizers). These functions
-find that series and check a whole dataset at once. Which readings of different
-experts are the same vertebra is :mod:`vfs_utils.readings`.
-"""
+"""Annotations meet series: the series of a study folder an annotation belongs to (a study
+holds several: the annotated thin series, thicker reconstructions, localizers), and a
+check of a whole dataset."""
 from __future__ import annotations
 
 import os
@@ -24,12 +19,8 @@ from .dicom import scan
 from .dicom._common import REISSUE_NOTE
 from .errors import AnnotationError, DataNotFoundError, SeriesError, UsageError, VfsError
 
-__all__ = [
-    "inventory",
-    "match",
-    "series_spacing",
-    "study_folder",
-]
+__all__ = ["inventory", "match", "series_spacing", "study_folder"]
+
 
 def _scan(path: Path) -> pd.DataFrame:
     try:
@@ -67,8 +58,7 @@ def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.Pat
     Returns
     -------
     Series
-        The :func:`vfs_utils.dicom.scan` row of the matching series (has
-        ``study_folder``, ``n_slices``, ``pixel_spacing``, ``slice_spacing``...).
+        The :func:`vfs_utils.dicom.scan` row of the matching series.
 
     Raises
     ------
@@ -159,8 +149,7 @@ def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike
         Folder of annotation files. Default: ``<dataset_root>/annotation`` when
         it exists, else the configured v1 set (:func:`vfs_utils.data.annotation_dir`).
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
-        Runs the per-file checks (header scans) in parallel, e.g. a
-        ``ThreadPoolExecutor`` or a Dask ``Client``.
+        Runs the per-file checks in parallel.
 
     Returns
     -------
