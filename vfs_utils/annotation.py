@@ -464,28 +464,20 @@ def read_annotations(source) -> pd.DataFrame:
         expert's list), ``level`` (None in v1), ``column`` (mean of the six ``col``) and
         the 18 :data:`POINT_COLUMNS`.
     """
-    annotations = _sources(source)
-    meta: dict[str, list] = {k: [] for k in ("file", "folder", "series_uid", "version",
-                                             "expert", "vertebra", "level")}
-    blocks = []
-    for ann in annotations:
+    records, blocks = [], []
+    for ann in _sources(source):
         name = ann.path.name if ann.path is not None else f"{ann.folder}.json"
         for expert, vertebrae in ann.experts.items():
-            for i, v in enumerate(vertebrae):
-                meta["file"].append(name)
-                meta["folder"].append(ann.folder)
-                meta["series_uid"].append(ann.series_uid)
-                meta["version"].append(ann.version)
-                meta["expert"].append(expert)
-                meta["vertebra"].append(i)
-                meta["level"].append(v.level)
+            records += [(name, ann.folder, ann.series_uid, ann.version, expert, i, v.level)
+                        for i, v in enumerate(vertebrae)]
             if vertebrae:
                 blocks.append(np.stack([v.points for v in vertebrae]))
     pts = np.concatenate(blocks) if blocks else np.zeros((0, 6, 3))
-    frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in meta.items()
-                          if k not in ("vertebra", "level")})
-    frame.insert(5, "vertebra", np.asarray(meta["vertebra"], dtype=np.int64))
-    frame.insert(6, "level", pd.Series(meta["level"], dtype=object))
+    cols = [list(c) for c in zip(*records)] or [[]] * 7
+    frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in
+                          zip(("file", "folder", "series_uid", "version", "expert"), cols)})
+    frame["vertebra"] = np.asarray(cols[5], dtype=np.int64)
+    frame["level"] = pd.Series(cols[6], dtype=object)
     frame["column"] = pts[:, :, 1].mean(axis=1)
     flat = pts.reshape(len(pts), 18)
     for j, name in enumerate(POINT_COLUMNS):
