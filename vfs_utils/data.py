@@ -90,13 +90,7 @@ def registry(version: str) -> dict[str, str]:
 
 
 def offline() -> bool:
-    """True when ``VFS_OFFLINE`` forbids downloads (``1``, ``true``, ``yes`` or ``on``).
-
-    Raises
-    ------
-    UsageError
-        When ``VFS_OFFLINE`` holds a value that is neither on nor off.
-    """
+    """True when ``VFS_OFFLINE`` forbids downloads (``UsageError`` when neither on nor off)."""
     return env_flag(ENV_OFFLINE)
 
 

@@ -71,12 +71,11 @@ def write_series(
     Parameters
     ----------
     folder : path-like
-        The series folder to create. Must not exist or be empty.
+        The series folder to create; must not exist or be empty.
     array : numpy.ndarray
-        ``(rows, cols, slices)`` in HU (a 2-D array is one slice). Stored as
-        int16 ``round((value - intercept) / slope)``.
+        ``(rows, cols, slices)`` in HU (2-D: one slice), stored as int16.
     spacing : sequence of 3 floats
-        ``(row, col, slice)`` mm. PixelSpacing is ``(spacing[0], spacing[1])``.
+        ``(row, col, slice)`` mm.
     series_uid, study_uid, frame_of_reference_uid : str
         SeriesInstanceUID, StudyInstanceUID, FrameOfReferenceUID.
     origin : sequence of 3 floats
@@ -110,8 +109,7 @@ def write_series(
     DatasetExistsError
         When `folder` exists and is not empty.
     SeriesError
-        When the array, spacing or orientation is unusable, or the values do
-        not fit int16 with the given slope and intercept.
+        When an argument is unusable or the values do not fit int16.
     """
     target = Path(folder)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
