@@ -1,10 +1,6 @@
 """The one reading of an on/off environment variable (``VFS_OFFLINE``, ``VFS_NO_INDEX``, ...).
 
-One meaning of "on" for every flag of the package: ``1``, ``true``, ``yes`` or ``on``
-(any case) switch it on; unset, empty, ``0``, ``false``, ``no`` or ``off`` leave it off.
-Any other value is refused with a :class:`~vfs_utils.errors.UsageError` naming the
-variable and the values it takes, rather than guessed: ``VFS_OFFLINE=off`` must not
-mean offline.
+Other values than :data:`TRUE` and :data:`FALSE` are refused, not guessed.
 """
 from __future__ import annotations
 
@@ -21,13 +17,7 @@ FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 def env_flag(name: str) -> bool:
-    """Whether the environment variable ``name`` is switched on.
-
-    Raises
-    ------
-    UsageError
-        When the variable holds something that is neither on nor off.
-    """
+    """Whether the environment variable ``name`` is on (``UsageError`` when neither on nor off)."""
     value = os.environ.get(name, "").strip().lower()
     if value in TRUE:
         return True

@@ -1,14 +1,6 @@
-"""Small private helpers with one home each: atomic writes, the dataset layout, checks.
-
-* :func:`atomic_file` / :func:`write_text_atomic`: a file is written to a temporary
-  sibling and renamed over the target, so a reader never sees half a file.
-* :func:`atomic_folder`: a folder is built under a temporary sibling name
-  (``.<name>.partial-<pid>``) and renamed into place; on any exception it is removed.
-  :func:`remove_stale_partials` removes such siblings left by processes that died.
-* :func:`dicom_root` / :func:`study_dir`: the dataset layout ``<root>/dicom/<Folder>``,
-  known here only, with the "not a dataset root" message written once.
-* :func:`check_folder_name` and :func:`check_spacing`: one message each.
-"""
+"""Small private helpers with one home each: atomic writes of files and folders (built under
+a temporary sibling, then renamed), the dataset layout ``<root>/dicom/<Folder>``, and the
+folder-name and spacing checks."""
 from __future__ import annotations
 
 import contextlib
@@ -22,31 +14,17 @@ import numpy as np
 
 from .errors import DataNotFoundError, UsageError
 
-__all__ = [
-    "atomic_file",
-    "atomic_folder",
-    "check_folder_name",
-    "check_spacing",
-    "dicom_root",
-    "folder_name_problem",
-    "partial_name",
-    "remove_stale_partials",
-    "study_dir",
-    "write_text_atomic",
-]
+__all__ = ["atomic_file", "atomic_folder", "check_folder_name", "check_spacing", "dicom_root",
+           "folder_name_problem", "partial_name", "remove_stale_partials", "study_dir",
+           "write_text_atomic"]
 
 _PARTIAL = ".partial-"
 
 
-# --------------------------------------------------------------------------- atomic writes
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
-
-    The caller writes the whole file to the yielded path. On any exception (including
-    ``KeyboardInterrupt``) the temporary file is removed and ``path`` is untouched.
-    Parent folders are created.
-    """
+    """Yield a temporary path beside ``path`` (parents created); rename it over ``path`` on
+    success, remove it on any exception."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -60,7 +38,6 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
     path = Path(path)
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -77,17 +54,14 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True
+    except OSError:
+        pass
     return True
 
 
 def remove_stale_partials(target: str | os.PathLike) -> list[Path]:
-    """Remove ``.<name>.partial-<pid>`` siblings of ``target`` whose process has ended.
-
-    Only names this package makes are touched (the exact prefix and a numeric pid);
-    a partial folder of a live process is left alone. Returns what was removed.
-    """
+    """Remove (and return) the ``.<name>.partial-<pid>`` siblings of ``target`` whose process
+    has ended."""
     target = Path(target)
     removed: list[Path] = []
     prefix = f".{target.name}{_PARTIAL}"
@@ -111,12 +85,8 @@ def remove_stale_partials(target: str | os.PathLike) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``target``; rename it to ``target`` on success.
-
-    ``target`` must not exist, or be an empty folder (it is replaced). Deciding whether
-    an existing non-empty ``target`` may go is the caller's business: move it away
-    first. On any exception the temporary folder is removed and ``target`` untouched.
-    """
+    """Yield an empty temporary folder beside ``target``; rename it to ``target`` on success,
+    remove it on any exception. ``target`` must not exist or be empty."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target)
@@ -134,7 +104,6 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-# --------------------------------------------------------------------------- dataset layout
 def folder_name_problem(folder: object) -> str | None:
     """Why ``folder`` is not a plain study folder name, or None when it is one."""
     if not isinstance(folder, str) or not folder.strip():
@@ -158,13 +127,7 @@ def check_folder_name(folder: object, where: str = "folder") -> str:
 
 
 def dicom_root(dataset_root: str | os.PathLike) -> Path:
-    """``<dataset_root>/dicom``, checked to be a folder.
-
-    Raises
-    ------
-    DataNotFoundError
-        When ``dataset_root`` holds no ``dicom/`` folder.
-    """
+    """``<dataset_root>/dicom``, checked to be a folder (else ``DataNotFoundError``)."""
     root = Path(dataset_root)
     base = root / "dicom"
     if not base.is_dir():
@@ -178,11 +141,8 @@ def dicom_root(dataset_root: str | os.PathLike) -> Path:
 
 
 def study_dir(dataset_root: str | os.PathLike, folder: str, *, must_exist: bool = True) -> Path:
-    """``<dataset_root>/dicom/<folder>`` for a plain folder name, checked to exist: the one
-    study-folder helper (public as :func:`vfs_utils.matching.study_folder`).
-
-    ``folder`` must be a plain folder name (no path separators, ``..``, absolute paths,
-    or more than 255 bytes): it is joined to ``<dataset_root>/dicom/``.
+    """``<dataset_root>/dicom/<folder>``, checked to exist (public as
+    :func:`vfs_utils.matching.study_folder`).
 
     Raises
     ------
@@ -200,7 +160,6 @@ def study_dir(dataset_root: str | os.PathLike, folder: str, *, must_exist: bool 
     return path
 
 
-# --------------------------------------------------------------------------- checks
 def check_spacing(spacing, where: str = "spacing") -> tuple[float, float, float]:
     """Three positive finite mm values (row, col, slice), else ``ValueError`` naming ``where``."""
     try:

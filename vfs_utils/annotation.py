@@ -1,29 +1,14 @@
 """The two annotation schemas: JSON -> typed objects -> a tidy DataFrame.
 
-Both upstream sets store, per CT series, ``{"Folder", "SeriesInstanceUID",
-"Annotation": {expert: [...]}}``. A vertebra is six points ``[row, col, slice]``
-in voxel indices of the volume ``stack(slices sorted by InstanceNumber,
-axis=-1)``: three pairs (anterior, middle, posterior height), ordered by row,
-the first point of a pair on the upper endplate (smaller slice index).
+Both sets store ``{"Folder", "SeriesInstanceUID", "Annotation": {expert: [...]}}``. A
+vertebra is six ``[row, col, slice]`` voxel indices (slices in InstanceNumber order): the
+anterior, middle and posterior height pairs, upper endplate first. v1 lists six points per
+vertebra; v2 lists ``{"segments": [[p, p], [p, p], [p, p]], "type": "Th7"}``.
 
-- v1 (vertebral-fractures-severity): ``Annotation[expert]`` is a list of
-  vertebrae, each a list of six points; no level names.
-- v2 (anchor-free-genant): ``Annotation[expert]`` is a list of
-  ``{"segments": [[p, p], [p, p], [p, p]], "type": "Th7"}``.
-
-Every fault is reported as an :class:`~vfs_utils.errors.AnnotationError` that
-names the file and the JSON path, such as ``Annotation.expert3[4][2]``.
-
-Limits (documented, so that an absurd file is refused rather than half-read):
-
-- a file is a regular file (a FIFO, device or folder is refused after ``stat``,
-  without opening it for reading) of at most :data:`MAX_FILE_BYTES`, in UTF-8;
-- JSON nesting at most :data:`MAX_DEPTH` levels (the schemas need 7);
-- every key at most once per object (a duplicate ``Folder`` is an error, not
-  "the last one wins");
-- every coordinate a finite voxel index in ``[0, MAX_COORDINATE]`` (the real
-  files stay below 600; 1e5 voxels is 10 m even at 0.1 mm spacing);
-- per expert, no level (v2) and no identical vertebra (v1) twice.
+Faults raise :class:`~vfs_utils.errors.AnnotationError` naming the file and JSON path
+(``Annotation.expert3[4][2]``). Absurd files are refused, not half-read: only regular
+UTF-8 files of at most :data:`MAX_FILE_BYTES`, nesting at most :data:`MAX_DEPTH`, no
+duplicate keys, coordinates in ``[0, MAX_COORDINATE]``, no vertebra twice per expert.
 """
 from __future__ import annotations
 
@@ -40,22 +25,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ._fs import atomic_file, folder_name_problem
+from ._fs import folder_name_problem, write_text_atomic
 from .errors import AnnotationError, DataNotFoundError
 
-__all__ = [
-    "LEVELS",
-    "MAX_COORDINATE",
-    "MAX_DEPTH",
-    "MAX_FILE_BYTES",
-    "POINT_COLUMNS",
-    "Annotation",
-    "Vertebra",
-    "load_annotation",
-    "points",
-    "read_annotations",
-    "write_annotation",
-]
+__all__ = ["LEVELS", "MAX_COORDINATE", "MAX_DEPTH", "MAX_FILE_BYTES", "POINT_COLUMNS",
+           "Annotation", "Vertebra", "load_annotation", "points", "read_annotations",
+           "write_annotation"]
 
 #: Vertebral level names in head -> feet order, as the v2 files spell them.
 LEVELS: tuple[str, ...] = (
@@ -83,16 +58,7 @@ _MAX_NAME = 128
 
 @dataclass(frozen=True, eq=False)
 class Vertebra:
-    """One expert's reading of one vertebra.
-
-    Attributes
-    ----------
-    points : ndarray, shape (6, 3)
-        ``[row, col, slice]`` voxel indices: anterior, middle, posterior pairs,
-        each pair upper endplate first.
-    level : str or None
-        Level name such as ``"Th7"`` (v2 only).
-    """
+    """One expert's reading of one vertebra: ``points`` (6, 3), ``level`` (v2 only: "Th7")."""
 
     points: np.ndarray
     level: str | None = None
@@ -109,11 +75,9 @@ class Annotation:
     series_uid : str
         SeriesInstanceUID of the annotated series within that folder.
     version : {"v1", "v2"}
-        The schema the file follows.
     experts : dict
         Expert name -> tuple of :class:`Vertebra`, in file order.
     path : Path or None
-        The file it was read from.
     """
 
     folder: str
@@ -150,7 +114,6 @@ class Annotation:
                 "Annotation": readings}
 
 
-# --------------------------------------------------------------------------- validation
 class _Checker:
     """Raises AnnotationError naming the file and the JSON path of a fault."""
 
@@ -315,8 +278,6 @@ def _parse(data, path: Path | str) -> Annotation:
     return Annotation(folder, uid, version, experts, Path(path) if path is not None else None)
 
 
-
-# --------------------------------------------------------------------------- reading
 class _DuplicateKey(Exception):
     pass
 
@@ -408,32 +369,20 @@ def _decode(raw: bytes, path: Path) -> str:
 
 
 def _depth(value: object) -> int:
-    """Nesting depth of parsed JSON (lists and objects)."""
     if isinstance(value, dict):
         value = list(value.values())
     return 1 + max(map(_depth, value), default=0) if isinstance(value, list) else 0
 
 
-# --------------------------------------------------------------------------- public API
 def load_annotation(path: str | os.PathLike) -> Annotation:
     """Read one annotation file of either schema (detected from its content).
-
-    Parameters
-    ----------
-    path : path-like
-        A ``<Folder>.json`` file of the v1 or v2 set.
-
-    Returns
-    -------
-    Annotation
 
     Raises
     ------
     DataNotFoundError
         When the file does not exist.
     AnnotationError
-        When it is not JSON or does not follow the schema; the message names
-        the file and the JSON path of the fault.
+        When it is not JSON or does not follow the schema (file and JSON path named).
     """
     path = Path(path)
     raw = _read_bytes(path)
@@ -468,21 +417,15 @@ def write_annotation(annotation: Annotation, path: str | os.PathLike,
     ----------
     annotation : Annotation
     path : path-like
-        Target file; written to a temporary file in the same folder, then renamed.
+        Target file.
     version : {"v1", "v2"}, optional
-        Schema to write (default: the annotation's own). v2 needs a level on
-        every vertebra.
+        Schema to write (default: the annotation's own); v2 needs every level.
 
     Returns
     -------
     Path
-        The file written.
     """
-    path = Path(path)
-    text = json.dumps(annotation.to_dict(version))
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomic(path, json.dumps(annotation.to_dict(version)))
 
 
 def _sources(source) -> list[Annotation]:
@@ -512,40 +455,29 @@ def read_annotations(source) -> pd.DataFrame:
     Parameters
     ----------
     source : path-like, Annotation, or iterable of them
-        A folder of ``*.json`` files (read in name order), one file, or
-        already-loaded annotations.
+        A folder of ``*.json`` files (name order), one file, or loaded annotations.
 
     Returns
     -------
     DataFrame
-        Columns ``file, folder, series_uid, version, expert, vertebra, level,
-        column`` and the 18 :data:`POINT_COLUMNS` (voxel indices). ``vertebra``
-        is the index in the expert's list (file order, head to feet);
-        ``level`` is None in v1; ``column`` is the sagittal column the
-        vertebra was drawn on (mean of its six ``col`` values).
+        Columns ``file, folder, series_uid, version, expert, vertebra`` (index in the
+        expert's list), ``level`` (None in v1), ``column`` (mean of the six ``col``) and
+        the 18 :data:`POINT_COLUMNS`.
     """
-    annotations = _sources(source)
-    meta: dict[str, list] = {k: [] for k in ("file", "folder", "series_uid", "version",
-                                             "expert", "vertebra", "level")}
-    blocks = []
-    for ann in annotations:
+    records, blocks = [], []
+    for ann in _sources(source):
         name = ann.path.name if ann.path is not None else f"{ann.folder}.json"
         for expert, vertebrae in ann.experts.items():
-            for i, v in enumerate(vertebrae):
-                meta["file"].append(name)
-                meta["folder"].append(ann.folder)
-                meta["series_uid"].append(ann.series_uid)
-                meta["version"].append(ann.version)
-                meta["expert"].append(expert)
-                meta["vertebra"].append(i)
-                meta["level"].append(v.level)
+            records += [(name, ann.folder, ann.series_uid, ann.version, expert, i, v.level)
+                        for i, v in enumerate(vertebrae)]
             if vertebrae:
                 blocks.append(np.stack([v.points for v in vertebrae]))
     pts = np.concatenate(blocks) if blocks else np.zeros((0, 6, 3))
-    frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in meta.items()
-                          if k not in ("vertebra", "level")})
-    frame.insert(5, "vertebra", np.asarray(meta["vertebra"], dtype=np.int64))
-    frame.insert(6, "level", pd.Series(meta["level"], dtype=object))
+    cols = [list(c) for c in zip(*records)] or [[]] * 7
+    frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in
+                          zip(("file", "folder", "series_uid", "version", "expert"), cols)})
+    frame["vertebra"] = np.asarray(cols[5], dtype=np.int64)
+    frame["level"] = pd.Series(cols[6], dtype=object)
     frame["column"] = pts[:, :, 1].mean(axis=1)
     flat = pts.reshape(len(pts), 18)
     for j, name in enumerate(POINT_COLUMNS):

@@ -1,36 +1,12 @@
 """Where the data lives: the pinned annotation download, the cache, environment variables.
 
-The two annotation sets are fetched from their upstream repositories at pinned
-commits, every file checked against a sha256 registry shipped in this package
-(the idea of pydicom's data registry). Nothing here touches the network at
-import time, and ``VFS_OFFLINE=1`` forbids downloads altogether.
-
-Environment variables
----------------------
-VFS_ANNOTATION_DIR
-    A folder of v1 annotation files (vertebral-fractures-severity).
-VFS_ANNOTATION_DIR_V2
-    A folder of v2 annotation files (anchor-free-genant).
-VFS_DATA_ROOT
-    A CTLungCa-500 dataset root holding ``dicom/<Folder>/...`` (the real CT).
-VFS_SHARED_DIR
-    A read-only shared data folder (a classroom copy, like nilearn's shared data
-    folder) laid out like the cache: ``annotations/v1``, ``annotations/v2`` and
-    ``demo/<name>``. Looked in after the explicit variables and before the
-    per-user cache; nothing is ever written there.
-VFS_CACHE_DIR
-    The cache folder (default: the user cache folder of ``vfs-tutorials``).
-VFS_OFFLINE
-    ``1`` means "no network": nothing is downloaded. With an annotation copy at
-    hand (the variables above, the shared folder or the cache) the lessons still
-    run in the phantom mode; without one, on the fully synthetic dataset. Read by
-    :func:`vfs_utils._env.env_flag` (``1``/``true``/``yes``/``on`` or
-    ``0``/``false``/``no``/``off``; anything else is refused).
-
-Downloads are tried once per process, with a short connect timeout
-(:data:`CONNECT_TIMEOUT`); a failure is remembered in the cache for
-:data:`RETRY_AFTER` seconds, so that the next lessons fall back at once instead
-of waiting for the network again (``vfs fetch`` always tries).
+The annotation sets are fetched at pinned upstream commits and checked against the sha256
+registry shipped in the package; never at import time. ``VFS_ANNOTATION_DIR`` (v1) and
+``VFS_ANNOTATION_DIR_V2`` (v2) point at local copies, ``VFS_DATA_ROOT`` at the real
+CTLungCa-500 root, ``VFS_SHARED_DIR`` at a read-only folder laid out like the cache
+(``annotations/<version>``, ``demo/<name>``), ``VFS_CACHE_DIR`` at the cache, and
+``VFS_OFFLINE=1`` forbids downloads. A download is tried once per process; a failure is
+remembered for :data:`RETRY_AFTER` seconds (``vfs fetch`` always tries).
 """
 from __future__ import annotations
 
@@ -48,29 +24,10 @@ from ._fs import write_text_atomic
 from .annotation import load_annotation
 from .errors import AnnotationError, DataNotFoundError, DownloadError, UsageError
 
-__all__ = [
-    "ENV_ANNOTATION_DIR",
-    "ENV_ANNOTATION_DIR_V2",
-    "ENV_DATA_ROOT",
-    "ENV_CACHE_DIR",
-    "ENV_OFFLINE",
-    "ENV_SHARED_DIR",
-    "CONNECT_TIMEOUT",
-    "READ_TIMEOUT",
-    "RETRY_AFTER",
-    "SOURCES",
-    "AnnotationSource",
-    "annotation_dir",
-    "cache_dir",
-    "data_root",
-    "demo_dir",
-    "fetch",
-    "folder_schema",
-    "offline",
-    "registry",
-    "shared_demo_dir",
-    "shared_dir",
-]
+__all__ = ["ENV_ANNOTATION_DIR", "ENV_ANNOTATION_DIR_V2", "ENV_DATA_ROOT", "ENV_CACHE_DIR",
+           "ENV_OFFLINE", "ENV_SHARED_DIR", "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRY_AFTER",
+           "SOURCES", "AnnotationSource", "annotation_dir", "cache_dir", "data_root", "demo_dir",
+           "fetch", "folder_schema", "offline", "registry", "shared_demo_dir", "shared_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +38,9 @@ ENV_CACHE_DIR = "VFS_CACHE_DIR"
 ENV_OFFLINE = "VFS_OFFLINE"
 ENV_SHARED_DIR = "VFS_SHARED_DIR"
 
-#: Seconds to wait for a connection to the download server (one attempt per process).
+#: Seconds to wait for a connection to the download server.
 CONNECT_TIMEOUT: float = 5.0
-#: Seconds to wait for the server to answer once connected (files are below 60 kB).
+#: Seconds to wait for the server to answer once connected.
 READ_TIMEOUT: float = 10.0
 #: Seconds a failed download is remembered (in the cache) before it is tried again.
 RETRY_AFTER: float = 300.0
@@ -94,21 +51,8 @@ _failed: dict[str, str] = {}
 
 @dataclass(frozen=True)
 class AnnotationSource:
-    """One upstream annotation set, pinned to a commit.
-
-    Attributes
-    ----------
-    version : str
-        ``"v1"`` or ``"v2"``.
-    repository : str
-        GitHub ``owner/name`` of the upstream repository.
-    commit : str
-        The pinned commit (40 hex digits).
-    env : str
-        The environment variable that points at a local copy.
-    licence : str
-        The data licence.
-    """
+    """One upstream annotation set (GitHub ``repository``) pinned to a ``commit``; ``env`` names
+    the variable that points at a local copy."""
 
     version: str
     repository: str
@@ -138,17 +82,7 @@ def _check_version(version: str) -> AnnotationSource:
 
 
 def registry(version: str) -> dict[str, str]:
-    """The sha256 of every file of one annotation set, as shipped in the package.
-
-    Parameters
-    ----------
-    version : {"v1", "v2"}
-
-    Returns
-    -------
-    dict
-        File name -> sha256 hex digest (100 entries).
-    """
+    """File name -> sha256 hex digest of every file of one annotation set (``"v1"``, ``"v2"``)."""
     _check_version(version)
     text = resources.files("vfs_utils").joinpath("registry", f"{version}.txt").read_text()
     entries = (line.split() for line in text.splitlines() if line.strip())
@@ -156,13 +90,7 @@ def registry(version: str) -> dict[str, str]:
 
 
 def offline() -> bool:
-    """True when ``VFS_OFFLINE`` forbids downloads (``1``, ``true``, ``yes`` or ``on``).
-
-    Raises
-    ------
-    UsageError
-        When ``VFS_OFFLINE`` holds a value that is neither on nor off.
-    """
+    """True when ``VFS_OFFLINE`` forbids downloads (``UsageError`` when neither on nor off)."""
     return env_flag(ENV_OFFLINE)
 
 
@@ -177,11 +105,7 @@ def cache_dir() -> Path:
 
 
 def shared_dir() -> Path | None:
-    """The read-only shared data folder from ``VFS_SHARED_DIR``, or None when it is not set.
-
-    It is laid out like the cache (``annotations/<version>/``, ``demo/<name>/``) and is
-    only ever read.
-    """
+    """The read-only shared data folder from ``VFS_SHARED_DIR``, or None when it is not set."""
     value = os.environ.get(ENV_SHARED_DIR, "").strip()
     return Path(value).expanduser() if value else None
 
@@ -192,11 +116,7 @@ def demo_dir(name: str) -> Path:
 
 
 def shared_demo_dir(name: str) -> Path | None:
-    """A complete demo dataset ``name`` in the shared folder (it has a ``manifest.json``).
-
-    Returns None when there is no shared folder or no complete build of that name in it.
-    The caller must only read it (never build into it).
-    """
+    """A complete demo dataset ``name`` (with a ``manifest.json``) in the shared folder, or None."""
     shared = shared_dir()
     if shared is None:
         return None
@@ -210,8 +130,7 @@ def data_root() -> Path | None:
     Raises
     ------
     DataNotFoundError
-        When the variable is set but the folder has no ``dicom/`` sub-folder, or no
-        study folder inside it.
+        When the folder has no ``dicom/`` sub-folder or no study folder in it.
     """
     value = os.environ.get(ENV_DATA_ROOT)
     if not value:
@@ -320,11 +239,8 @@ def annotation_dir(version: str = "v1", path: str | os.PathLike | None = None, *
                    download: bool | None = None) -> Path:
     """Find a folder holding one annotation set, downloading it when needed.
 
-    Looks in this order: ``path``; the environment variable
-    (``VFS_ANNOTATION_DIR`` for v1, ``VFS_ANNOTATION_DIR_V2`` for v2); the
-    shared folder ``VFS_SHARED_DIR/annotations/<version>`` (only read); the
-    cache; a download of the pinned files (checked against the sha256 registry;
-    one attempt per process, a failure remembered for :data:`RETRY_AFTER` s).
+    Looks in ``path``, the version's environment variable, ``VFS_SHARED_DIR``, the cache,
+    then downloads the pinned files.
 
     Parameters
     ----------
@@ -342,8 +258,7 @@ def annotation_dir(version: str = "v1", path: str | os.PathLike | None = None, *
     Raises
     ------
     DataNotFoundError
-        When no copy is found and downloading is forbidden or impossible; the
-        message names the variable to set and the command to run.
+        When no copy is found and downloading is forbidden or impossible.
     DownloadError
         When a downloaded file does not match its pinned sha256.
     """
@@ -393,9 +308,7 @@ def _find(version: str, path=None, *, download: bool | None = None,
 
 
 def folder_schema(folder: str | os.PathLike) -> str | None:
-    """The schema version (``"v1"`` or ``"v2"``) of the first readable annotation file in
-    ``folder`` (files in name order, at most 5 tried), or None when none can be read."""
-
+    """The schema version of the first readable annotation file of ``folder`` (of 5), or None."""
     for path in sorted(Path(folder).glob("*.json"))[:5]:
         try:
             return load_annotation(path).version
@@ -469,10 +382,8 @@ def _download(source: AnnotationSource, files: dict[str, str], target: Path,
 def fetch(version: str = "all") -> dict[str, Path]:
     """Make sure the pinned annotation set(s) are available locally (downloads unless VFS_OFFLINE).
 
-    Every file of the folder found (variable, shared folder or cache) is checked
-    against its pinned sha256, also when it was not downloaded now; a damaged
-    cached file is downloaded again (unless offline). A remembered download
-    failure is forgotten: ``fetch`` always tries the network.
+    Every file found is checked against its sha256; damaged cached files are downloaded
+    again. A remembered download failure is forgotten.
 
     Parameters
     ----------
@@ -481,14 +392,12 @@ def fetch(version: str = "all") -> dict[str, Path]:
     Returns
     -------
     dict
-        Version -> folder of the annotation files (a variable's copy, the shared
-        folder, or the cache).
+        Version -> folder of the annotation files.
 
     Raises
     ------
     DownloadError
-        When a file differs from its pinned sha256 and cannot be repaired (it is
-        in a variable's copy or the shared folder, or downloads are off).
+        When a file differs from its pinned sha256 and cannot be repaired.
     DataNotFoundError
         When no copy is found and the download fails or is forbidden.
     """
@@ -496,8 +405,7 @@ def fetch(version: str = "all") -> dict[str, Path]:
     _forget_failure()       # an explicit fetch always tries the network again
     out = {}
     for v in versions:
-        folder = _find(v, retry=True)
-        out[v] = _verify(v, folder)
+        out[v] = _verify(v, _find(v, retry=True))
     return out
 
 

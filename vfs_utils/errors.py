@@ -1,21 +1,9 @@
-"""Exception types of vfs_utils.
-
-Every message names the file (and, where there is one, the field) at fault and
-says what to do about it. All of them derive from :class:`VfsError`, so a
-caller can catch the whole family at once.
-"""
+"""Exception types of vfs_utils, all derived from :class:`VfsError`. Every message names the
+file (and field) at fault and says what to do about it."""
 from __future__ import annotations
 
-__all__ = [
-    "VfsError",
-    "AnnotationError",
-    "SeriesError",
-    "DataNotFoundError",
-    "DatasetExistsError",
-    "DownloadError",
-    "ModelFileError",
-    "UsageError",
-]
+__all__ = ["VfsError", "AnnotationError", "SeriesError", "DataNotFoundError",
+           "DatasetExistsError", "DownloadError", "ModelFileError", "UsageError"]
 
 
 class VfsError(Exception):
@@ -23,11 +11,7 @@ class VfsError(Exception):
 
 
 class AnnotationError(VfsError, ValueError):
-    """An annotation JSON file does not follow the v1 or v2 schema.
-
-    The message names the file and the JSON path of the fault, for example
-    ``Annotation.expert3[4][2]``.
-    """
+    """An annotation JSON file does not follow the v1 or v2 schema (the JSON path is named)."""
 
 
 class SeriesError(VfsError, ValueError):
@@ -35,10 +19,7 @@ class SeriesError(VfsError, ValueError):
 
 
 class DataNotFoundError(VfsError, FileNotFoundError):
-    """Data (annotations, a dataset root, a study folder) is not where it was looked for.
-
-    The message says which environment variable to set or which command to run.
-    """
+    """Data (annotations, a dataset root, a study folder) is not where it was looked for."""
 
 
 class DatasetExistsError(VfsError, FileExistsError):
@@ -54,8 +35,4 @@ class ModelFileError(VfsError, ValueError):
 
 
 class UsageError(VfsError, ValueError):
-    """An argument of a function or command cannot be used as given.
-
-    For example a path where a plain study folder name belongs, or a negative
-    voxel spacing. The message names the argument and the accepted values.
-    """
+    """An argument of a function or command cannot be used as given (it is named)."""

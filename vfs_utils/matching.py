@@ -1,11 +1,6 @@
-"""Annotations meet series: which series of a dataset an annotation belongs to.
-
-An annotation file names a study folder (``Folder``) and one series in it
-(``SeriesInstanceUID``); a study folder holds several series (the thin-slice
-one that was annotated, thicker reconstructions, localizers). These functions
-find that series and check a whole dataset at once. Which readings of different
-experts are the same vertebra is :mod:`vfs_utils.readings`.
-"""
+"""Annotations meet series: the series of a study folder an annotation belongs to (a study
+holds several: the annotated thin series, thicker reconstructions, localizers), and a
+check of a whole dataset."""
 from __future__ import annotations
 
 import os
@@ -24,34 +19,27 @@ from .dicom import scan
 from .dicom._common import REISSUE_NOTE
 from .errors import AnnotationError, DataNotFoundError, SeriesError, UsageError, VfsError
 
-__all__ = [
-    "inventory",
-    "match",
-    "series_spacing",
-    "study_folder",
-]
+__all__ = ["inventory", "match", "series_spacing", "study_folder"]
 
-def _scan(path: Path) -> pd.DataFrame:
+
+def _series_row(source, uid: str, path: Path) -> pd.Series:
+    """The scan row of series `uid` in study folder `path`; errors name `source`."""
     try:
-        return scan(path)
+        table = scan(path)
     except (OSError, DataNotFoundError) as exc:
         raise SeriesError(f"{path}: the study folder cannot be read ({exc}). "
                           "Check its permissions.") from None
-
-
-def _describe(table: pd.DataFrame) -> str:
-    rows = [f"{r.series_uid} ({r.n_slices} slices, {r.description or 'no description'})"
-            for r in table.itertuples()]
-    return "; ".join(rows) if rows else "no DICOM series"
-
-
-def _missing_series(source, uid: str, path: Path, table: pd.DataFrame) -> SeriesError:
+    hit = table[table["series_uid"] == uid]
+    if not hit.empty:
+        return hit.iloc[0]
     if table.empty:     # nothing to mismatch: the UID re-issue is not the story here
-        return SeriesError(f"{source}: {path} holds no DICOM series, so SeriesInstanceUID {uid} "
-                           "cannot be found there. The study download is incomplete or not "
-                           "DICOM; download the study again.")
-    return SeriesError(f"{source}: SeriesInstanceUID {uid} is not in {path}; the folder holds "
-                       f"{_describe(table)}. {REISSUE_NOTE}")
+        raise SeriesError(f"{source}: {path} holds no DICOM series, so SeriesInstanceUID {uid} "
+                          "cannot be found there. The study download is incomplete or not "
+                          "DICOM; download the study again.")
+    held = "; ".join(f"{r.series_uid} ({r.n_slices} slices, {r.description or 'no description'})"
+                     for r in table.itertuples())
+    raise SeriesError(f"{source}: SeriesInstanceUID {uid} is not in {path}; the folder holds "
+                      f"{held}. {REISSUE_NOTE}")
 
 
 def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.PathLike
@@ -67,8 +55,7 @@ def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.Pat
     Returns
     -------
     Series
-        The :func:`vfs_utils.dicom.scan` row of the matching series (has
-        ``study_folder``, ``n_slices``, ``pixel_spacing``, ``slice_spacing``...).
+        The :func:`vfs_utils.dicom.scan` row of the matching series.
 
     Raises
     ------
@@ -83,11 +70,7 @@ def match(annotation: Annotation | str | os.PathLike, dataset_root: str | os.Pat
     if problem is not None:
         raise AnnotationError(f"{source}: Folder: {problem}.")
     path = study_dir(dataset_root, ann.folder)     # its message names the missing folder
-    table = _scan(path)
-    hit = table[table["series_uid"] == ann.series_uid]
-    if hit.empty:
-        raise _missing_series(source, ann.series_uid, path, table)
-    return hit.iloc[0]
+    return _series_row(source, ann.series_uid, path)
 
 
 def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
@@ -104,11 +87,7 @@ def series_spacing(dataset_root: str | os.PathLike, folder: str, series_uid: str
     path = study_dir(dataset_root, folder)
     if not isinstance(series_uid, str) or not series_uid.strip():
         raise UsageError(f"series_uid: expected a SeriesInstanceUID string, got {series_uid!r}")
-    table = _scan(path)
-    hit = table[table["series_uid"] == series_uid]
-    if hit.empty:
-        raise _missing_series(path, series_uid, path, table)
-    row = hit.iloc[0]
+    row = _series_row(path, series_uid, path)
     if row["pixel_spacing"] is None:
         raise SeriesError(f"{path}: series {series_uid}: header field PixelSpacing is missing or "
                           "empty, so its voxel spacing is unknown. Check the files of the series.")
@@ -159,8 +138,7 @@ def inventory(dataset_root: str | os.PathLike, annotation_dir: str | os.PathLike
         Folder of annotation files. Default: ``<dataset_root>/annotation`` when
         it exists, else the configured v1 set (:func:`vfs_utils.data.annotation_dir`).
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
-        Runs the per-file checks (header scans) in parallel, e.g. a
-        ``ThreadPoolExecutor`` or a Dask ``Client``.
+        Runs the per-file checks in parallel.
 
     Returns
     -------

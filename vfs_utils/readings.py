@@ -1,9 +1,5 @@
 """Readings across experts: which readings of different experts (or of the v1 and v2
-rounds) are the same vertebra. Tables only: no image, no series.
-
-:func:`match_vertebrae` gives the readings of one file a common ``vertebra_id``;
-:func:`carry_levels` gives v1 readings the level of the v2 vertebra at the same place.
-"""
+rounds) are the same vertebra. Tables only: no image, no series."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +48,7 @@ def _check_levels(frame: pd.DataFrame) -> None:
 
 def _centres(frame: pd.DataFrame) -> np.ndarray:
     """(n, 2) vertebral-body centres in (row, slice) voxel units."""
-    pts = points(frame)
-    return pts[:, :, [0, 2]].mean(axis=1)
+    return points(frame)[:, :, [0, 2]].mean(axis=1)
 
 
 def _tolerance(frame: pd.DataFrame) -> float:
@@ -94,7 +89,6 @@ def _match_positions(group: pd.DataFrame) -> np.ndarray:
             else:
                 clusters[h].append(centres[i])
                 labels[i] = h
-    # renumber clusters head -> feet
     mean_slice = np.array([np.mean(c, axis=0)[1] for c in clusters])
     rank = np.empty(len(clusters), dtype=int)
     rank[np.argsort(mean_slice, kind="stable")] = np.arange(len(clusters))
@@ -104,12 +98,10 @@ def _match_positions(group: pd.DataFrame) -> np.ndarray:
 def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
     """Say which readings of different experts are the same vertebra.
 
-    Within each annotation file (and version), readings get a common ``vertebra_id``: the
-    index of the level in :data:`~vfs_utils.annotation.LEVELS` when every
-    reading has a level (v2), otherwise a position index head -> feet found by
-    one-to-one matching of vertebral-body centres (row, slice) across experts
-    (v1), two centres being one vertebra when they are closer than half the
-    median posterior height.
+    Within each file (and version), readings get a common ``vertebra_id``: the index in
+    :data:`~vfs_utils.annotation.LEVELS` when every reading has a level (v2), else a
+    position index head -> feet from one-to-one matching of body centres (row, slice)
+    closer than half the median posterior height (v1).
 
     Parameters
     ----------
@@ -146,10 +138,8 @@ def match_vertebrae(frame: pd.DataFrame) -> pd.DataFrame:
 def carry_levels(v1_frame: pd.DataFrame, v2_frame: pd.DataFrame) -> pd.DataFrame:
     """Give v1 readings the level of the v2 vertebra at the same place.
 
-    For each file and each v1 expert, v1 vertebrae are matched one-to-one to
-    the v2 vertebrae of the same file (centres averaged over the v2 experts per
-    level) within half the median posterior height. Unmatched readings keep
-    ``None``.
+    Per file and v1 expert, one-to-one matching of centres to the per-level v2 centres,
+    within half the median posterior height; unmatched readings keep ``None``.
 
     Parameters
     ----------

@@ -1,22 +1,10 @@
 """The setup step every lesson opens with: find the data, say which data it is.
 
-Three data modes, tried in this order:
-
-1. ``real``: ``VFS_DATA_ROOT`` points at a CTLungCa-500 download (``dicom/<Folder>/...``);
-   the annotations come from the environment, the cache or the pinned download.
-2. ``phantom``: the real annotations (environment, shared folder, cache or
-   download) over synthetic phantom images rendered so that the annotations match
-   them. The default wherever the annotations can be had, also with
-   ``VFS_OFFLINE=1`` ("no network") when a copy is at hand.
-3. ``synthetic``: a fully synthetic dataset, images and annotations. Used when no
-   annotation copy is at hand and none can be downloaded (offline).
-
-Demo datasets are built on first use into the cache (``VFS_CACHE_DIR``), with a
-progress line saying what is written where, and reused afterwards until the
-phantom code or its parameters change: then they are rebuilt. A cached demo
-dataset whose series lost files since it was written (checked against the file
-counts in its ``manifest.json``) is rebuilt too, with a warning. ``vfs prepare``
-builds them ahead of time.
+Three data modes, tried in this order: ``real`` (``VFS_DATA_ROOT`` points at a
+CTLungCa-500 download); ``phantom`` (the real annotations over phantom images rendered to
+match them; also offline when a copy is at hand); ``synthetic`` (images and annotations
+simulated; when no annotation copy can be had). Demo datasets are built in the cache on
+first use (or by ``vfs prepare``) and rebuilt when the phantom changes or files are lost.
 """
 from __future__ import annotations
 
@@ -55,18 +43,8 @@ _DESCRIPTIONS = {
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where a lesson's data is.
-
-    Attributes
-    ----------
-    mode : {"real", "phantom", "synthetic"}
-    root : Path
-        Dataset root holding ``dicom/<Folder>/...``.
-    annotation_dir : Path
-        Folder of v1 annotation files.
-    annotation_dir_v2 : Path
-        Folder of v2 annotation files.
-    """
+    """Where a lesson's data is: ``mode``, the dataset ``root`` and the v1 and v2 annotation
+    folders."""
 
     mode: str
     root: Path
@@ -131,22 +109,15 @@ def _real_annotations() -> tuple[Path, Path] | None:
 
 def lesson_demo_name(*, studies: int | None = None, seed: int = 0,
                      from_annotations: bool = False) -> str | None:
-    """The lessons' name for the demo dataset of these parameters (``"synthetic"``), or None.
-
-    ``vfs demo-data`` with the lessons' parameters writes (or finds) the lessons' own
-    folder instead of a second identical copy.
-    """
+    """The lessons' name for the demo dataset of these parameters (``"synthetic"``), or None."""
     if not from_annotations and seed == 0 and studies in (None, DEFAULT_STUDIES):
         return "synthetic"
     return None
 
 
 def damage(root: str | Path) -> list[str]:
-    """What a demo dataset lost since it was written: one line per damaged series.
-
-    Compares the files of every series folder with the counts its ``manifest.json``
-    recorded (builds without counts are not checked). Empty when nothing is missing.
-    """
+    """What a demo dataset lost since it was written (file counts against ``manifest.json``):
+    one line per damaged series."""
     root = Path(root)
     try:
         studies = read_manifest(root / "manifest.json").get("studies", [])
@@ -170,11 +141,8 @@ def damage(root: str | Path) -> list[str]:
 
 
 def _demo(name: str, **params) -> Path:
-    """A demo dataset: a matching build in VFS_SHARED_DIR (only read), else built in the cache.
-
-    A build whose series lost files (:func:`damage`) is not used: in the cache it is
-    removed and written again, with a warning naming what was missing.
-    """
+    """A demo dataset: a matching intact build in VFS_SHARED_DIR, else built in the cache
+    (a damaged one there is written again, with a warning)."""
     shared = data.shared_demo_dir(name)
     if shared is not None:
         try:   # a complete build there: returned when its parameters match, else refused
@@ -250,7 +218,6 @@ def setup(mode: str | None = None) -> DataSource:
     Returns
     -------
     DataSource
-        ``print(source)`` says which data is used.
     """
     quiet_uid_warnings()
     if mode is not None and mode not in MODES:

@@ -50,13 +50,10 @@ def derived_uid(*parts: object) -> str:
 
 
 def quiet_uid_warnings() -> None:
-    """Silence pydicom's warning about the MosMed SeriesInstanceUIDs (idempotent).
+    """Silence pydicom's warning about the invalid MosMed SeriesInstanceUIDs (idempotent).
 
-    The MosMed SeriesInstanceUIDs (and so the annotations' and the phantom's copies of
-    them) are not valid DICOM UIDs: components with leading zeros and a trailing dot.
-    pydicom warns (and logs) on every access although the values are read exactly as
-    stored. Importing this module changes no process-wide state; ``tutorial.setup()``
-    and the ``vfs`` command call this function.
+    They are read exactly as stored; ``tutorial.setup()`` and the ``vfs`` command call this
+    (importing the module changes no process-wide state).
     """
     warnings.filterwarnings("ignore", message=r"Invalid value for VR UI", category=UserWarning)
     logger = logging.getLogger("pydicom")
@@ -65,21 +62,9 @@ def quiet_uid_warnings() -> None:
 
 
 #: Columns of the frame returned by :func:`scan`, in order.
-SCAN_COLUMNS = [
-    "folder",
-    "study_folder",
-    "series_uid",
-    "n_slices",
-    "modality",
-    "description",
-    "image_type",
-    "orientation",
-    "pixel_spacing",
-    "slice_spacing",
-    "rows",
-    "cols",
-    "series_number",
-]
+SCAN_COLUMNS = ["folder", "study_folder", "series_uid", "n_slices", "modality", "description",
+                "image_type", "orientation", "pixel_spacing", "slice_spacing", "rows", "cols",
+                "series_number"]
 
 
 class SeriesWarning(UserWarning):
@@ -87,13 +72,7 @@ class SeriesWarning(UserWarning):
 
 
 class SliceHeaders(Sequence):
-    """The headers of a series' slices, read from the files when first used.
-
-    A list-like of :class:`pydicom.dataset.Dataset` (full headers, no pixel
-    data), in slice order. :func:`load_series` does not need the full headers
-    (the series index holds what it needs), so they are read only when a
-    caller looks at them, once per slice.
-    """
+    """A list-like of a series' full headers (no pixel data) in slice order, read on first use."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self._paths = list(paths)
@@ -130,20 +109,15 @@ class Volume:
     Attributes
     ----------
     array : numpy.ndarray
-        Shape ``(rows, cols, slices)``, slices in InstanceNumber order, in HU.
-        ``int16`` when the rescale keeps integers, else ``float32``. Each
-        slice ``array[:, :, k]`` is contiguous in memory (the array is a
-        transposed view of a ``(slices, rows, cols)`` buffer); use
-        ``numpy.ascontiguousarray`` if C order is needed.
+        ``(rows, cols, slices)`` in HU, ``int16`` when the rescale keeps integers, else
+        ``float32``; a transposed view of a ``(slices, rows, cols)`` buffer (each slice
+        contiguous).
     spacing : tuple of float
-        ``(row, col, slice)`` voxel spacing in mm: PixelSpacing and the slice
-        gap measured from ImagePositionPatient along the slice normal (NaN for
-        a single slice).
+        ``(row, col, slice)`` mm; the slice gap along the normal (NaN for one slice).
     affine : numpy.ndarray
         ``(4, 4)`` matrix mapping ``(row, col, slice, 1)`` to LPS mm.
     headers : sequence of pydicom.dataset.Dataset
-        The headers of the slices, in slice order, without pixel data (a
-        :class:`SliceHeaders`: read from the files on first use).
+        Slice headers without pixel data (a :class:`SliceHeaders`).
     series_uid : str
         SeriesInstanceUID.
     study_folder : pathlib.Path

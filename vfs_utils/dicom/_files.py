@@ -1,25 +1,8 @@
-"""The cold path: list a study folder's files and read what their headers say.
+"""The cold path: list a study folder's files and read their headers into JSON-able records.
 
-``walk(folder)`` lists a folder's files (recursively, hidden names skipped,
-second paths to one file or folder skipped: see :func:`walk`) and
-``refresh`` reads each new or changed file's header with pydicom up to the
-pixel data (``dcmread(stop_before_pixels=True, specific_tags=TAGS)``),
-keeping only the fields :mod:`vfs_utils.dicom` uses. Each file becomes one
-JSON-able *record*:
-
-- ``status`` ``"image"``: a DICOM image; its fields, converted and checked
-  (finite numbers, right multiplicity), and the offset and length of its
-  pixel data when they are stored natively (uncompressed little endian);
-- ``status`` ``"broken"``: a DICOM file that cannot be used (truncated or
-  damaged header, a field that is not a valid number, pixel data shorter
-  than the header's size); ``reason`` names the file's field at fault and
-  ``series_uid`` is kept when it could be read;
-- ``status`` ``"other"``: not a DICOM image (text, DICOMDIR, a report).
-
-A file without file meta (no preamble and no group 0002, as old scanners
-write) is read as pydicom reads it with ``force=True``; its transfer syntax
-is the one pydicom infers. The series index (:mod:`vfs_utils.dicom.index`)
-stores these listings.
+A record's ``status`` is ``"image"`` (checked fields, and the pixel data's offset and length
+when stored natively), ``"broken"`` (``reason`` names the field at fault) or ``"other"``
+(not a DICOM image). A file without file meta is read with ``force=True``.
 """
 from __future__ import annotations
 
@@ -73,9 +56,6 @@ class _Bad(Exception):
         self.tag = tag
 
 
-# --------------------------------------------------------------------------- walking
-
-
 def inside(path: str, other: str) -> bool:
     """Whether `path` is `other` or lies below it (both resolved)."""
     return path == other or path.startswith(other.rstrip(os.sep) + os.sep)
@@ -84,13 +64,9 @@ def inside(path: str, other: str) -> bool:
 def walk(folder: Path) -> tuple[list[tuple[str, os.stat_result]], int, list[list[str]]]:
     """Files under `folder`: ``(relative posix path, stat)`` sorted, skipped count, problems.
 
-    Not listed but counted as skipped: hidden names (starting with ``.``, all
-    files below a hidden folder), and symbolic links that lead back into
-    `folder` or above it (a second path to a file or folder already listed,
-    or a loop). Symbolic links leading elsewhere are followed, each target
-    once. Anything that is neither a regular file nor a folder (a FIFO, a
-    socket, a device) is never opened: it becomes a problem ``[path,
-    reason]``, as do folders that cannot be read.
+    Skipped: hidden names and links back into `folder` or above it (other links are
+    followed, each target once). Special files are never opened: they become a problem
+    ``[path, reason]``, as do unreadable folders.
     """
     files: list[tuple[str, os.stat_result]] = []
     problems: list[list[str]] = []
@@ -160,9 +136,6 @@ def signature(files: list[tuple[str, os.stat_result]], skipped: int,
     return h.hexdigest()
 
 
-# --------------------------------------------------------------------------- fields
-
-
 def _value(ds: Any, keyword: str) -> Any:
     try:
         value = ds.get(keyword)
@@ -220,9 +193,6 @@ def _integer(ds: Any, keyword: str, lo: int, hi: int, default: int | None = None
     return int(number)
 
 
-# --------------------------------------------------------------------------- one file
-
-
 def pixel_element(fh: Any, at: int, implicit: bool) -> tuple[int, int] | None:
     """``(value offset, value length)`` of the pixel data element starting at `at`, or None."""
     fh.seek(at)
@@ -257,8 +227,7 @@ def _dcmread(fh: Any) -> Any:
 def read_record(path: str | os.PathLike, rel: str, st: os.stat_result) -> dict:
     """The record of one file (see the module docstring); `rel` is its listed path."""
     with warnings.catch_warnings():
-        # the MosMed UIDs end with "." (see quiet_uid_warnings): read as stored, here too
-        # in a Dask worker or a process pool, where no setup() silenced the warning
+        # also in Dask workers, where no setup() ran quiet_uid_warnings
         warnings.filterwarnings("ignore", message=r"Invalid value for VR UI", category=UserWarning)
         return _read_record(path, rel, st)
 
@@ -375,26 +344,15 @@ def _fields(ds: Any, ts: str, sop_class: str, pixel: tuple[int, int] | None,
     return rec
 
 
-# --------------------------------------------------------------------------- a folder
-
-#: A file modified this close (ns) before its listing was made may have changed again within
-#: the file system's timestamp granularity without its mtime changing: its header is re-read.
+#: Files modified this close (ns) before a listing may change within the mtime granularity.
 _RACY_NS = 2_000_000_000
 
 
 def refresh(folder: Path, old: dict | None) -> tuple[dict, bool]:
-    """The listing of `folder` (what the index stores), reusing `old` where files are
-    unchanged; and whether it changed.
+    """The listing of `folder` (``folder``, ``signature``, ``built_ns``, ``skipped``,
+    ``problems``, ``records``), reusing `old` records of unchanged files; and whether it changed.
 
-    The listing is a dict: ``folder`` (absolute path), ``signature`` (see
-    :func:`signature`), ``built_ns`` (when the folder was walked), ``skipped`` (count
-    of files not listed: see :func:`walk`), ``problems`` (``[path, reason]`` for what
-    could not be read) and ``records`` (one per file, ``path`` relative to the folder,
-    in path order).
-
-    A file is unchanged when its size, modification time and inode are those
-    recorded, and it was not modified within 2 s before `old` was made (such
-    "racy" files are read again, as git does with its index).
+    Files modified within 2 s before `old` was made are read again (racy, as in git's index).
     """
     folder = Path(folder).absolute()
     built_ns = time.time_ns()
@@ -414,9 +372,8 @@ def refresh(folder: Path, old: dict | None) -> tuple[dict, bool]:
                 and st.st_mtime_ns < racy_after):
             records.append(prev)
             continue
-        rec = read_record(folder / rel, rel, st)
+        records.append(read_record(folder / rel, rel, st))
         changed = True  # new, changed or racy: stored again with the new built_ns
-        records.append(rec)
     if not changed:
         return old, False  # type: ignore[return-value]
     LOGGER.debug("read the headers of %s", folder)

@@ -1,9 +1,4 @@
-"""``load_series``: one series of a study folder as a :class:`Volume`.
-
-The header listing of the folder comes from the series index (or is read
-and stored there on first use); uncompressed little-endian pixel data are
-read straight from the recorded offsets, anything else is decoded by pydicom.
-"""
+"""``load_series``: one series of a study folder as a :class:`Volume`."""
 from __future__ import annotations
 
 import os
@@ -93,12 +88,10 @@ def _uniform(folder: Path, uid: str, paths: list[Path], recs: list[dict], field:
 
 def _read_pixels(paths: list[str], recs: list[dict], rows: int, cols: int,
                  intercepts: np.ndarray | None) -> tuple[np.ndarray, bool]:
-    """Native 16-bit stored values as a ``(slices, rows, cols)`` array, read straight from
-    the files at the recorded PixelData offsets.
+    """Native 16-bit stored values ``(slices, rows, cols)`` read at the recorded offsets.
 
-    With `intercepts` (slope 1, integral intercepts) each slice is also rescaled to int16
-    HU right after it is read, while it is in the CPU cache; returns ``(array, True)``
-    then, or ``(stored values, False)`` when a slice would not fit int16.
+    With `intercepts`, each slice is rescaled to int16 HU while in the CPU cache:
+    ``(array, True)``, or ``(stored values, False)`` when a slice would not fit int16.
     """
     first = recs[0]
     signed = first["pixel_representation"] == 1
@@ -202,55 +195,37 @@ def _broken_members(folder: Path, listing: dict, series_uid: str) -> None:
 
 def load_series(study_folder: str | os.PathLike, series_uid: str, *,
                 index: bool | None = None) -> Volume:
-    """Load one series of a study folder as a :class:`Volume`.
-
-    The headers under `study_folder` (recursively) are read once and kept in the
-    series index (:mod:`vfs_utils.dicom.index`) while the files are unchanged; the
-    files of `series_uid`, sorted by InstanceNumber, then have only their pixel data
-    read (uncompressed straight from the recorded offsets, compressed by pydicom).
+    """Load one series of a study folder as a :class:`Volume`, slices in InstanceNumber order.
 
     Parameters
     ----------
     study_folder : path-like
-        The study folder (``<dataset root>/dicom/<Folder>``).
+        The study folder (``<dataset root>/dicom/<Folder>``), searched recursively.
     series_uid : str
         SeriesInstanceUID of the series to load.
     index : bool, optional
-        False bypasses the series index (every header is parsed again);
-        None (default) uses it unless the environment sets ``VFS_NO_INDEX=1``.
-        The volume is the same either way.
+        False bypasses the series index; None (default) uses it unless ``VFS_NO_INDEX=1``.
 
     Returns
     -------
     Volume
-        ``array`` (rows, cols, slices) in HU: stored value * RescaleSlope +
-        RescaleIntercept (1 and 0 when absent), ``int16`` when slope is 1 and
-        the intercept an integer and the values fit, else ``float32``;
-        ``spacing`` (row, col, slice) mm, the slice spacing measured from
-        ImagePositionPatient along the slice normal (SliceThickness is not
-        used); ``affine`` (4, 4) voxel (row, col, slice) -> LPS mm, whose third
-        column is the mean position step between consecutive slices (for a
-        single slice: minus the slice normal times SliceThickness, or 1 mm);
-        ``headers`` in slice order without pixel data (read on first use).
+        HU (stored * RescaleSlope + RescaleIntercept); the slice spacing is measured from
+        ImagePositionPatient along the normal; the affine's third column is the mean
+        position step (one slice: minus the normal times SliceThickness, or 1 mm).
 
     Raises
     ------
     DataNotFoundError
         When `study_folder` does not exist.
     SeriesError
-        When no file has `series_uid` (the message lists the series present); a
-        file of the series (or one whose series cannot be read) is damaged: a
-        truncated header or pixel data, a geometry, size or rescale field empty,
-        not finite or of the wrong multiplicity (the message names file and field);
-        or the slices have duplicate positions, mixed Rows/Columns, orientations
-        or pixel spacings, or compressed pixel data without a decoder.
+        When the series is absent (the series present are listed), a file of it is
+        damaged (file and field named), or the slices do not form one volume.
 
     Warns
     -----
     SeriesWarning
-        When the slice gaps are uneven (more than 1 % from the median gap) or
-        the InstanceNumber order is not the order of the positions along the
-        slice normal (the array keeps the InstanceNumber order).
+        When the slice gaps are uneven (more than 1 %) or InstanceNumber order is not
+        position order.
     """
     folder = Path(study_folder)
     if not folder.is_dir():

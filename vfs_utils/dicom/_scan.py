@@ -81,41 +81,26 @@ def scan(path: str | os.PathLike, *, executor: Executor | None = None,
          index: bool | None = None) -> pd.DataFrame:
     """List the DICOM series under a study folder, a folder of studies or a dataset root.
 
-    Reads headers only (no pixel data), through the series index
-    (:mod:`vfs_utils.dicom.index`): a study folder whose files have not
-    changed since it was last read costs no header parse at all. A *dataset
-    root* holds ``dicom/<Folder>/...``; each ``<Folder>`` is a study folder.
-    Otherwise `path` is taken as one study folder when it directly holds DICOM
-    images or when every image below it shares one StudyInstanceUID, and as a
-    folder of study folders (its subfolders) when not. Files are searched
-    recursively; symbolic links to folders are followed, but never into a loop.
+    Headers only, through the series index. `path` is one study folder when it directly
+    holds images or all images below it share one StudyInstanceUID, else a folder of
+    study folders; a dataset root holds ``dicom/<Folder>/...``.
 
     Parameters
     ----------
     path : path-like
         A dataset root, a folder of study folders or a study folder.
     executor : concurrent.futures.Executor, optional
-        Runs one task per study folder (e.g. a ``ThreadPoolExecutor`` or a
-        Dask client's executor); None reads serially. The result is the same.
+        Runs one task per study folder; None reads serially. The result is the same.
     index : bool, optional
-        False bypasses the series index; None (default) uses it unless
-        ``VFS_NO_INDEX=1``. The result is the same.
+        False bypasses the series index; None (default) uses it unless ``VFS_NO_INDEX=1``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per series, columns :data:`SCAN_COLUMNS`: ``folder`` (study
-        folder name), ``study_folder`` (path), ``series_uid``, ``n_slices``,
-        ``modality``, ``description``, ``image_type`` (values joined by
-        ``\\``), ``orientation`` (ImageOrientationPatient, 6 floats),
-        ``pixel_spacing`` ((row, col) mm), ``slice_spacing`` (mm along the
-        slice normal from ImagePositionPatient, NaN for one slice), ``rows``,
-        ``cols``, ``series_number``. Sorted by folder, series_number,
-        series_uid. ``frame.attrs["skipped_files"]`` counts the files that are
-        not usable DICOM images (text, DICOMDIR, hidden files, damaged files)
-        and the folders that could not be read; ``frame.attrs["problems"]``
-        lists the damaged files and unreadable folders, each as
-        ``"<path>: <reason>"`` (the reason names the header field at fault).
+        One row per series, columns :data:`SCAN_COLUMNS` (``slice_spacing``: mm along the
+        normal, NaN for one slice), sorted by folder, series_number, series_uid.
+        ``attrs["skipped_files"]`` counts unusable files and unreadable folders;
+        ``attrs["problems"]`` lists them as ``"<path>: <reason>"``.
 
     Raises
     ------

@@ -20,9 +20,6 @@ from ._common import derived_uid
 
 __all__ = ["write_series"]
 
-# --------------------------------------------------------------------------- write
-
-
 def _ds_number(value: float) -> str:
     """A DS string (at most 16 characters) for `value`."""
     text = f"{float(value):.10g}"
@@ -66,22 +63,19 @@ def write_series(
     file_prefix: str = "IM",
     extra: dict | None = None,
 ) -> list[Path]:
-    """Write a volume as a CT Image Storage series, one file per slice.
+    """Write a volume as a CT Image Storage series, one file per slice, into `folder`.
 
-    The files go into `folder` itself (the series' own folder, e.g.
-    ``<study>/series-001``), written to a hidden temporary sibling first and then
-    renamed. Deterministic: no clock time, UIDs derived from `series_uid` and the
-    slice index, so the same input gives byte-identical files.
+    Built in a hidden sibling, then renamed. Deterministic: no clock time, UIDs derived
+    from `series_uid` and the slice index.
 
     Parameters
     ----------
     folder : path-like
-        The series folder to create. Must not exist or be empty.
+        The series folder to create; must not exist or be empty.
     array : numpy.ndarray
-        ``(rows, cols, slices)`` in HU (a 2-D array is one slice). Stored as
-        int16 ``round((value - intercept) / slope)``.
+        ``(rows, cols, slices)`` in HU (2-D: one slice), stored as int16.
     spacing : sequence of 3 floats
-        ``(row, col, slice)`` mm. PixelSpacing is ``(spacing[0], spacing[1])``.
+        ``(row, col, slice)`` mm.
     series_uid, study_uid, frame_of_reference_uid : str
         SeriesInstanceUID, StudyInstanceUID, FrameOfReferenceUID.
     origin : sequence of 3 floats
@@ -91,8 +85,7 @@ def write_series(
     slope, intercept : float
         RescaleSlope and RescaleIntercept.
     patient_id, patient_name, study_date, series_number, series_description, image_type
-        PatientID, PatientName, StudyDate (``YYYYMMDD``), SeriesNumber,
-        SeriesDescription, ImageType (a sequence of str).
+        The DICOM fields of these names (StudyDate ``YYYYMMDD``).
     slice_thickness : float, optional
         SliceThickness in mm; defaults to ``spacing[2]``.
     file_prefix : str
@@ -107,27 +100,21 @@ def write_series(
 
     Notes
     -----
-    The files pass dicom3tools' ``dciodvfy`` for thin, thick and localizer series
-    when the UIDs are valid (the MosMed UIDs are not): Laterality (Type 2C) is
-    written empty, and a localizer gets no RescaleType (HU is not allowed for it).
-    Slice ``k`` has InstanceNumber ``k + 1`` and ImagePositionPatient
-    ``origin + k * spacing[2] * slice_dir``, ``slice_dir = -cross(row_cosine,
-    col_cosine)`` (head to feet for the default axial orientation).
+    The files pass dicom3tools' ``dciodvfy`` when the UIDs are valid. Slice ``k`` has
+    InstanceNumber ``k + 1`` and ImagePositionPatient ``origin - k * spacing[2] *
+    cross(row_cosine, col_cosine)`` (head to feet for the default orientation).
 
     Raises
     ------
     DatasetExistsError
         When `folder` exists and is not empty.
     SeriesError
-        When the array, spacing or orientation is unusable, or the values do
-        not fit int16 with the given slope and intercept.
+        When an argument is unusable or the values do not fit int16.
     """
     target = Path(folder)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise DatasetExistsError(
-            f"{target} already exists and is not empty; write_series does not overwrite. "
-            "Choose a new folder or delete this one first."
-        )
+        raise DatasetExistsError(f"{target} already exists and is not empty; write_series does "
+                                 "not overwrite. Choose a new folder or delete this one first.")
     values = np.asarray(array)
     if values.ndim == 2:
         values = values[:, :, None]
@@ -157,10 +144,8 @@ def write_series(
         raise SeriesError(f"{target}: array holds NaN or infinite values.")
     ends = np.round((np.array([lo, hi]) - float(intercept)) / float(slope))
     if ends.min() < -32768 or ends.max() > 32767:
-        raise SeriesError(
-            f"{target}: values {lo}..{hi} HU do not fit int16 with slope "
-            f"{slope} and intercept {intercept}; clip the array or change slope/intercept."
-        )
+        raise SeriesError(f"{target}: values {lo}..{hi} HU do not fit int16 with slope {slope} "
+                          f"and intercept {intercept}; clip the array or change slope/intercept.")
 
     def stored_slice(k: int) -> np.ndarray:
         plane = values[:, :, k].astype(np.float64)
@@ -168,7 +153,6 @@ def write_series(
 
     rows, cols, n = values.shape
     normal = np.cross(row_cos, col_cos)
-    slice_dir = -normal
     thickness = float(spacing_f[2] if slice_thickness is None else slice_thickness)
     localizer = "LOCALIZER" in [str(v).upper() for v in image_type]
 
@@ -182,48 +166,39 @@ def write_series(
     with atomic_folder(target) as tmp:  # all slices, or nothing
         for k in range(n):
             sop_uid = derived_uid(series_uid, "slice", k)
-            position = origin_f + k * spacing_f[2] * slice_dir
+            position = origin_f - k * spacing_f[2] * normal
             ds = Dataset()
             ds.file_meta = FileMetaDataset(meta)
             ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-            # SOP common
             ds.SpecificCharacterSet = "ISO_IR 100"
             ds.SOPClassUID = CTImageStorage
             ds.SOPInstanceUID = sop_uid
-            # patient
             ds.PatientName = patient_name
             ds.PatientID = patient_id
             ds.PatientBirthDate = ""
             ds.PatientSex = "O"
-            # general study
             ds.StudyInstanceUID = study_uid
             ds.StudyDate = study_date
             ds.StudyTime = "000000"
             ds.ReferringPhysicianName = ""
             ds.StudyID = "1"
             ds.AccessionNumber = ""
-            # general series
             ds.Modality = "CT"
             ds.SeriesInstanceUID = series_uid
             ds.SeriesNumber = int(series_number)
             ds.SeriesDescription = series_description
             ds.PatientPosition = "HFS"
             ds.Laterality = ""  # Type 2C in General Series: empty = not a paired structure
-            # frame of reference
             ds.FrameOfReferenceUID = frame_of_reference_uid
             ds.PositionReferenceIndicator = ""
-            # general equipment
             ds.Manufacturer = "vfs-tutorials phantom"
-            # general image
             ds.InstanceNumber = k + 1
             ds.ImageType = list(image_type)
-            # image plane
             ds.PixelSpacing = [_ds_number(spacing_f[0]), _ds_number(spacing_f[1])]
             ds.ImageOrientationPatient = [_ds_number(v) for v in iop]
             ds.ImagePositionPatient = [_ds_number(v) for v in position]
             ds.SliceThickness = _ds_number(thickness)
             ds.SliceLocation = _ds_number(float(position @ normal))
-            # image pixel
             ds.SamplesPerPixel = 1
             ds.PhotometricInterpretation = "MONOCHROME2"
             ds.Rows = rows
@@ -232,7 +207,6 @@ def write_series(
             ds.BitsStored = 16
             ds.HighBit = 15
             ds.PixelRepresentation = 1
-            # CT image
             ds.RescaleIntercept = _ds_number(intercept)
             ds.RescaleSlope = _ds_number(slope)
             if not localizer:  # a localizer's values are not HU (CT Image IOD)

@@ -1,27 +1,10 @@
-"""The series index: what the headers of a study folder say, read once and kept as JSON.
+"""The series index: each study folder's header listing, read once and kept as JSON.
 
-Reading a study is dominated by parsing hundreds of headers. The index keeps, per
-study folder, one *listing* (:func:`vfs_utils.dicom._files.refresh`: per file its
-series, geometry, rescale, transfer syntax and where its pixel data lie), so that
-``load_series`` reads pixel data straight from those offsets and ``scan`` reads no header.
-
-Where and how
--------------
-- One JSON file per study folder under :func:`index_path`
-  (``<cache>/dicom-index/<digest of the folder's absolute path>.json``), so
-  read-only dataset roots work.
-- A listing is used only while the folder's files are unchanged: the names,
-  sizes, modification times and inodes of every file in the folder tree
-  (nested series folders included). Otherwise it is rebuilt quietly,
-  re-reading only the files that changed.
-- Each file is written whole to a temporary sibling and renamed into place,
-  so several processes (Dask workers, ``vfs index``) may share the folder:
-  a reader sees an old listing or a new one, never half of one. A damaged or
-  foreign file is ignored and replaced; deleting the folder is always safe.
-  When the cache cannot be written the index is skipped (the results are the
-  same, only slower).
-- ``index=False`` on the functions, or the environment variable
-  ``VFS_NO_INDEX=1``, bypasses it.
+One file per study folder under :func:`index_path` (so read-only dataset roots work), used
+while the folder's file names, sizes, mtimes and inodes are unchanged, else rebuilt
+re-reading only changed files. Written atomically, so processes may share it; a damaged
+entry is replaced, and an unwritable cache only makes reads slower. ``index=False`` or
+``VFS_NO_INDEX=1`` bypasses it.
 """
 from __future__ import annotations
 
@@ -91,15 +74,12 @@ def folder_listing(folder: str | os.PathLike, *, index: bool | None = None) -> d
     folder : path-like
         A study folder (searched recursively).
     index : bool, optional
-        False reads every header (and neither reads nor writes the index);
-        None (default) uses the index unless ``VFS_NO_INDEX=1``.
+        False bypasses the index; None (default) uses it unless ``VFS_NO_INDEX=1``.
 
     Returns
     -------
     dict
-        ``folder``, ``signature``, ``skipped``, ``problems``, ``records`` (see
-        :mod:`vfs_utils.dicom._files`). The same whether it came from the
-        index or not.
+        The listing of :func:`vfs_utils.dicom._files.refresh`, with or without the index.
     """
     folder_path = Path(folder).absolute()
     if not index_enabled(index):
@@ -132,14 +112,11 @@ def build_index(root: str | os.PathLike, *, executor: Executor | None = None,
     root : path-like
         A dataset root, or a folder of study folders.
     executor : concurrent.futures.Executor, optional
-        Runs one task per study folder (a ``ProcessPoolExecutor`` or a Dask
-        client's executor parallelise the header parsing); None is serial.
+        Runs one task per study folder; None is serial.
     progress : callable, optional
-        Called with the number of study folders just finished (see
-        :func:`progress_bar`).
+        Called with the number of study folders just finished (see :func:`progress_bar`).
     chunk : int, optional
-        Study folders per round of tasks between progress updates (default:
-        8 per worker, at least 8).
+        Study folders per round between progress updates (default: 8 per worker).
 
     Returns
     -------
@@ -159,17 +136,13 @@ def build_index(root: str | os.PathLike, *, executor: Executor | None = None,
         results.extend(map_ordered(_index_one, part, executor=executor))
         if progress is not None:
             progress(len(part))
-    return pd.DataFrame(
-        [(Path(f).name, *r) for f, r in zip(folders, results)],
-        columns=["folder", "files", "images", "series"],
-    ).astype({"files": "int64", "images": "int64", "series": "int64"})
+    return pd.DataFrame([(Path(f).name, *r) for f, r in zip(folders, results)],
+                        columns=["folder", "files", "images", "series"]
+                        ).astype({"files": "int64", "images": "int64", "series": "int64"})
 
 
 class progress_bar:  # noqa: N801 - used like a function
-    """A progress counter for :func:`build_index` on stderr ("indexing study folders: 3/50").
-
-    Use as a context manager; the object is the ``progress`` callable.
-    """
+    """A stderr progress counter for :func:`build_index`; a context manager and the callable."""
 
     def __init__(self, total: int, desc: str = "indexing study folders", stream=None) -> None:
         self.total, self.done, self.desc = total, 0, desc
