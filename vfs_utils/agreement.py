@@ -412,7 +412,6 @@ def alpha_replicates(data, level: str = "nominal", *, categories=None):
 
 def percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
     """``(estimate, low, high)``: the percentile interval of the finite replicates (or arrays)."""
-
     vals = np.concatenate([np.atleast_1d(v) for v in values]) if len(values) else np.array([])
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:

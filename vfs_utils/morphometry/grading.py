@@ -106,7 +106,6 @@ def genant_grade(loss):
         For a scalar an int (``pd.NA`` for NaN); for a Series an ``Int64`` Series with
         its index; otherwise an ``Int64`` array.
     """
-
     if isinstance(loss, pd.Series):
         codes = grade_codes(loss.to_numpy(dtype=float, na_value=np.nan))
         return pd.Series(to_int64(codes), index=loss.index, name=loss.name)

@@ -321,7 +321,6 @@ def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
     DataFrame
         Index ``axis`` (row, col, slice): ``sd_mm``, ``vertebrae``, ``readings``.
     """
-
     require_columns(frame, ["expert", "vertebra_id", *POINT_COLUMNS], "keypoint_scatter")
     pts = as_points(frame)
     n = len(pts)

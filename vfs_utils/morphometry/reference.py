@@ -167,5 +167,4 @@ def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
     out["sd_grade"] = to_int64(codes)
     sd_def = deformity_names(np.where(np.isfinite(z), z, np.inf), codes)
     out["sd_deformity"] = pd.Series(sd_def, index=out.index, dtype=object)
-
     return out

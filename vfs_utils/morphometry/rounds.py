@@ -59,7 +59,6 @@ def compare_rounds(v1_table: pd.DataFrame, v2_table: pd.DataFrame, *, tolerance:
         Largest accepted distance between matched centres, in slices.
     rule : {"genant", "neighbour"}
 
-
     Returns
     -------
     RoundComparison

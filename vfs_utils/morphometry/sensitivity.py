@@ -42,7 +42,6 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
         ``flip_rate`` (mean fraction of readings whose grade changes), ``flip_rate_sd``
         (across draws), ``up_rate``, ``down_rate``.
     """
-
     pts = as_points(frame)
     n = len(pts)
     sp = spacing_rows(spacing, n, frame if isinstance(frame, pd.DataFrame) else None)
