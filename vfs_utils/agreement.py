@@ -1,14 +1,7 @@
-"""Reader-agreement statistics on plain arrays: alpha, kappa, ICC, Bland-Altman, bootstrap.
-
-Krippendorff's alpha (Krippendorff 2011), Cohen's kappa (Cohen 1968), ICC (Shrout and
-Fleiss 1979), Bland-Altman limits (1986), Fleiss' kappa (1971), the Wilson interval
-(1927), and :func:`group_weights`, the package's one cluster-bootstrap generator, behind
-:func:`bootstrap_groups` (whole groups resampled; no interval from fewer than
-:data:`MIN_GROUPS` groups).
-
-Interpretation bands such as Landis and Koch's (1977: 0.41-0.60 "moderate",
-0.61-0.80 "substantial") are conventions, not tests. Nothing here knows about
-vertebrae; :mod:`vfs_utils.morphometry` builds the tables.
+"""Reader-agreement statistics on plain arrays: Krippendorff's alpha, Cohen's and Fleiss'
+kappa, ICC, Bland-Altman limits, the Wilson interval and the cluster bootstrap
+(:func:`group_weights`, the package's one generator). Nothing here knows about vertebrae;
+:mod:`vfs_utils.morphometry` builds the tables.
 """
 from __future__ import annotations
 
@@ -33,8 +26,7 @@ __all__ = [
 
 #: Default number of bootstrap replicates everywhere in the package.
 N_BOOT = 1000
-#: Fewest groups (studies, patients) a percentile bootstrap interval is computed from;
-#: with fewer, the resamples are too few distinct sets to say anything.
+#: Fewest groups (studies, patients) a percentile bootstrap interval is computed from.
 MIN_GROUPS = 10
 #: What a table says instead of an interval from fewer than :data:`MIN_GROUPS` groups.
 TOO_FEW = "too few studies"
@@ -53,25 +45,18 @@ def krippendorff_alpha(data, level: str = "nominal", *, categories: Sequence[flo
                        ) -> float:
     """Krippendorff's alpha of a raters x units table with missing values (NaN).
 
-    ``alpha = 1 - D_o / D_e``: observed over expected disagreement among all
-    pairable values (values of units with at least two of them). Units coded
-    by one rater only are left out. For ``"nominal"`` and ``"ordinal"`` the
-    values are categories and alpha comes from the coincidence matrix
-    ``o_ck = sum_u n_uc (n_uk - [c == k]) / (m_u - 1)`` with the metric
-    ``delta = [c != k]`` (nominal) or Krippendorff's ordinal metric
-    ``delta_ck = (sum_{g=c..k} n_g - (n_c + n_k) / 2)^2``; for ``"interval"``
-    ``delta = (c - k)^2`` on the raw values, computed from sums of squares so
-    that continuous values need no categories.
+    ``alpha = 1 - D_o / D_e`` over the pairable values (units coded by >= 2 raters),
+    from the coincidence matrix with ``delta = [c != k]`` (nominal), Krippendorff's
+    ordinal metric, or ``(c - k)^2`` (interval; from sums of squares, no categories).
 
     Parameters
     ----------
     data : array_like, shape (raters, units)
         Values, NaN where a rater did not code a unit.
     level : {"nominal", "ordinal", "interval"}
-        The metric.
     categories : sequence of float, optional
-        For nominal/ordinal: every possible value in order (an unused category
-        still counts in the ordinal metric's ranks); default the values seen.
+        Every possible value in order (an unused one still counts in the ordinal
+        ranks); default the values seen.
 
     Returns
     -------
@@ -122,12 +107,8 @@ def krippendorff_alpha(data, level: str = "nominal", *, categories: Sequence[flo
 def cohen_kappa(a, b, *, categories: Sequence[float], weights: str | None = None) -> float:
     """Cohen's kappa of two raters over the same units.
 
-    ``kappa = 1 - sum(w * O) / sum(w * E)`` with O the observed and E the
-    chance-expected (product of the margins) proportions over ``categories``,
-    and disagreement weights ``w_ij`` = ``[i != j]`` (unweighted),
-    ``|i - j|`` (linear) or ``(i - j)^2`` (quadratic) on category *ranks*
-    (Cohen 1968). Equal to :func:`sklearn.metrics.cohen_kappa_score` with
-    ``labels=categories``.
+    Disagreement weights ``[i != j]``, ``|i - j|`` or ``(i - j)^2`` on category ranks;
+    equal to :func:`sklearn.metrics.cohen_kappa_score` with ``labels=categories``.
 
     Parameters
     ----------
@@ -156,36 +137,32 @@ def cohen_kappa(a, b, *, categories: Sequence[float], weights: str | None = None
                          f"{cats.tolist()}")
     obs = np.bincount(ia * k + ib, minlength=k * k).reshape(k, k) / len(a)
     exp = np.outer(obs.sum(axis=1), obs.sum(axis=0))
+    w = _kappa_weights(k, weights)
+    d_e = float(np.sum(w * exp))
+    return float("nan") if d_e == 0 else 1.0 - float(np.sum(w * obs)) / d_e
+
+
+def _kappa_weights(k: int, weights: str | None) -> np.ndarray:
     r = np.arange(k)
     w = {None: (r[:, None] != r[None, :]).astype(float),
          "linear": np.abs(r[:, None] - r[None, :]).astype(float),
          "quadratic": ((r[:, None] - r[None, :]) ** 2).astype(float)}.get(weights)
     if w is None:
         raise ValueError(f"weights must be None, 'linear' or 'quadratic', not {weights!r}")
-    d_e = float(np.sum(w * exp))
-    return float("nan") if d_e == 0 else 1.0 - float(np.sum(w * obs)) / d_e
+    return w
 
 
 def icc(matrix, kind: str = "2,1") -> float:
     """Intraclass correlation of a complete units x raters table (Shrout and Fleiss 1979).
 
-    From the two-way ANOVA mean squares of ``n`` units and ``k`` raters: BMS
-    (between units), JMS (between raters), EMS (residual), WMS (within units):
-
-    - ``"1,1"``: ``(BMS - WMS) / (BMS + (k - 1) WMS)``;
-    - ``"2,1"`` (raters a random sample, absolute agreement):
-      ``(BMS - EMS) / (BMS + (k - 1) EMS + k (JMS - EMS) / n)``;
-    - ``"3,1"`` (these raters, consistency): ``(BMS - EMS) / (BMS + (k - 1) EMS)``.
+    ``"1,1"`` one-way; ``"2,1"`` raters a random sample, absolute agreement; ``"3,1"``
+    these raters, consistency.
 
     Parameters
     ----------
     matrix : array_like, shape (n units, k raters)
         No missing values.
     kind : {"1,1", "2,1", "3,1"}
-
-    Returns
-    -------
-    float
     """
     x = np.asarray(matrix, dtype=float)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2 or not np.isfinite(x).all():
@@ -212,14 +189,11 @@ def icc(matrix, kind: str = "2,1") -> float:
 def bland_altman(a, b, level: float = 0.95) -> dict[str, float]:
     """Mean difference ``a - b`` and its 95 % limits of agreement (Bland and Altman 1986).
 
-    Each limit also gets its own ``level`` confidence interval from Bland and Altman's
-    approximation: the standard error of a limit is ``sd * sqrt(3 / n)``.
-
     Returns
     -------
     dict
-        ``n``, ``bias`` (mean of a - b), ``sd`` (SD of a - b, ddof 1),
-        ``lower`` and ``upper`` (bias -/+ 1.96 sd), ``limit_se``, and the intervals
+        ``n``, ``bias``, ``sd`` (ddof 1), ``lower``, ``upper`` (bias -/+ 1.96 sd),
+        ``limit_se`` (``sd * sqrt(3 / n)``) and each limit's ``level`` interval
         ``lower_lo``, ``lower_hi``, ``upper_lo``, ``upper_hi``.
     """
     from statistics import NormalDist
@@ -241,11 +215,8 @@ def bland_altman(a, b, level: float = 0.95) -> dict[str, float]:
 def group_weights(groups, n_boot: int = N_BOOT, seed: int = 0, chunk: int = 250):
     """Cluster-bootstrap weights, ``chunk`` replicates at a time.
 
-    Each replicate draws as many groups as there are, with replacement; a unit's
-    weight is how often its group was drawn (the statistic on the weighted units
-    equals the statistic on the resampled, concatenated groups). The one
-    cluster-bootstrap generator of the package: :func:`bootstrap_groups` and the
-    classifier's :func:`vfs_utils.baseline.bootstrap_ci` draw from it.
+    A unit's weight is how often its group was drawn (as many draws as groups, with
+    replacement). :func:`vfs_utils.baseline.bootstrap_ci` draws from it too.
 
     Yields
     ------
@@ -273,36 +244,23 @@ def bootstrap_groups(statistic: Callable[[np.ndarray], float], groups, *, n_boot
                      weighted: bool = False) -> tuple[float, float, float]:
     """A statistic and its percentile bootstrap interval, resampling whole groups.
 
-    Units of one group (the vertebrae of one study) are correlated; resampling
-    groups with replacement keeps that structure (a cluster bootstrap, drawn by
-    :func:`group_weights`). With fewer than ``min_groups`` groups no interval is
-    computed (NaN): a percentile interval from a handful of studies is mostly
-    the handful; tables say :data:`TOO_FEW` instead.
+    Units of one group (the vertebrae of one study) are correlated, so whole groups are
+    resampled (:func:`group_weights`). No interval (NaN) from fewer than ``min_groups``.
 
     Parameters
     ----------
     statistic : callable
-        Takes an integer array of unit indices (with repeats) and returns a float;
-        with ``weighted=True`` it takes a ``(replicates, units)`` array of unit
-        weights and returns one value per replicate (vectorised, much faster).
+        Unit indices (with repeats) -> float; with ``weighted=True``, a
+        ``(replicates, units)`` weight array -> one value per replicate (much faster).
     groups : array_like, shape (n units,)
-        Group label of every unit.
-    n_boot : int
-        Bootstrap resamples (default :data:`N_BOOT`).
-    seed : int
-        Seed of :func:`numpy.random.default_rng`.
-    level : float
-        Coverage of the interval.
-    min_groups : int
-        Fewest groups for an interval.
+    n_boot, seed, level, min_groups : int, int, float, int
+        Resamples, seed of :func:`numpy.random.default_rng`, coverage, fewest groups.
     weighted : bool
-        See ``statistic``.
 
     Returns
     -------
     (estimate, low, high)
-        The statistic on all units and the interval (NaN draws are dropped; NaN
-        interval with fewer than ``min_groups`` groups).
+        NaN draws are dropped.
     """
     groups = np.asarray(groups)
     n = len(groups)
@@ -324,12 +282,7 @@ def bootstrap_groups(statistic: Callable[[np.ndarray], float], groups, *, n_boot
 
 
 def wilson_interval(k, n, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of the proportion ``k / n`` (Wilson 1927).
-
-    ``(p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` with ``z`` the
-    normal quantile of ``(1 + level) / 2``; the same as statsmodels'
-    ``proportion_confint(k, n, method="wilson")``. Unlike the Wald interval it stays
-    inside [0, 1] and keeps its coverage near 0 and 1 and for small ``n``.
+    """Wilson score interval of ``k / n``, as statsmodels' ``proportion_confint(method="wilson")``.
 
     Returns
     -------
@@ -351,23 +304,17 @@ def wilson_interval(k, n, level: float = 0.95) -> tuple[float, float]:
 
 
 def fleiss_kappa(counts) -> float:
-    """Fleiss' kappa from a table of category counts per item.
-
-    The textbook formula (Fleiss JL (1971) Measuring nominal scale agreement
-    among many raters. Psychol Bull 76(5):378-382), which needs the same
-    number of raters ``m >= 2`` for every item:
-    ``P_i = (sum_j n_ij**2 - m) / (m (m - 1))``, ``p_j = sum_i n_ij / (N m)``,
-    ``kappa = (mean(P_i) - sum_j p_j**2) / (1 - sum_j p_j**2)``.
+    """Fleiss' kappa (Fleiss 1971) from a table of category counts per item.
 
     Parameters
     ----------
     counts : array_like of shape (N items, k categories)
-        Number of raters who put item i in category j.
+        Number of raters (the same, >= 2, for every item) who put item i in category j.
 
     Returns
     -------
     float
-        Kappa; NaN for no items or when every rating is in one category.
+        NaN for no items or when every rating is in one category.
     """
     c = np.asarray(counts, dtype=float)
     if c.ndim != 2 or (c < 0).any():
@@ -388,12 +335,7 @@ def fleiss_kappa(counts) -> float:
 
 
 def mean_pairwise_kappa(kappas, shared) -> float:
-    """Mean of pairwise kappas, each weighted by the units its pair shares.
-
-    An unweighted mean gives a pair that shares 31 vertebrae the weight of one
-    that shares 970; weighting by the shared units makes every vertebra-pair
-    comparison count once. Pairs with a NaN kappa are left out.
-    """
+    """Mean of pairwise kappas weighted by the units each pair shares; NaN kappas left out."""
     k, w = np.asarray(kappas, dtype=float), np.asarray(shared, dtype=float)
     ok = np.isfinite(k) & (w > 0)
     return float(np.sum(k[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
@@ -407,10 +349,7 @@ def kappa_replicates(a, b, *, categories, weights: str | None = None):
     cell = ia * k + ib
     onehot = np.zeros((len(cell), k * k))
     onehot[np.arange(len(cell)), cell] = 1.0
-    r = np.arange(k)
-    w = {None: (r[:, None] != r[None, :]).astype(float),
-         "linear": np.abs(r[:, None] - r[None, :]).astype(float),
-         "quadratic": ((r[:, None] - r[None, :]) ** 2).astype(float)}[weights]
+    w = _kappa_weights(k, weights)
 
     def stat(W):
         total = W.sum(axis=1, keepdims=True)
@@ -423,11 +362,7 @@ def kappa_replicates(a, b, *, categories, weights: str | None = None):
 
 
 def alpha_replicates(data, level: str = "nominal", *, categories=None):
-    """``f(W)``: Krippendorff's alpha of a units x raters table under unit weights ``W``.
-
-    Every term of alpha is a sum over units, so a replicate is a weighted sum
-    (equal to :func:`krippendorff_alpha` on the resampled units).
-    """
+    """``f(W)``: Krippendorff's alpha of a units x raters table under unit weights ``W``."""
     values = np.array(data, dtype=float)             # (units, raters)
     m_u = np.sum(~np.isnan(values), axis=1).astype(float)
     values[m_u < 2] = np.nan                         # unpairable units do not count
@@ -476,10 +411,7 @@ def alpha_replicates(data, level: str = "nominal", *, categories=None):
 
 
 def percentile_interval(estimate: float, values, level: float) -> tuple[float, float, float]:
-    """``(estimate, low, high)``: the percentile interval of the finite replicates.
-
-    ``values`` holds replicates, or arrays of them; NaN and infinite ones are dropped.
-    """
+    """``(estimate, low, high)``: the percentile interval of the finite replicates (or arrays)."""
     vals = np.concatenate([np.atleast_1d(v) for v in values]) if len(values) else np.array([])
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:

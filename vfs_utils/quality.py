@@ -1,23 +1,16 @@
 """Quality control of annotation readings: vertebrae that cannot be where a reading puts them.
 
-:func:`check_readings` looks at every expert's reading of a study (the vertebrae one
-expert marked in one file, ordered along the spine) and reports the vertebrae that
+Each expert's reading of a file, ordered along the spine, is checked for vertebrae that
 
-- sit **off the spine line** (``"off the spine line"``): the centre lies more than
-  ``max_offset`` body depths (in the row-column plane, across the spine) from where the
-  neighbouring vertebrae put it (the midpoint of the two neighbours, or the straight-line
-  extrapolation of the last two at the ends of a reading), and further than its
-  neighbours do;
-- **overlap a neighbour** (``"overlaps a neighbour"``): the centre is less than
-  ``min_step`` times the reading's median centre-to-centre distance (along the slice
-  axis, head to feet) from the next vertebra, so two bodies are stacked at one height;
-- have **levels out of order** (``"levels out of order"``, readings with level names):
-  a level name that repeats in the reading, or that comes before a level above it along
-  the slice axis.
+- sit **off the spine line**: the centre is more than ``max_offset`` body depths (across
+  the spine) from the midpoint of its neighbours (extrapolated at the ends), and further
+  than its neighbours are;
+- **overlap a neighbour**: less than ``min_step`` median steps from the next centre along
+  the slice axis;
+- have **levels out of order**: a level name repeated, or before a level above it.
 
-Only voxel indices are used (the annotation has no spacing), so the thresholds are
-relative to the reading itself: its median body depth (anterior-posterior extent of the six
-points) and its median step between centres. Lesson 00 lists what the defaults flag.
+The annotation has no spacing, so thresholds are relative to the reading's median body
+depth and median step between centres.
 """
 from __future__ import annotations
 
@@ -76,23 +69,18 @@ def check_readings(frame: pd.DataFrame, *, max_offset: float = 0.6,
     Parameters
     ----------
     frame : DataFrame
-        From :func:`vfs_utils.annotation.read_annotations` (either round; a ``level``
-        column is used when present).
+        From :func:`vfs_utils.annotation.read_annotations` (``level`` used when present).
     max_offset : float
-        Largest distance of a centre from the line of its neighbours, in the reading's
-        median body depths.
+        Largest distance of a centre from the line of its neighbours, in median body depths.
     min_step : float
-        Smallest distance between consecutive centres along the slice axis, as a
-        fraction of the reading's median step.
+        Smallest step between consecutive centres, as a fraction of the median step.
 
     Returns
     -------
     DataFrame
-        One row per (vertebra reading, failed check), indexed like ``frame`` (the index
-        of the flagged row; a reading failing two checks appears twice): the columns
-        ``version, folder, expert, vertebra, level`` (those present), ``centre_row``,
-        ``centre_col``, ``centre_slice`` (voxels), ``check`` (one of :data:`CHECKS`) and
-        ``detail``. Empty when nothing is found.
+        One row per (reading, failed check), with the flagged row's index: ``version,
+        folder, expert, vertebra, level`` (those present), ``centre_row``, ``centre_col``,
+        ``centre_slice``, ``check`` (one of :data:`CHECKS`), ``detail``.
     """
     keys = [c for c in ("version", "folder", "expert", "vertebra", "level") if c in frame]
     columns = [*keys, "centre_row", "centre_col", "centre_slice", "check", "detail"]

@@ -1,23 +1,11 @@
 """Vertebral morphometry: heights, QM deformity grades, level-normal references, consensus.
 
-Every vertebra reading has six keypoints spanning the anterior, middle and posterior
-height of the body. This package turns them into heights in mm (Ha, Hm, Hp), shape
-indices and **quantitative-morphometry (QM) deformity grades**, none of them a
-radiologist's fracture diagnosis (Genant's visual SQ grade excludes non-fracture
-deformity; the annotation holds no such grade). Three QM rules: within-vertebra and
-neighbour (Genant's 20/25/40 % bands, :func:`genant_grade`) and SD scores against a
-level-normal reference (Eastell et al. 1991; :func:`level_reference`, :func:`sd_scores`).
-Then consensus across readers, study labels, keypoint scatter, inter-expert agreement,
-the two annotation rounds and the grades' sensitivity to keypoint noise; the
-statistics themselves are in :mod:`vfs_utils.agreement`.
-
-Submodules (everything public is re-exported here; use ``morphometry.<name>``):
-:mod:`.grading` (heights, Genant's bands, the within-vertebra loss),
-:mod:`.table` (:func:`dataset_spacing`, :func:`morphometry_table`, the
-neighbour rule), :mod:`.reference` (levels, level-normal reference, SD
-scores), :mod:`.pooling` (consensus, study labels, prevalence, keypoint
-scatter), :mod:`.reader_agreement` (kappa, alpha, count disagreement),
-:mod:`.rounds` (v1 vs v2) and :mod:`.sensitivity` (grade flip rate).
+The six keypoints of a reading give heights in mm (Ha, Hm, Hp), shape indices and
+**quantitative-morphometry (QM) deformity grades** (not a radiologist's fracture
+diagnosis) by three rules: within-vertebra and neighbour (Genant's bands) and SD scores
+against a level-normal reference (Eastell et al. 1991). Then consensus across readers,
+study labels, inter-expert agreement, the two rounds and the sensitivity to keypoint
+noise. Everything public is re-exported here; use ``morphometry.<name>``.
 """
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Input checks shared by the morphometry modules (private).
-
-Inside: keypoints from a frame or an array (``as_points``), per-row spacing
-and orientation (``spacing_rows``, ``rows_flipped``), the required-columns check
-(``require_columns``) and the columns that identify one annotation file
-(``_STUDY_KEYS``, ``study_keys``).
-"""
+"""Input checks shared by the morphometry modules (private)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -1,10 +1,6 @@
-"""Heights in mm and within-vertebra QM deformity grades.
-
-Inside: :func:`heights` (Ha, Hm, Hp of every reading), :func:`genant_grade`
-(Genant's 20/25/40 % bands applied to a keypoint height loss: a QM grade, not
-an SQ grade), the constants :data:`GRADE_THRESHOLDS`, :data:`GRADE_TOLERANCE`,
-:data:`GRADES`, :data:`DEFORMITIES`, and the private within-vertebra loss and
-deformity-type helpers that :mod:`.table` and :mod:`.sensitivity` use.
+"""Heights in mm and within-vertebra QM deformity grades (Genant's bands on keypoint
+heights: a QM grade, not an SQ grade), with the loss and deformity-type helpers of
+:mod:`.table`, :mod:`.reference` and :mod:`.sensitivity`.
 """
 from __future__ import annotations
 
@@ -23,14 +19,10 @@ __all__ = [
 ]
 
 
-#: Lower bounds of Genant's grades 1, 2 and 3 as a fraction of height lost
-#: (Genant et al. 1993): grade 0 below 20 %, 1 from 20 %, 2 from 25 %, 3 from 40 %.
-#: Applied here to keypoint heights, they give a QM deformity grade, not an SQ grade.
+#: Lower bounds of Genant's grades 1, 2 and 3 as a fraction of height lost (Genant et al. 1993).
 GRADE_THRESHOLDS: tuple[float, float, float] = (0.20, 0.25, 0.40)
 
-#: A loss within this distance below a threshold counts as reaching it, so that a
-#: reduction of exactly 20 % computed in floating point (``1 - 8/10`` is
-#: 0.19999999999999996) is grade 1, not 0. Dimensionless.
+#: A loss this close below a threshold reaches it (``1 - 8/10`` is 0.19999999999999996).
 GRADE_TOLERANCE: float = 1e-9
 
 #: The grades, in order.
@@ -53,29 +45,23 @@ def pair_heights(pts: np.ndarray, sp: np.ndarray, flipped: np.ndarray) -> np.nda
 def heights(frame_or_points, spacing=(1.0, 1.0, 1.0), *, orientation=None):
     """Anterior, middle and posterior vertebral-body heights in mm.
 
-    The pairs are ordered by mean row, smallest first: anterior for a supine patient.
-    When ImageOrientationPatient says rows grow towards anterior (column cosine y < 0:
-    a prone patient or a flipped image) the largest-row pair is anterior; without it
-    the patient is taken to be supine. A height is the Euclidean distance of a pair in mm.
+    The pair of smallest mean row is anterior (supine), the largest when
+    ``orientation`` says rows grow towards anterior (prone or flipped).
 
     Parameters
     ----------
     frame_or_points : DataFrame or array_like
         A :func:`~vfs_utils.annotation.read_annotations` frame, or keypoints
         [row, col, slice] in voxels of shape (6, 3) or (n, 6, 3).
-    spacing : sequence of 3 floats, array of shape (n, 3), or mapping
-        Voxel spacing (row, col, slice) in mm: one for every vertebra, one per
-        row, or (for a frame) a mapping folder -> spacing. Default (1, 1, 1)
-        gives heights in voxels.
+    spacing : sequence of 3 floats, array of shape (n, 3), or mapping folder -> 3 floats
+        Voxel spacing (row, col, slice) in mm; default (1, 1, 1): voxels.
     orientation : sequence of 6 floats, array of shape (n, 6), mapping, or None
         ImageOrientationPatient of the series (one, per row, or by folder).
 
     Returns
     -------
     DataFrame or ndarray
-        For a frame, a DataFrame with the frame's index and float columns
-        ``ha, hm, hp`` (mm). For an array, an ndarray of shape (n, 3), or (3,)
-        for one vertebra of shape (6, 3).
+        Columns ``ha, hm, hp`` with the frame's index; for an array, shape (n, 3) or (3,).
     """
     pts = as_points(frame_or_points)
     frame = frame_or_points if isinstance(frame_or_points, pd.DataFrame) else None
@@ -88,7 +74,6 @@ def heights(frame_or_points, spacing=(1.0, 1.0, 1.0), *, orientation=None):
     return h
 
 
-# --------------------------------------------------------------------------- grades
 def grade_codes(loss: np.ndarray) -> np.ndarray:
     """Integer grades 0..3 (int8) of any-shaped loss; -1 where the loss is NaN."""
     loss = np.asarray(loss, dtype=float)
@@ -106,17 +91,9 @@ def to_int64(codes: np.ndarray) -> pd.arrays.IntegerArray:
 def genant_grade(loss):
     """Grade of a fractional height loss with Genant's bands (a QM deformity grade).
 
-    Grade 0 below 20 %, 1 from 20 %, 2 from 25 %, 3 from 40 % (the bands of
-    Genant HK, Wu CY, van Kuijk C, Nevitt MC (1993) Vertebral fracture
-    assessment using a semiquantitative technique. J Bone Miner Res
-    8(9):1137-1148); see :data:`GRADE_THRESHOLDS`. A loss of exactly 0.20 is
-    grade 1, and so is one within :data:`GRADE_TOLERANCE` below it (floating
-    point). A negative loss (taller than the reference) is grade 0.
-
-    Genant's SQ grade is a radiologist's visual estimate that first decides
-    whether a deformity is a fracture at all; applied to measured heights the
-    same bands give a quantitative-morphometry (QM) *deformity* grade, which
-    also counts normal wedging and endplate concavity.
+    Grade 0 below 20 %, 1 from 20 % (within :data:`GRADE_TOLERANCE`), 2 from 25 %, 3
+    from 40 % (Genant et al. 1993). Unlike Genant's visual SQ grade it does not decide
+    whether a deformity is a fracture: normal wedging counts too.
 
     Parameters
     ----------
@@ -126,9 +103,8 @@ def genant_grade(loss):
     Returns
     -------
     int, pandas.NA, Series or IntegerArray
-        An int (or ``pd.NA`` for NaN) for a scalar; a Series of dtype
-        ``Int64`` with the same index for a Series; otherwise a 1-D pandas
-        ``Int64`` array, with ``<NA>`` where the loss is NaN.
+        For a scalar an int (``pd.NA`` for NaN); for a Series an ``Int64`` Series with
+        its index; otherwise an ``Int64`` array.
     """
     if isinstance(loss, pd.Series):
         codes = grade_codes(loss.to_numpy(dtype=float, na_value=np.nan))

@@ -1,11 +1,5 @@
-"""Pooling readers: consensus grades, study labels, prevalence, keypoint scatter.
-
-Inside: :func:`consensus` (one grade per vertebra: the grade of the mean
-measure over readers, or the lower median of their grades),
-:func:`study_labels` (a study is positive when any vertebra reaches a grade),
-:func:`prevalence`, :func:`keypoint_scatter` (the readers' own keypoint SD in
-mm), and the rule-name -> grade-column mapping shared with
-:mod:`.reader_agreement` and :mod:`.rounds`.
+"""Pooling readers: consensus grades, study labels, prevalence, keypoint scatter, and the
+rule-name -> grade-column mapping shared with :mod:`.reader_agreement` and :mod:`.rounds`.
 """
 from __future__ import annotations
 
@@ -38,6 +32,15 @@ _RULES = {"genant": "grade", "within": "grade", "qm": "grade", "neighbour": "nei
 MEASURES = {"grade": ("height_loss", grade_codes),
              "neighbour_grade": ("neighbour_loss", grade_codes),
              "sd_grade": ("sd_score", sd_codes)}
+_RULE_NAMES = {"grade": "within-vertebra, Genant bands", "neighbour_grade":
+               "neighbour, Genant bands", "sd_grade": "SD score (Eastell, 3 SD)"}
+
+
+def _rule_columns(table: pd.DataFrame, columns: Mapping[str, str] | None) -> Mapping[str, str]:
+    """``columns``, by default label -> column for every grade column of ``table``."""
+    if columns is not None:
+        return columns
+    return {v: k for k, v in _RULE_NAMES.items() if k in table.columns}
 
 
 def grade_column(rule: str) -> str:
@@ -67,44 +70,27 @@ _METHODS = ("mean", "lower_median")
 
 
 def consensus(table: pd.DataFrame, *, method: str = "mean") -> pd.DataFrame:
-    """One consensus grade per vertebra across the experts who read it.
+    """One consensus grade per vertebra (same ``vertebra_id``) across the experts who read it.
 
-    Vertebrae are identified across experts by the ``vertebra_id`` column of
-    :func:`vfs_utils.readings.match_vertebrae` (carried through
-    :func:`morphometry_table`).
-
-    ``method="mean"`` (default): the grade of the **mean over readers** of the
-    continuous measure behind each rule (``height_loss`` for ``grade``,
-    ``neighbour_loss`` for ``neighbour_grade``, ``sd_score`` for ``sd_grade``;
-    missing values ignored): no minimum-of-two artefact, but averaging shrinks the
-    readers' noise around a fixed cut-off, so the mean of more readers crosses it
-    less often (:func:`rate_by_readers` measures it).
-
-    ``method="lower_median"``: the lower median of the readers' grades, kept to show
-    its artefact: the *minimum* of two readers, so the rate depends on how many
-    experts read a study.
-
-    ``p_deformed`` is the fraction of readers grading the vertebra >= 1: its mean
-    over vertebrae is the average single reader's rate, whatever the number of readers.
+    ``method="mean"``: the grade of the mean over readers of the measure behind each
+    rule; averaging shrinks the readers' noise around a fixed cut-off
+    (:func:`rate_by_readers` measures it). ``method="lower_median"``: the lower median
+    of the readers' grades, kept to show its artefact (the *minimum* of two readers).
 
     Parameters
     ----------
     table : DataFrame
-        From :func:`morphometry_table` (optionally through :func:`sd_scores`),
-        with ``vertebra_id``.
+        From :func:`morphometry_table` (optionally :func:`sd_scores`), with ``vertebra_id``.
     method : {"mean", "lower_median"}
 
     Returns
     -------
     DataFrame
-        One row per (study, vertebra_id), sorted; columns: the study keys
-        (``version, file, folder, series_uid``, those present),
-        ``vertebra_id``, ``level`` (first non-null), ``n_experts``,
-        ``experts`` (comma-joined), ``grade`` (consensus, Int64),
-        ``grade_min``, ``grade_max``, ``p_deformed``, and where present
-        ``neighbour_grade`` and ``sd_grade`` (consensus, Int64, <NA> when no
-        reader has a value), the means ``height_loss``, ``neighbour_loss``,
-        ``sd_score``, and ``centre_row``, ``centre_slice`` (mean, voxels).
+        One row per (study keys, vertebra_id), sorted: ``level``, ``n_experts``,
+        ``experts`` (comma-joined), ``grade``, ``grade_min``, ``grade_max``,
+        ``p_deformed`` (fraction of readers grading >= 1), and where present
+        ``neighbour_grade``, ``sd_grade`` (Int64), the mean ``height_loss``,
+        ``neighbour_loss``, ``sd_score``, ``centre_row``, ``centre_slice``.
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, not {method!r}")
@@ -149,11 +135,9 @@ def rate_by_readers(table: pd.DataFrame, *, n_readers: int = 3, min_grade: int =
                     measure: str = "height_loss") -> pd.Series:
     """Share of vertebrae graded ``>= min_grade`` from the mean of 1, 2, ... readers.
 
-    On the same vertebrae (those read by exactly ``n_readers`` experts), for every
-    subset of k of their readers (k = 1 .. ``n_readers``): the grade of the mean
-    ``measure`` over the subset, and the share of (vertebra, subset) pairs at or
-    above ``min_grade``. Dropping readers from the same vertebrae isolates what the
-    number of readers does to a mean-loss consensus at a fixed cut-off.
+    On the vertebrae read by exactly ``n_readers`` experts, over every subset of k
+    readers: the share of (vertebra, subset) pairs whose mean ``measure`` grades
+    ``>= min_grade``.
 
     Returns
     -------
@@ -169,11 +153,9 @@ def rate_by_readers(table: pd.DataFrame, *, n_readers: int = 3, min_grade: int =
         index=keys, columns="expert", values="_m", aggfunc="first")
     x = wide.to_numpy(dtype=float)
     x = x[np.sum(~np.isnan(x), axis=1) == n_readers]
-    # each row's n_readers values, left-aligned
     vals = np.take_along_axis(x, np.argsort(np.isnan(x), axis=1, kind="stable"), axis=1)[
         :, :n_readers]
-    grade_fn = MEASURES[{"height_loss": "grade", "neighbour_loss": "neighbour_grade",
-                          "sd_score": "sd_grade"}[measure]][1]
+    grade_fn = dict(MEASURES.values())[measure]
     out = {}
     for k in range(1, n_readers + 1):
         hits = [grade_fn(vals[:, list(c)].mean(axis=1)) >= min_grade
@@ -194,20 +176,16 @@ def study_labels(table: pd.DataFrame, *, rule: str = "genant",
     table : DataFrame
         From :func:`morphometry_table`, with ``vertebra_id``.
     rule : {"genant", "neighbour", "sd"}
-        Grade column to use: the within-vertebra ``grade`` (QM, Genant's
-        bands), ``neighbour_grade`` or ``sd_grade``.
     method : {"mean", "lower_median"}
         See :func:`consensus`.
 
     Returns
     -------
     DataFrame
-        One row per study (study keys), columns ``n_vertebrae``,
-        ``n_fractured`` (vertebrae with consensus grade >= 1; the name is kept
-        for compatibility: these are QM deformities), ``worst_grade`` (the
-        highest consensus grade, Int64), ``label_any`` (worst >= 1) and
-        ``label_moderate`` (worst >= 2), booleans (<NA> when no vertebra of
-        the study has a grade).
+        One row per study: ``n_vertebrae``, ``n_fractured`` (consensus grade >= 1; QM
+        deformities, name kept for compatibility), ``worst_grade`` (Int64),
+        ``label_any`` (worst >= 1), ``label_moderate`` (worst >= 2) (boolean, <NA>
+        without grades).
     """
     column = grade_column(rule)
     cons = consensus(table, method=method)
@@ -233,25 +211,20 @@ def prevalence(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None 
     Parameters
     ----------
     consensus_table : DataFrame
-        From :func:`consensus` (restrict the levels first, e.g. with
-        :func:`label_levels`); a patient is a ``folder``.
+        From :func:`consensus` (levels restricted, e.g. by :func:`label_levels`); a
+        patient is a ``folder``.
     columns : mapping label -> grade column, optional
         Default: every one of ``grade``, ``neighbour_grade``, ``sd_grade`` present.
 
     Returns
     -------
     DataFrame
-        One row per rule: ``vertebrae`` (with a grade), ``vertebrae_ge1``,
-        ``vertebrae_ge2`` (fractions), ``patients`` (with a graded vertebra),
-        ``patients_ge1``, ``patients_ge2`` (fractions with at least one).
+        One row per rule: ``vertebrae``, ``vertebrae_ge1``, ``vertebrae_ge2``,
+        ``patients``, ``patients_ge1``, ``patients_ge2`` (fractions).
     """
     require_columns(consensus_table, ["folder"], "prevalence")
-    if columns is None:
-        names = {"grade": "within-vertebra, Genant bands", "neighbour_grade":
-                 "neighbour, Genant bands", "sd_grade": "SD score (Eastell, 3 SD)"}
-        columns = {v: k for k, v in names.items() if k in consensus_table.columns}
     rows = {}
-    for label, column in columns.items():
+    for label, column in _rule_columns(consensus_table, columns).items():
         t = consensus_table[consensus_table[column].notna()]
         g = t[column].astype(int)
         worst = g.groupby(t["folder"]).max()
@@ -266,19 +239,13 @@ def prevalence(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None 
     return out
 
 
-_RULE_NAMES = {"grade": "within-vertebra, Genant bands", "neighbour_grade":
-               "neighbour, Genant bands", "sd_grade": "SD score (Eastell, 3 SD)"}
-
-
 def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None = None,
                          *, min_grade: int = 1, n_boot: int = N_BOOT, seed: int = 0
                          ) -> pd.DataFrame:
     """Vertebra and patient prevalence of consensus grade ``>= min_grade`` with 95 % intervals.
 
-    Patients are independent: their rate gets a Wilson interval
-    (:func:`vfs_utils.agreement.wilson_interval`). Vertebrae of one patient are not:
-    their rate gets a percentile bootstrap over patients
-    (:func:`vfs_utils.agreement.bootstrap_groups`, 1000 replicates by default).
+    Patients are independent (a Wilson interval); vertebrae of one patient are not (a
+    percentile bootstrap over patients).
 
     Returns
     -------
@@ -288,10 +255,8 @@ def prevalence_intervals(consensus_table: pd.DataFrame, columns: Mapping[str, st
         ``patient_lo``, ``patient_hi``.
     """
     require_columns(consensus_table, ["folder"], "prevalence_intervals")
-    if columns is None:
-        columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
     rows = {}
-    for label, column in columns.items():
+    for label, column in _rule_columns(consensus_table, columns).items():
         t = consensus_table[consensus_table[column].notna()]
         hit = (t[column].astype(int) >= min_grade).to_numpy(dtype=float)
         folders = t["folder"].to_numpy()
@@ -314,8 +279,7 @@ def level_rates(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None
                 min_grade: int = 1, levels=None) -> pd.DataFrame:
     """Per level and rule: vertebrae graded, positives, rate and its 95 % Wilson interval.
 
-    A patient has at most one vertebra per level, so a level's rate is a proportion of
-    independent patients (a Wilson interval, not a bootstrap).
+    A patient has at most one vertebra per level, hence Wilson, not a bootstrap.
 
     Returns
     -------
@@ -324,8 +288,7 @@ def level_rates(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None
         levels in ``levels`` order (default: :data:`vfs_utils.annotation.LEVELS` order).
     """
     require_columns(consensus_table, ["level"], "level_rates")
-    if columns is None:
-        columns = {v: k for k, v in _RULE_NAMES.items() if k in consensus_table.columns}
+    columns = _rule_columns(consensus_table, columns)
     order = [lv for lv in (levels or LEVELS) if lv in set(consensus_table["level"])]
     rows = []
     for label, column in columns.items():
@@ -342,13 +305,9 @@ def level_rates(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None
 def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
     """The experts' own scatter of corresponding keypoints, in mm, per axis.
 
-    For every vertebra read by two or more experts (same ``vertebra_id``), the
-    six points of each reading are put in a common order (pairs by row, as in
-    :func:`heights`; within a pair the annotation puts the smaller slice
-    first), converted to mm, and compared with the mean over the readers. The
-    pooled within-vertebra SD per axis is ``sqrt(sum of squared deviations /
-    (6 * (readings - vertebrae)))``: the SD of one expert's point around the
-    experts' mean position, the sigma of :func:`grade_flip_rate`.
+    The pooled within-vertebra SD per axis of one expert's point (pairs ordered by
+    row, as in :func:`heights`) around the experts' mean, over vertebrae read by >= 2
+    experts: the sigma of :func:`grade_flip_rate`.
 
     Parameters
     ----------
@@ -360,8 +319,7 @@ def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        One row per axis (``row``, ``col``, ``slice``): ``sd_mm``, and the
-        ``vertebrae`` and ``readings`` used.
+        Index ``axis`` (row, col, slice): ``sd_mm``, ``vertebrae``, ``readings``.
     """
     require_columns(frame, ["expert", "vertebra_id", *POINT_COLUMNS], "keypoint_scatter")
     pts = as_points(frame)

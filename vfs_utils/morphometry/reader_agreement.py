@@ -1,10 +1,5 @@
-"""Inter-reader agreement of the QM grades of a morphometry table.
-
-This part knows about vertebrae, readings and grade rules; the statistics on plain
-arrays it calls are in :mod:`vfs_utils.agreement` (``fleiss_kappa`` is re-exported
-here). Not named ``agreement`` so that it cannot shadow the function
-:func:`vfs_utils.morphometry.agreement`.
-"""
+"""Inter-reader agreement of the QM grades of a morphometry table (the statistics are in
+:mod:`vfs_utils.agreement`; this name does not shadow :func:`agreement`)."""
 from __future__ import annotations
 
 import itertools
@@ -36,24 +31,18 @@ class Agreement:
     Attributes
     ----------
     pairwise : DataFrame
-        One row per expert pair that read common vertebrae: ``expert_a``,
-        ``expert_b``, ``n_vertebrae``, ``n_studies``, ``kappa`` (Cohen's,
-        linearly weighted over grades 0..3; NaN when undefined), ``exact``
-        (fraction with equal grades), and with a bootstrap ``ci_low``,
-        ``ci_high`` (NaN, and ``interval`` = ``"too few studies"``, when the pair
-        shares fewer than :data:`vfs_utils.agreement.MIN_GROUPS` studies).
+        One row per expert pair with common vertebrae: ``expert_a``, ``expert_b``,
+        ``n_vertebrae``, ``n_studies``, ``kappa`` (linear weights), ``exact`` (fraction
+        with equal grades), and with a bootstrap ``ci_low``, ``ci_high``, ``interval``.
     mean_kappa : float
-        The mean of the pairwise kappas weighted by ``n_vertebrae``
-        (:func:`vfs_utils.agreement.mean_pairwise_kappa`): every compared
-        vertebra counts once, not every pair.
+        Mean of the pairwise kappas weighted by ``n_vertebrae``.
     fleiss_kappa : float
-        Fleiss' kappa (nominal grades) over the vertebrae read by exactly
-        ``fleiss_raters`` experts (the most common number of raters >= 2).
+        Fleiss' kappa over the vertebrae read by exactly ``fleiss_raters`` experts (the
+        most common number >= 2).
     fleiss_raters, fleiss_items : int
         That number of raters and the number of vertebrae used.
     exact : float
-        Fraction of vertebrae read by >= 2 experts on which all of them give
-        the same grade.
+        Fraction of vertebrae read by >= 2 experts on which all give the same grade.
     n_vertebrae : int
         Number of vertebrae read by >= 2 experts.
     """
@@ -86,29 +75,20 @@ def agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = _stats
               seed: int = 0) -> Agreement:
     """Agreement of the experts' QM grades on the vertebrae they read in common.
 
-    What it measures: the reproducibility of the experts' *keypoints* as seen
-    through a grading rule, not agreement of visual (SQ) fracture grades,
-    which the annotation does not hold.
-
-    Pairwise Cohen's kappa is linearly weighted over grades 0..3 (as sklearn's
-    ``cohen_kappa_score(weights="linear", labels=[0, 1, 2, 3])``). Fleiss' kappa
-    (nominal) needs a common number of raters, so it uses the vertebrae with the
-    most common number (>= 2) and is not comparable with the pairwise kappas;
-    Krippendorff's alpha (:func:`agreement_statistics`) has neither restriction.
+    This is the reproducibility of the experts' *keypoints* seen through a grading rule,
+    not agreement of visual (SQ) fracture grades. Pairwise Cohen's kappa is linearly
+    weighted over the grades; Fleiss' kappa (nominal) is not comparable with it;
+    Krippendorff's alpha (:func:`agreement_statistics`) uses every vertebra.
 
     Parameters
     ----------
     table : DataFrame
         From :func:`morphometry_table`, with ``vertebra_id``.
     rule : {"genant", "neighbour", "sd"}
-        Which grade column to compare.
     n_boot : int
-        When > 0 (default 1000), add ``ci_low``, ``ci_high`` and ``interval`` to
-        the pairwise table: 95 % percentile bootstrap intervals of each kappa,
-        resampling studies; ``"too few studies"`` instead of an interval for a
-        pair with fewer than :data:`vfs_utils.agreement.MIN_GROUPS` common studies.
+        When > 0, 95 % bootstrap intervals of each kappa over studies
+        (:data:`~vfs_utils.agreement.TOO_FEW` below ``MIN_GROUPS`` studies).
     seed : int
-        Seed of the bootstrap.
 
     Returns
     -------
@@ -165,23 +145,17 @@ def agreement_statistics(table: pd.DataFrame, *, rule: str = "genant",
                          seed: int = 0) -> pd.DataFrame:
     """Krippendorff's alpha of the grades and of the continuous measure, with intervals.
 
-    Alpha uses every vertebra read by two or more experts, whatever their
-    number (missing readers are allowed), so it needs no restriction to
-    3-reader vertebrae. Three versions: the grades as ordinal and as nominal
-    categories, and the continuous measure behind the rule (``height_loss``,
-    ``neighbour_loss`` or ``sd_score``) with the interval metric. The 95 %
-    intervals are percentile bootstraps over studies
-    (:func:`vfs_utils.agreement.bootstrap_groups`).
+    Every vertebra read by >= 2 experts counts. Three versions: the grades as ordinal
+    and as nominal categories, and the measure behind the rule (interval metric); 95 %
+    bootstrap intervals over studies.
 
     Parameters
     ----------
     table : DataFrame
-        From :func:`morphometry_table` (and :func:`sd_scores` for ``"sd"``),
-        with ``vertebra_id``.
+        From :func:`morphometry_table` (and :func:`sd_scores` for ``"sd"``).
     rule : {"genant", "neighbour", "sd"}
     n_boot : int
-        Bootstrap resamples (default 1000; 0: no interval; none either from fewer
-        than :data:`vfs_utils.agreement.MIN_GROUPS` studies).
+        Bootstrap resamples (0: no interval).
     seed : int
 
     Returns
@@ -220,8 +194,8 @@ class CountDisagreement:
     Attributes
     ----------
     files : DataFrame
-        One row per file (study keys), ``counts`` (like ``"expert1:17
-        expert2:16"``), ``n_experts``, ``n_min``, ``n_max``, ``disagree``.
+        One row per file: ``counts`` (``"expert1:17 expert2:16"``), ``n_experts``,
+        ``n_min``, ``n_max``, ``disagree``.
     n_files, n_disagree : int
         Number of files, and of files with ``n_min != n_max``.
     fraction : float
@@ -237,8 +211,7 @@ class CountDisagreement:
 def count_disagreement(frame: pd.DataFrame) -> CountDisagreement:
     """How often the experts of one file disagree on the number of vertebrae.
 
-    An expert who drew no vertebra in a file has no row in the frame and is
-    not counted.
+    An expert who drew no vertebra in a file is not counted.
 
     Parameters
     ----------

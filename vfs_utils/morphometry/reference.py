@@ -1,11 +1,5 @@
-"""Level-normal references and SD scores (Eastell et al. 1991).
-
-Inside: :func:`label_levels` (keep the graded levels, default
-:data:`LABEL_LEVELS`, T4-L4), :func:`distinct_readings` (drop readings that repeat
-another point for point, such as the v2 readings copied from v1),
-:func:`level_reference` (per-level normal mean and SD of the :data:`RATIOS`),
-:func:`sd_scores` (SD scores and grades with the :data:`SD_THRESHOLDS` bands).
-"""
+"""Level-normal references and SD scores (Eastell et al. 1991), the graded levels, and
+readings without point-for-point repeats."""
 from __future__ import annotations
 
 import warnings
@@ -16,7 +10,7 @@ import pandas as pd
 
 from ..annotation import LEVELS, POINT_COLUMNS
 from ._inputs import require_columns
-from .grading import DEFORMITIES, GRADE_TOLERANCE, to_int64
+from .grading import GRADE_TOLERANCE, deformity_names, to_int64
 
 __all__ = [
     "LABEL_LEVELS",
@@ -29,19 +23,15 @@ __all__ = [
 ]
 
 
-#: Levels graded by default (T4-L4, as in most SQ prevalence studies on radiographs and CT,
-#: e.g. Samelson et al. 2011: above T4 the shoulders hide the vertebrae on radiographs;
-#: Eastell et al. 1991 measured T4-L5). On chest CT the span is cut short below: of the 100
-#: v2 studies, L1 is annotated in 63, L2 in 16, L3 in 3 and L4 in none.
+#: Levels graded by default: T4-L4, as in most SQ prevalence studies (e.g. Samelson et al.
+#: 2011); on chest CT the lumbar levels are rarely in the field of view.
 LABEL_LEVELS: tuple[str, ...] = tuple(f"Th{i}" for i in range(4, 13)) + tuple(
     f"L{i}" for i in range(1, 5))
 
-#: The three shape ratios of Eastell et al. (1991): wedge Ha/Hp, mid-wedge (biconcave)
-#: Hm/Hp and compression Hp / mean Hp of the adjacent vertebrae (columns of the table).
+#: Eastell's shape ratios: Ha/Hp, Hm/Hp and Hp / mean Hp of the adjacent vertebrae.
 RATIOS: tuple[str, str, str] = ("wedge_index", "biconcave_index", "crush_index")
 
-#: SD-score bands (Eastell et al. 1991): grade 1 from 3 SD below the level's normal mean,
-#: grade 2 from 4 SD.
+#: SD-score bands: grade 1 from 3 SD below the level's normal mean, grade 2 from 4 SD.
 SD_THRESHOLDS: tuple[float, float] = (3.0, 4.0)
 
 
@@ -62,17 +52,12 @@ def label_levels(table: pd.DataFrame, levels: Sequence[str] | None = LABEL_LEVEL
 
 
 def distinct_readings(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``table`` whose six points differ from those of every earlier row of
-    the same study (first occurrence kept, whatever the expert or round).
+    """The rows whose six points differ from those of every earlier row of the same study.
 
-    Compares the 18 point columns of a readings frame, or, in a
-    :func:`morphometry_table`, the three heights and the centre.
-
-    v2 revises v1: 2356 of the 3607 v2 readings are v1 readings copied point for point
-    (lesson 00). Pooling both rounds without this counts such a reading twice.
+    Many v2 readings are v1 readings copied point for point; pooling both rounds would
+    count them twice. A :func:`morphometry_table` has no point columns: its heights and
+    centre are compared instead.
     """
-    # a morphometry table has no point columns: the three heights and the centre
-    # are the same for readings with the same six points
     geometry = ["ha", "hm", "hp", "centre_row", "centre_col", "centre_slice"]
     columns = POINT_COLUMNS if set(POINT_COLUMNS) <= set(table.columns) else geometry
     require_columns(table, ["folder", *columns], "distinct_readings")
@@ -83,34 +68,27 @@ def level_reference(table: pd.DataFrame, *, ratios: Sequence[str] = RATIOS, n_sd
                     max_iter: int = 50, min_n: int = 10) -> pd.DataFrame:
     """Per-level normal mean and SD of the shape ratios, from the data themselves.
 
-    Per level, the mean and SD (ddof 1) of every ratio by iterative trimming: drop
-    the readings with any ratio more than ``n_sd`` SD from the current mean,
-    re-estimate, repeat until nothing is dropped (or ``max_iter``). Every row is a
-    unit: pass :func:`distinct_readings` so that a reading copied unchanged between
-    rounds counts once. Eastell et al. (1991) and McCloskey et al. (1993) measured
-    separate samples of healthy women instead; trimming the data's own population
-    is a stand-in whose "normal" keeps deformities too common to be trimmed.
+    Iterative trimming per level: drop readings with any ratio more than ``n_sd`` SD from
+    the mean, re-estimate, until nothing is dropped. Eastell et al. measured healthy
+    women instead; this stand-in's "normal" keeps deformities too common to be trimmed.
+    Pass :func:`distinct_readings` so that a copied reading counts once.
 
     Parameters
     ----------
     table : DataFrame
-        From :func:`morphometry_table`, with ``level`` (v2, or v1 after
-        :func:`vfs_utils.readings.carry_levels`).
+        From :func:`morphometry_table`, with ``level``.
     ratios : sequence of str
         Ratio columns (default :data:`RATIOS`).
-    n_sd : float
-        Trimming distance in SD.
-    max_iter : int
-        Maximum trimming rounds.
+    n_sd, max_iter : float, int
+        Trimming distance in SD; maximum trimming rounds.
     min_n : int
         Levels with fewer retained readings get NaN (no reference).
 
     Returns
     -------
     DataFrame
-        Index ``level`` (in :data:`~vfs_utils.annotation.LEVELS` order),
-        columns ``n`` (readings of the level), ``n_normal`` (retained),
-        ``iterations``, and ``mean_<ratio>``, ``sd_<ratio>`` per ratio.
+        Index ``level`` (LEVELS order): ``n``, ``n_normal`` (retained), ``iterations``,
+        ``mean_<ratio>``, ``sd_<ratio>``.
     """
     require_columns(table, ["level", *ratios], "level_reference")
     rows = {}
@@ -153,15 +131,9 @@ def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
               ratios: Sequence[str] = RATIOS) -> pd.DataFrame:
     """SD scores of the shape ratios against a level-normal reference (Eastell et al. 1991).
 
-    ``z_<ratio> = (ratio - mean_level) / sd_level``; ``sd_score`` is the
-    smallest of them (the most deformed ratio), ``sd_grade`` its grade: 0
-    above -3 SD, 1 from 3 SD below the normal mean, 2 from 4 SD
-    (:data:`SD_THRESHOLDS`), ``sd_deformity`` the ratio that is lowest
-    ("wedge" Ha/Hp, "biconcave" Hm/Hp, "crush" Hp/neighbours' Hp; "normal" at
-    grade 0). The reference is level-specific, so normal thoracic wedging and
-    endplate concavity are not counted. A ratio that is missing (crush at the
-    ends of a reading) is left out of the minimum; a level without a
-    reference gives NaN.
+    ``sd_score`` is the smallest ``z_<ratio>`` (missing ratios left out), ``sd_grade`` its
+    :data:`SD_THRESHOLDS` grade, ``sd_deformity`` the lowest ratio's deformity
+    ("normal" at grade 0); NaN for a level without a reference.
 
     Parameters
     ----------
@@ -174,8 +146,7 @@ def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
     Returns
     -------
     DataFrame
-        A copy of ``table`` with ``z_<ratio>``, ``sd_score``, ``sd_grade``
-        (Int64) and ``sd_deformity``.
+        A copy of ``table`` with ``z_<ratio>``, ``sd_score``, ``sd_grade``, ``sd_deformity``.
     """
     require_columns(table, ["level", *ratios], "sd_scores")
     missing = [f"{k}_{r}" for r in ratios for k in ("mean", "sd")
@@ -194,9 +165,6 @@ def sd_scores(table: pd.DataFrame, reference: pd.DataFrame, *,
     codes = sd_codes(score)
     out["sd_score"] = score
     out["sd_grade"] = to_int64(codes)
-    names = np.asarray(DEFORMITIES, dtype=object)[np.argmin(np.where(np.isfinite(z), z, np.inf),
-                                                            axis=1)]
-    sd_def = np.where(codes == 0, "normal", names).astype(object)
-    sd_def[codes < 0] = None
+    sd_def = deformity_names(np.where(np.isfinite(z), z, np.inf), codes)
     out["sd_deformity"] = pd.Series(sd_def, index=out.index, dtype=object)
     return out

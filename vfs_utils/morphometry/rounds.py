@@ -1,8 +1,4 @@
-"""Comparison of the two annotation rounds (v1 and v2) of the same studies.
-
-Inside: :class:`RoundComparison` and :func:`compare_rounds` (consensus grades
-of the vertebrae both rounds read, matched by level within a tolerance).
-"""
+"""Comparison of the consensus grades of two annotation rounds (v1 and v2) of the same studies."""
 from __future__ import annotations
 
 import warnings
@@ -51,23 +47,17 @@ def compare_rounds(v1_table: pd.DataFrame, v2_table: pd.DataFrame, *, tolerance:
                    rule: str = "genant") -> RoundComparison:
     """How often the consensus grade of a vertebra changes between two rounds.
 
-    Both tables are reduced to consensus vertebrae (:func:`consensus`). Within
-    each folder present in both, vertebrae are matched one-to-one by their
-    centre slice (mean over experts of the six points' slice index): the
-    assignment minimising the total slice distance
-    (:func:`scipy.optimize.linear_sum_assignment`), keeping pairs closer than
-    ``tolerance``. Both rounds annotate the same series, so voxel positions
-    are comparable; a folder whose ``series_uid`` differs between the rounds
-    is skipped with a warning.
+    Consensus vertebrae (:func:`consensus`) of a folder are matched one-to-one by centre
+    slice (least total distance, pairs within ``tolerance``); a folder whose
+    ``series_uid`` differs between the rounds is skipped with a warning.
 
     Parameters
     ----------
     v1_table, v2_table : DataFrame
         From :func:`morphometry_table` with ``vertebra_id`` (round a, round b).
     tolerance : float
-        Largest accepted distance between matched centres, in slices (voxels).
+        Largest accepted distance between matched centres, in slices.
     rule : {"genant", "neighbour"}
-        Which grade to compare.
 
     Returns
     -------

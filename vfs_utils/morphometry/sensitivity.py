@@ -1,8 +1,4 @@
-"""Monte Carlo sensitivity of the within-vertebra QM grade to keypoint noise.
-
-Inside: :func:`grade_flip_rate` (how often the grade changes when every
-keypoint moves by Gaussian noise of a given SD in mm).
-"""
+"""Monte Carlo sensitivity of the within-vertebra QM grade to keypoint noise."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,12 +19,8 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
                     axis_scale: Sequence[float] = (1.0, 1.0)) -> pd.DataFrame:
     """How often keypoint noise changes the within-vertebra QM grade (Genant's bands).
 
-    Every keypoint moves by independent Gaussian noise of SD ``sigma * axis_scale[0]``
-    mm along the row and ``sigma * axis_scale[1]`` mm along the slice (the column is
-    left alone), and the regraded points are compared with the unperturbed grade. The
-    same standard-normal draws serve every sigma (common random numbers), so rates are
-    comparable across sigmas. Only the within-vertebra rule is simulated: it needs no
-    orientation.
+    Every keypoint moves by Gaussian noise of SD ``sigma * axis_scale`` mm along row and
+    slice; the same standard-normal draws serve every sigma, so rates are comparable.
 
     Parameters
     ----------
@@ -38,22 +30,17 @@ def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0)
         Voxel spacing (row, col, slice) in mm.
     sigmas_mm : sequence of float
         Noise standard deviations in mm (>= 0).
-    n_draws : int
-        Monte Carlo draws per sigma.
-    seed : int
-        Seed of :func:`numpy.random.default_rng`.
+    n_draws, seed : int
+        Monte Carlo draws per sigma; seed of :func:`numpy.random.default_rng`.
     axis_scale : (row, slice) pair of float
-        Per-axis factors of ``sigma``: the experts' scatter differs by axis, so pass
-        ``sigmas_mm=(1,)`` and the measured per-axis SDs here.
+        Per-axis factors of ``sigma`` (``sigmas_mm=(1,)`` and the measured per-axis SDs).
 
     Returns
     -------
     DataFrame
-        One row per sigma: ``sigma_mm``, ``n_readings`` (readings with a
-        grade), ``n_draws``, ``flip_rate`` (mean over draws of the fraction of
-        readings whose grade changes), ``flip_rate_sd`` (its standard
-        deviation across draws), ``up_rate`` and ``down_rate`` (grade higher /
-        lower than unperturbed).
+        One row per sigma: ``sigma_mm``, ``n_readings`` (with a grade), ``n_draws``,
+        ``flip_rate`` (mean fraction of readings whose grade changes), ``flip_rate_sd``
+        (across draws), ``up_rate``, ``down_rate``.
     """
     pts = as_points(frame)
     n = len(pts)

@@ -1,9 +1,5 @@
-"""The morphometry table: one row of heights, indices and QM grades per reading.
-
-Inside: :func:`dataset_spacing` (voxel spacing of every study from its
-headers), :func:`morphometry_table` (within-vertebra and neighbour rules; the
-neighbour comparison against the two adjacent vertebrae of a reading).
-"""
+"""The morphometry table (heights, indices and QM grades per reading) and the voxel
+spacing of every study from its headers."""
 from __future__ import annotations
 
 import os
@@ -65,29 +61,25 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
                     executor=None) -> dict[str, tuple[float, float, float]]:
     """Voxel spacing of every study of a frame, from the headers of the studies present.
 
-    A dataset may hold images for only some annotated studies (a partial download,
-    the phantom demo): each present folder's spacing is read from the annotated
-    series' headers (:func:`vfs_utils.matching.series_spacing`), an absent one gets
-    ``default``. The result is the ``spacing=`` mapping of :func:`morphometry_table`.
+    A folder without images (a partial download) gets ``default``. The result is the
+    ``spacing=`` mapping of :func:`morphometry_table`.
 
     Parameters
     ----------
     frame : DataFrame
-        From :func:`vfs_utils.annotation.read_annotations`; needs ``folder``
-        and ``series_uid``.
+        From :func:`vfs_utils.annotation.read_annotations` (``folder``, ``series_uid``).
     root : path-like
         Dataset root holding ``dicom/<Folder>/...``.
     default : sequence of 3 floats, optional
-        Spacing (row, col, slice) in mm for studies without images, e.g.
-        ``(1, 1, 1)`` for heights in voxels (a ratio-only analysis). Without
-        it an absent study is an error.
+        Spacing (row, col, slice) in mm for studies without images; without it an
+        absent study is an error.
     executor : concurrent.futures.Executor, optional
-        Runs the header scans in parallel (``ThreadPoolExecutor``, Dask ``Client``).
+        Runs the header scans in parallel.
 
     Returns
     -------
     dict
-        Folder name -> (row, col, slice) spacing in mm, for every folder of the frame.
+        Folder name -> (row, col, slice) spacing in mm.
 
     Raises
     ------
@@ -126,11 +118,7 @@ def dataset_spacing(frame: pd.DataFrame, root, *, default=None,
 
 
 def _adjacent_mean(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Mean of the previous and next row of the same reading (rows in reading order).
-
-    ``values`` is (n,) or (n, k); NaN where either neighbour is missing (the
-    first and last vertebra of a reading): no one-sided reference.
-    """
+    """Mean of the previous and next row of the same reading; NaN without both."""
     v = np.asarray(values, dtype=float)
     flat = v.reshape(len(v), -1) if v.size else v.reshape(len(v), *(v.shape[1:] or (1,)))
     prev = np.full_like(flat, np.nan)
@@ -148,59 +136,42 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
                       orientation=None, executor=None) -> pd.DataFrame:
     """Heights, shape indices and QM deformity grades of every vertebra reading.
 
-    Every grade is a quantitative-morphometry (QM) **deformity** grade from the
-    expert keypoints, not a radiologist's (SQ) fracture grade: normal thoracic
-    wedging and endplate concavity reach the bands too.
+    QM **deformity** grades from the expert keypoints, not SQ fracture grades.
 
     Within-vertebra rule (``height_loss``, ``grade``, ``deformity``)
-        ``1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)`` graded with Genant's bands
-        (:func:`genant_grade`; Genant et al. 1993): the usual quantitative
-        stand-in for Genant's visual estimate. It ignores the area criterion and
-        cannot see a uniformly flattened vertebra.
+        ``1 - min(Ha, Hm, Hp) / max(Ha, Hm, Hp)`` in Genant's bands (:func:`genant_grade`);
+        blind to a uniformly flattened vertebra.
     Neighbour rule (``expected_height``, ``neighbour_loss``, ``neighbour_grade``, \
 ``neighbour_deformity``)
-        ``neighbour_loss = 1 - min_k (H_k / mean(H_k of the neighbours))`` for k in
-        (a, m, p), the neighbours being the vertebrae above and below in the
-        reading, graded with the same bands. The first and last vertebra get NaN
-        (no one-sided comparison); a deformed neighbour lowers the reference.
-        ``expected_height`` is the neighbours' mean Hp (mm). A teaching
-        simplification of McCloskey et al. (1993), not a validated reimplementation.
-    SD-score rule
-        Not in this table: see :func:`level_reference` and :func:`sd_scores`.
+        ``1 - min_k (H_k / mean H_k of the vertebrae above and below)``, same bands; NaN
+        at the ends of a reading. A teaching simplification of McCloskey et al. (1993).
 
-    Deformity type: ``"normal"`` at grade 0, otherwise the smallest of (Ha, Hm, Hp)
-    names it: ``"wedge"``, ``"biconcave"``, ``"crush"`` (ties go to the earlier
-    name). Under the neighbour rule the smallest neighbour ratio names it, and all
-    three heights reduced by at least 20 % is ``"crush"``.
+    The smallest height (or neighbour ratio) names the deformity (``"wedge"``,
+    ``"biconcave"``, ``"crush"``; ``"normal"`` at grade 0); all three heights reduced
+    by >= 20 % against the neighbours is ``"crush"``. SD scores: :func:`sd_scores`.
 
     Parameters
     ----------
     frame : DataFrame
-        From :func:`vfs_utils.annotation.read_annotations` (optionally through
-        :func:`vfs_utils.readings.match_vertebrae`, whose ``vertebra_id`` is kept).
+        From :func:`vfs_utils.annotation.read_annotations` (``vertebra_id`` is kept).
     root : path-like, optional
-        A dataset root (holding ``dicom/<Folder>``): spacing from each series'
-        headers (:func:`vfs_utils.matching.series_spacing`).
+        A dataset root: spacing from each series' headers.
     spacing : sequence of 3 floats, array (n, 3) or mapping folder -> 3 floats, optional
-        Voxel spacing (row, col, slice) in mm instead of ``root``; (1, 1, 1)
-        gives heights in voxels.
+        Voxel spacing (row, col, slice) in mm instead of ``root``.
     orientation : see :func:`heights`, optional
-        ImageOrientationPatient; without it the patient is taken to be supine.
     executor : concurrent.futures.Executor, optional
-        With ``root``: runs the per-series header scans through ``executor.map``;
-        the table is the same as without it.
+        With ``root``: runs the header scans in parallel.
 
     Returns
     -------
     DataFrame
         One row per reading, the frame's index: the frame's ``file, folder,
-        series_uid, version, expert, vertebra, level, vertebra_id`` (those
-        present); ``ha, hm, hp`` (mm); ``wedge_index`` (Ha/Hp), ``biconcave_index``
-        (Hm/Hp), ``biconcave_index_anterior`` (Hm/Ha), ``crush_index`` (Hp over
-        the neighbours' mean Hp); ``height_loss``, ``grade`` (Int64),
-        ``deformity``; ``expected_height``, ``neighbour_loss``,
-        ``neighbour_grade`` (Int64), ``neighbour_deformity``; ``centre_row,
-        centre_col, centre_slice`` (voxels, mean of the six points).
+        series_uid, version, expert, vertebra, level, vertebra_id`` (those present);
+        ``ha, hm, hp`` (mm); ``wedge_index`` (Ha/Hp), ``biconcave_index`` (Hm/Hp),
+        ``biconcave_index_anterior`` (Hm/Ha), ``crush_index`` (Hp over the neighbours'
+        mean Hp); ``height_loss``, ``grade``, ``deformity``; ``expected_height``,
+        ``neighbour_loss``, ``neighbour_grade``, ``neighbour_deformity``;
+        ``centre_row, centre_col, centre_slice`` (voxels).
 
     Raises
     ------
@@ -229,7 +200,6 @@ def morphometry_table(frame: pd.DataFrame, *, root=None, spacing=None,
         out["biconcave_index"] = hm / hp
         out["biconcave_index_anterior"] = hm / ha
 
-    # Reading order: rows of one (study, expert) sorted by vertebra index.
     reading = frame.groupby([*study_keys(frame), "expert"], sort=False,
                             dropna=False).ngroup().to_numpy()
     order = np.lexsort((frame["vertebra"].to_numpy(), reading))

@@ -1,22 +1,10 @@
-"""Figures of the spine: sagittal views, expert overlays, a curved reformation, montages.
+"""Every figure of the lessons, one module per kind; nothing a lesson wants as a number.
 
-Every function draws in millimetres: a sagittal slice ``array[:, column, :]``
-is shown with the row axis (anterior -> posterior) horizontal and the slice
-axis (head -> feet) vertical, head at the top, each pixel ``spacing[0]`` mm
-wide and ``spacing[2]`` mm tall, so the aspect ratio is the patient's. Expert
-readings are coloured from the colour-blind-safe Okabe-Ito palette and also
-differ by marker, so they can be told apart in grey print too.
-
-A *volume* is anything with ``array`` (rows, cols, slices, in HU) and
-``spacing`` (row, col, slice, in mm) attributes, such as
-:class:`vfs_utils.dicom.Volume`. A *frame* is a table of readings from
-:func:`vfs_utils.annotation.read_annotations`, restricted to one file.
-
-Functions return matplotlib ``Axes`` or ``Figure`` objects and never call
-``plt.show()``.
-
-Every figure of the lessons is drawn here, one module per kind (as in nilearn's
-plotting package); plot functions compute nothing a lesson would want as numbers.
+Sagittal slices are drawn in millimetres, anterior -> posterior horizontal and head at
+the top, so the aspect ratio is the patient's; experts differ by Okabe-Ito colour and by
+marker. A *volume* has ``array`` (rows, cols, slices; HU) and ``spacing`` (mm), like
+:class:`vfs_utils.dicom.Volume`; a *frame* holds the readings of one file. Functions
+return ``Axes`` or ``Figure`` and never call ``plt.show()``.
 """
 from __future__ import annotations
 

@@ -46,7 +46,6 @@ LABEL_Y = "head-feet (mm)"
 ENV_STATIC_FIGURES = "VFS_STATIC_FIGURES"
 
 
-# --------------------------------------------------------------------------- helpers
 def one_file(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     if len(frame) == 0:
         raise ValueError(f"{what}: the frame has no readings; select a file with readings, "
@@ -99,17 +98,14 @@ def sagittal_extent(shape: Sequence[int], spacing: Sequence[float]
 
     Parameters
     ----------
-    shape : sequence of int
-        Volume shape (rows, cols, slices).
-    spacing : sequence of float
-        Voxel spacing (row, col, slice) in mm.
+    shape, spacing : sequence
+        Volume shape (rows, cols, slices) and voxel spacing (row, col, slice) in mm.
 
     Returns
     -------
     tuple of float
-        ``(left, right, bottom, top)``: pixel edges in mm, the centre of voxel
-        ``(row, slice)`` at ``(row * spacing[0], slice * spacing[2])``; top is
-        the head (slice 0), so ``top < bottom``.
+        ``(left, right, bottom, top)`` pixel edges in mm (voxel centres at
+        ``row * spacing[0]``, ``slice * spacing[2]``); the head is at the top.
     """
     rows, _, slices = (int(s) for s in shape)
     dr, _, ds = (float(s) for s in spacing)
@@ -122,21 +118,7 @@ def figure_size(width_mm: float, height_mm: float, width_in: float = 5.0) -> tup
 
 
 def expert_colors(experts: Sequence[str]) -> dict[str, str]:
-    """A colour-blind-safe colour per expert (Okabe-Ito).
-
-    Experts named ``expert<k>`` keep the same colour in every figure (colour
-    ``k`` of the palette) as long as that keeps them distinct; otherwise
-    colours go by sorted name.
-
-    Parameters
-    ----------
-    experts : sequence of str
-
-    Returns
-    -------
-    dict
-        Expert name -> hex colour.
-    """
+    """Expert name -> Okabe-Ito hex colour; ``expert<k>`` gets colour ``k`` while distinct."""
     names = sorted(dict.fromkeys(str(e) for e in experts))
     digits = ["".join(ch for ch in n if ch.isdigit()) for n in names]
     n = len(_EXPERT_PALETTE)
@@ -150,7 +132,6 @@ def marker_for(color: str, colors: Mapping[str, str]) -> str:
     return MARKERS[palette.index(color) % len(MARKERS)] if color in palette else "o"
 
 
-# --------------------------------------------------------------------------- lessons 04, 05
 #: Colour of each Genant grade 0-3 (Okabe-Ito).
 GRADE_COLORS: dict[int, str] = {0: OKABE_ITO["sky blue"], 1: OKABE_ITO["orange"],
                                 2: OKABE_ITO["vermillion"], 3: OKABE_ITO["reddish purple"]}

@@ -1,8 +1,4 @@
-"""Figures of lessons 04 and 05: level-normal shapes, prevalence by rule, reader agreement.
-
-Every function takes tables computed by :mod:`vfs_utils.morphometry` /
-:mod:`vfs_utils.agreement` and computes nothing a lesson would want as a number.
-"""
+"""Figures of lessons 04 and 05: level-normal shapes, prevalence by rule, reader agreement."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -33,17 +29,12 @@ def plot_level_reference(reference: pd.DataFrame, *, ratios: Sequence[str] | Non
     Parameters
     ----------
     reference : DataFrame
-        From :func:`vfs_utils.morphometry.level_reference` (index: level).
+        From :func:`vfs_utils.morphometry.level_reference`.
     ratios : sequence of str, optional
         Default: every ``mean_<ratio>`` column.
     n_sd : float
         The SD-score threshold drawn as a dashed line.
-    ax : Axes, optional
-    title : str, optional
-
-    Returns
-    -------
-    Axes
+    ax, title : Axes, str, optional
     """
     ref = reference.dropna(how="all", subset=[c for c in reference.columns
                                               if c.startswith("mean_")])
@@ -77,17 +68,9 @@ def plot_prevalence_by_level(rates: pd.DataFrame, *, ax: Axes | None = None,
     Parameters
     ----------
     rates : DataFrame
-        From :func:`vfs_utils.morphometry.level_rates` (long: ``level, rule, n, rate,
-        low, high``): each point gets its 95 % interval as an error bar, and each level
-        its number of graded vertebrae under the tick label. A wide frame (index
-        levels, one column of fractions per rule) is drawn without intervals.
-    ax : Axes, optional
-    title : str, optional
-    ylabel : str
-
-    Returns
-    -------
-    Axes
+        From :func:`vfs_utils.morphometry.level_rates` (intervals as error bars, n under
+        the ticks), or wide (index levels, a column of fractions per rule).
+    ax, title, ylabel : Axes, str, str, optional
     """
     long = {"level", "rule", "rate"} <= set(rates.columns)
     if long:
@@ -139,28 +122,17 @@ def plot_bland_altman(a, b, limits: Mapping[str, float], *, ax: Axes | None = No
     Parameters
     ----------
     a, b : array_like
-        Paired measurements (e.g. two experts' height loss of the same vertebrae).
+        Paired measurements.
     limits : mapping
-        From :func:`vfs_utils.agreement.bland_altman` (``bias``, ``lower``, ``upper``).
+        From :func:`vfs_utils.agreement.bland_altman`; its limits' intervals are shaded.
     ax : Axes, optional
     labels : (str, str)
         Names of the two readers.
-    scale : float
-        Multiplies values for display (100: fractions shown in percent).
-    unit : str
+    scale, unit : float, str
+        Display factor (100: fractions in percent) and unit.
     title : str, optional
     by_mean : sequence of (low, high, limits)
-        Limits computed on the pairs whose mean lies in [low, high) (same scale as
-        ``a``, ``b``), drawn over that range: differences that grow with the mean
-        (heteroscedasticity) show as wider limits on the right.
-
-    With ``lower_lo`` ... ``upper_hi`` in a limits mapping (as
-    :func:`vfs_utils.agreement.bland_altman` returns), each limit's confidence
-    interval is shaded.
-
-    Returns
-    -------
-    Axes
+        Limits of the pairs whose mean lies in [low, high), drawn over that range.
     """
     a, b = np.asarray(a, float) * scale, np.asarray(b, float) * scale
     if ax is None:
@@ -202,20 +174,14 @@ def plot_flip_rate_vs_observed(curve: pd.DataFrame, *, sigma: float, observed: f
     Parameters
     ----------
     curve : DataFrame
-        From :func:`vfs_utils.morphometry.grade_flip_rate` (``sigma_mm``,
-        ``flip_rate``, ``flip_rate_sd``).
+        From :func:`vfs_utils.morphometry.grade_flip_rate`.
     sigma : float
         The noise that separates two experts' points (vertical line).
     observed : float
         The fraction of expert pairs whose grades differ (horizontal line).
     predicted : float, optional
         The curve's value at ``sigma`` (a marker).
-    ax : Axes, optional
-    xlabel, title : str
-
-    Returns
-    -------
-    Axes
+    ax, xlabel, title : Axes, str, str, optional
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")

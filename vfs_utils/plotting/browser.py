@@ -1,6 +1,4 @@
-"""A slider over the sagittal columns of a volume (:func:`slice_browser`,
-:class:`SliceBrowser`), with a static figure where no widget kernel runs.
-"""
+"""A slider over the sagittal columns of a volume, or a static figure without a widget kernel."""
 from __future__ import annotations
 
 import io
@@ -29,7 +27,6 @@ from .sagittal import draw_readings, sagittal_column, show_sagittal
 __all__ = ["SliceBrowser", "slice_browser"]
 
 
-# --------------------------------------------------------------------------- browser
 def _has_widget_kernel() -> bool:
     """ipywidgets importable and an IPython kernel (with a comm manager) running."""
     # imported here: ipywidgets and IPython are optional (the notebooks extra)
@@ -63,9 +60,8 @@ def _draw_browser(fig: Figure, volume: Any, frame: pd.DataFrame | None,
 class SliceBrowser:
     """An ipywidgets slider over the sagittal columns of a volume.
 
-    Its notebook output is the live widget where a widget frontend runs; the
-    plain-text form (what nbval compares) is deterministic, and static
-    renderers (GitHub, nbviewer, HTML export) get a PNG of the current view.
+    The plain-text form (what nbval compares) is deterministic; static renderers get a
+    PNG of the current view.
 
     Attributes
     ----------
@@ -136,29 +132,17 @@ def slice_browser(volume: Any, frame: pd.DataFrame | None = None, *,
     ----------
     volume : Volume
     frame : DataFrame, optional
-        Readings of one file; those drawn within ``near_mm`` of the column
-        shown are overlaid.
+        Readings of one file.
     window : {"bone", "soft", "lung"} or (centre, width)
     column : float, optional
-        Starting column; default :func:`sagittal_column` of ``frame``, else
-        the middle column.
+        Starting column; default :func:`sagittal_column` of ``frame``, else the middle.
     interactive : bool, optional
-        True: the widget; False: the static figure; None (default): the
-        widget when ipywidgets is importable and an IPython kernel runs,
-        unless the environment variable ``VFS_STATIC_FIGURES=1`` asks for
-        static figures. A kernel run without a frontend (nbconvert, nbval)
-        still gets the widget: its text form is deterministic and it carries
-        a PNG of the first view for static renderers.
+        Default: the widget when ipywidgets and an IPython kernel are there, unless
+        ``VFS_STATIC_FIGURES=1``.
     near_mm : float
         Readings whose column lies within this distance (mm) are drawn.
     step_mm : float
-        Static figure: distance (mm) between its three columns.
-
-    Returns
-    -------
-    SliceBrowser or Figure
-        The static figure shows three columns: ``step_mm`` to the right of,
-        at, and to the left of the starting column.
+        Distance (mm) between the static figure's three columns.
     """
     spacing = volume_spacing(volume)
     if frame is not None and len(frame):

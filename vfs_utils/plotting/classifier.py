@@ -1,9 +1,5 @@
-"""Figures of the baseline lesson: ROC curves, a reliability diagram, sagittal patches.
-
-They draw the tables of :mod:`vfs_utils.baseline` (:func:`~vfs_utils.baseline.roc_curves`,
-:func:`~vfs_utils.baseline.calibration_curves`, :func:`~vfs_utils.baseline.worst_errors`)
-and its patches; the numbers are computed there, where a lesson can print them.
-"""
+"""Figures of the baseline lesson: ROC curves, a reliability diagram, sagittal patches
+(the tables come from :mod:`vfs_utils.baseline`)."""
 from __future__ import annotations
 
 import math
@@ -23,8 +19,7 @@ _OTHER = OKABE_ITO["reddish purple"]
 
 
 def _colours(models) -> dict[str, str]:
-    """A distinct Okabe-Ito colour per model: the fixed ones of MODEL_COLORS, then the
-    unused palette colours in order."""
+    """A distinct Okabe-Ito colour per model: MODEL_COLORS, then the unused ones."""
     models = list(dict.fromkeys(models))
     fixed = {m: MODEL_COLORS[m] for m in models if m in MODEL_COLORS}
     spare = [c for c in OKABE_ITO.values() if c not in fixed.values()]
@@ -47,15 +42,9 @@ def plot_roc(curves: pd.DataFrame, *, title: str = "ROC", ax: Axes | None = None
     Parameters
     ----------
     curves : DataFrame
-        Columns ``model, kind, fpr, tpr`` (:func:`vfs_utils.baseline.roc_curves`):
-        ``kind`` ``"curve"`` rows are drawn as a line per model, ``"operating point"``
-        rows as a dot (a reader's yes/no calls).
+        From :func:`vfs_utils.baseline.roc_curves` (``model, kind, fpr, tpr``).
     title : str
     ax : Axes, optional
-
-    Returns
-    -------
-    Axes
     """
     _require(curves, ["model", "kind", "fpr", "tpr"], "plot_roc", "roc_curves")
     if ax is None:
@@ -82,15 +71,9 @@ def plot_calibration(curves: pd.DataFrame, *, title: str = "Calibration",
     Parameters
     ----------
     curves : DataFrame
-        Columns ``model, mean_predicted, fraction_positive`` and, when present,
-        ``low, high`` (a 95 % interval of each bin's fraction, drawn as error bars)
-        (:func:`vfs_utils.baseline.calibration_curves`).
+        From :func:`vfs_utils.baseline.calibration_curves` (``low, high``: error bars).
     title : str
     ax : Axes, optional
-
-    Returns
-    -------
-    Axes
     """
     _require(curves, ["model", "mean_predicted", "fraction_positive"], "plot_calibration",
              "calibration_curves")
@@ -129,10 +112,6 @@ def plot_patches(patches: np.ndarray, titles: Sequence[str], *, ncols: int = 4,
     ncols : int
     window : (low, high) HU
     suptitle : str, optional
-
-    Returns
-    -------
-    Figure
     """
     patches = np.asarray(patches)
     titles = list(titles)

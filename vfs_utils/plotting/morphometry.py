@@ -1,7 +1,5 @@
-"""Figures of the morphometry lesson: vertebral heights on a slice, distributions,
-grade prevalence by level, pairwise agreement, and the grade's sensitivity to
-keypoint noise. Heat maps use the colour-blind-safe "cividis".
-"""
+"""Figures of the morphometry lesson: heights on a slice, distributions, grades by level,
+pairwise agreement (colour-blind-safe "cividis") and the grades' noise sensitivity."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -36,9 +34,7 @@ def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
                           title: str | None = None) -> Axes:
     """One vertebra's six keypoints and its three heights Ha, Hm, Hp, in mm.
 
-    Drawn in the sagittal plane of :func:`show_sagittal`: x = ``row * spacing[0]``
-    (anterior -> posterior), y = ``slice * spacing[2]`` (head at the top). The
-    pairs are ordered by row, so the first is anterior (supine patient).
+    In the sagittal plane of :func:`show_sagittal`; the pair of smallest row is anterior.
 
     Parameters
     ----------
@@ -47,18 +43,11 @@ def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
     spacing : sequence of 3 float
         Voxel spacing (row, col, slice) in mm.
     volume : Volume, optional
-        When given, the sagittal slice through the points' mean column is shown
-        behind them (bone window), cropped to the vertebra plus ``margin_mm``.
+        Its sagittal slice through the points' mean column is drawn behind them.
     ax : Axes, optional
-        Where to draw; a new figure otherwise.
     margin_mm : float
         Space around the vertebra, in mm.
     title : str, optional
-        Default: the three heights in mm.
-
-    Returns
-    -------
-    Axes
     """
     pts = np.asarray(points_vox, dtype=float)
     if pts.shape != (6, 3):
@@ -103,8 +92,7 @@ def plot_distributions(tables: Mapping[str, pd.DataFrame], columns: Sequence[str
     Parameters
     ----------
     tables : mapping name -> DataFrame
-        For example ``{"v1": table_v1, "v2": table_v2}`` from
-        :func:`vfs_utils.morphometry.morphometry_table`.
+        Tables of :func:`vfs_utils.morphometry.morphometry_table`, e.g. ``{"v1": t1, "v2": t2}``.
     columns : sequence of str
         Columns to histogram (NaN dropped).
     xlabels : mapping column -> str, optional
@@ -112,13 +100,8 @@ def plot_distributions(tables: Mapping[str, pd.DataFrame], columns: Sequence[str
     bins : int
         Number of bins, shared by the tables of one panel.
     ranges : mapping column -> (low, high), optional
-        Histogram range per column; default: the 0.5 and 99.5 percentiles of all tables.
+        Default: the 0.5 and 99.5 percentiles of all tables.
     title : str, optional
-        Figure title.
-
-    Returns
-    -------
-    Figure
     """
     fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.2),
                              layout="constrained", squeeze=False)
@@ -155,13 +138,8 @@ def plot_grade_prevalence(table: pd.DataFrame, *, grade: str = "grade",
     grade : str
         The grade column.
     order : sequence of str, optional
-        Level order; default :data:`vfs_utils.annotation.LEVELS` (levels present).
-    ax : Axes, optional
-    title : str, optional
-
-    Returns
-    -------
-    Axes
+        Level order; default :data:`vfs_utils.annotation.LEVELS`.
+    ax, title : Axes, str, optional
     """
     t = table[table["level"].notna() & table[grade].notna()]
     counts = pd.crosstab(t["level"], t[grade].astype(int)).reindex(columns=[0, 1, 2, 3],
@@ -193,22 +171,16 @@ def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
                        title: str | None = None, value: str = "kappa") -> Axes:
     """Heat map of a pairwise agreement statistic between experts.
 
+    Cells of pairs without common vertebrae are blank; with an ``interval`` column each
+    kappa cell also shows it.
+
     Parameters
     ----------
     pairwise : DataFrame
-        ``expert_a, expert_b`` and ``value`` columns, e.g.
-        :attr:`vfs_utils.morphometry.Agreement.pairwise`.
-    ax : Axes, optional
-    title : str, optional
+        E.g. :attr:`vfs_utils.morphometry.Agreement.pairwise`.
+    ax, title : Axes, str, optional
     value : str
         Column to show (``"kappa"`` or ``"exact"``).
-
-    Returns
-    -------
-    Axes
-        Cells of pairs without common vertebrae are blank. With an ``interval``
-        column (:func:`vfs_utils.morphometry.agreement` with ``n_boot > 0``) each cell
-        also shows the 95 % interval of ``kappa``, or "too few studies".
     """
     experts = sorted(set(pairwise["expert_a"]) | set(pairwise["expert_b"]))
     m = pd.DataFrame(np.nan, index=experts, columns=experts)
@@ -246,19 +218,13 @@ def plot_flip_rate(curves: Mapping[str, pd.DataFrame], *, ax: Axes | None = None
                    title: str | None = None, xlabel: str = "keypoint noise sigma (mm)") -> Axes:
     """Grade flip rate against keypoint noise, one line per curve.
 
+    Error bars: SD across the Monte Carlo draws.
+
     Parameters
     ----------
     curves : mapping label -> DataFrame
-        From :func:`vfs_utils.morphometry.grade_flip_rate` (``sigma_mm``,
-        ``flip_rate``, ``flip_rate_sd``).
-    ax : Axes, optional
-    title : str, optional
-    xlabel : str
-
-    Returns
-    -------
-    Axes
-        Error bars: standard deviation across the Monte Carlo draws.
+        From :func:`vfs_utils.morphometry.grade_flip_rate`.
+    ax, title, xlabel : Axes, str, str, optional
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")

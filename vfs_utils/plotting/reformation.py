@@ -1,6 +1,4 @@
-"""The curved planar reformation: :func:`curved_reformation` (the straightened image,
-as numbers) and :func:`show_curved_reformation` (its figure).
-"""
+"""The curved planar reformation: the straightened image as numbers, and its figure."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,19 +27,15 @@ from .sagittal import show_sagittal
 __all__ = ["CurvedReformation", "curved_reformation", "show_curved_reformation"]
 
 
-# --------------------------------------------------------------------------- CPR
 class CurvedReformation(NamedTuple):
     """A straightened image along the spine.
 
     Attributes
     ----------
     image : ndarray, shape (n_along, n_across)
-        HU (float32) sampled on lines perpendicular to the centre line, head at row 0,
-        anterior at column 0.
+        HU (float32) across the centre line, head at row 0, anterior at column 0.
     extent : tuple of float
-        ``imshow`` extent in mm: ``(left, right, bottom, top)``; x is the
-        offset from the centre line (negative anterior), y the distance along
-        the centre line from the first (head-most) centre.
+        ``imshow`` extent in mm: offset from the centre line, distance along it.
     centre_line : ndarray, shape (n_along, 3)
         The sampled centre line in voxel indices (row, col, slice).
     """
@@ -63,12 +57,8 @@ def _centres_array(centres: np.ndarray | pd.DataFrame) -> np.ndarray:
 
 def _centre_line(centres_vox: np.ndarray, spacing: Sequence[float], step_mm: float,
                  margin_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Spline centre line sampled every ``step_mm`` of arc length.
-
-    Returns points (n, 3) in mm (row, col, slice axes), unit tangents (n, 3),
-    the arc-length positions (n,) in mm and the arc-length position of each
-    input centre.
-    """
+    """Spline centre line every ``step_mm`` of arc: points and unit tangents (n, 3) in mm,
+    arc positions (n,) and each centre's arc position."""
     sp = np.asarray(spacing, dtype=float)
     mm = centres_vox[np.argsort(centres_vox[:, 2], kind="stable")] * sp
     keep = np.r_[True, np.linalg.norm(np.diff(mm, axis=0), axis=1) > 1e-6]
@@ -100,36 +90,24 @@ def curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame, *,
                        margin_mm: float = 15.0, order: int = 1) -> CurvedReformation:
     """Straighten the spine: a curved planar reformation through the vertebra centres.
 
-    A natural cubic spline (:class:`scipy.interpolate.CubicSpline`, chord-length
-    parameter, in mm) runs through the centres, head to feet; it is sampled
-    every ``step_mm`` of arc length (and ``margin_mm`` beyond the end centres,
-    straight on). At each sample a line perpendicular to the spline in the
-    sagittal (row, slice) plane, ``width_mm`` long, is sampled with
-    :func:`scipy.ndimage.map_coordinates`; the column follows the spline, so
-    each vertebra is cut on its own column.
+    A natural cubic spline (chord length in mm) through the centres is sampled every
+    ``step_mm`` of arc; at each sample a line perpendicular to it in the sagittal plane
+    is interpolated, its column following the spline (-1024 HU outside the volume).
 
     Parameters
     ----------
     volume : Volume
-        ``array`` (rows, cols, slices) in HU and ``spacing`` (row, col, slice) mm.
     centres_vox : (n, 3) array or DataFrame
-        Vertebra centres ``[row, col, slice]`` in voxel indices (at least 2),
-        e.g. :func:`vertebra_centres` (columns row, col, slice).
+        At least 2 vertebra centres ``[row, col, slice]`` (voxels), e.g.
+        :func:`vertebra_centres`.
     width_mm : float
-        Length of the perpendicular lines (mm), centred on the centre line.
+        Length of the perpendicular lines (mm).
     step_mm : float, optional
-        Sampling step along and across the line (mm); default: the smaller
-        of the row and slice spacings.
+        Sampling step (mm); default the smaller of the row and slice spacings.
     margin_mm : float
-        How far the line continues beyond the first and last centre (mm).
+        How far the line continues straight on beyond the end centres (mm).
     order : int
         Spline order of the interpolation (1: linear).
-
-    Returns
-    -------
-    CurvedReformation
-        ``image`` (along, across) in HU, outside the volume -1024; ``extent``
-        in mm for ``imshow``; ``centre_line`` in voxel indices.
     """
     spacing = volume_spacing(volume)
     centres = _centres_array(centres_vox)
@@ -161,20 +139,12 @@ def show_curved_reformation(volume: Any, centres_vox: np.ndarray | pd.DataFrame,
     ----------
     volume : Volume
     centres_vox : (n, 3) array or DataFrame
-        Vertebra centres (voxel indices); a :func:`vertebra_centres` frame
-        also labels the levels.
+        Vertebra centres (voxels); a :func:`vertebra_centres` frame also labels the levels.
     window : {"bone", "soft", "lung"} or (centre, width)
     width_mm, step_mm, margin_mm : float
         As in :func:`curved_reformation`.
     column : float, optional
         Sagittal column of the left panel; default the mean centre column.
-
-    Returns
-    -------
-    Figure
-        Left: sagittal slice with the centre line and the band sampled;
-        right: the reformation, offset from the centre line (mm) across and
-        distance along the spine (mm) down.
     """
     spacing = volume_spacing(volume)
     centres = _centres_array(centres_vox)

@@ -1,8 +1,5 @@
-"""Sagittal views: which column to show (:func:`sagittal_column`,
-:func:`vertebra_columns`, :func:`vertebra_centres`), the slice itself
-(:func:`show_sagittal`), expert readings over it (:func:`overlay_readings`,
-:func:`zoom_to_readings`) and one patch per vertebra (:func:`vertebra_montage`).
-"""
+"""Sagittal views: which column to show, the slice, expert readings over it, and one patch
+per vertebra."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -38,58 +35,28 @@ __all__ = ["overlay_readings", "sagittal_column", "show_sagittal", "vertebra_cen
            "vertebra_columns", "vertebra_montage", "zoom_to_readings"]
 
 
-# --------------------------------------------------------------------------- columns
 def sagittal_column(frame: pd.DataFrame) -> int:
-    """The sagittal column to show a file's readings on, the upstream way.
+    """The rounded mean ``column`` of one file's readings: one slice showing them all roughly.
 
-    Parameters
-    ----------
-    frame : DataFrame
-        Readings of one file (:func:`~vfs_utils.annotation.read_annotations`).
-
-    Returns
-    -------
-    int
-        The mean of the ``column`` of every reading, rounded to a voxel index.
-        Each vertebra was drawn on its own column (see
-        :func:`vertebra_columns`); the mean is one slice that shows them all
-        roughly.
+    Each vertebra was drawn on its own column (:func:`vertebra_columns`).
     """
     one_file(frame, "sagittal_column")
     return int(round(float(frame["column"].mean())))
 
 
 def vertebra_columns(frame: pd.DataFrame) -> pd.Series:
-    """The sagittal column each reading was drawn on, as voxel indices.
-
-    Parameters
-    ----------
-    frame : DataFrame
-        Readings (:func:`~vfs_utils.annotation.read_annotations`).
-
-    Returns
-    -------
-    Series
-        Integer column per reading (rounded ``column``), same index as ``frame``.
-    """
+    """The sagittal column (rounded ``column``, int64) each reading was drawn on."""
     return frame["column"].round().astype("int64").rename("column")
 
 
 def vertebra_centres(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per vertebra of a file: its centre averaged over the experts.
 
-    Parameters
-    ----------
-    frame : DataFrame
-        Readings of one file.
-
     Returns
     -------
     DataFrame
-        Columns ``vertebra_id`` (:func:`~vfs_utils.readings.match_vertebrae`),
-        ``level`` (None in v1), ``row``, ``col``, ``slice`` (voxel indices: the
-        mean of the six points over every reading of that vertebra) and
-        ``n_readings``; sorted head -> feet.
+        ``vertebra_id`` (:func:`~vfs_utils.readings.match_vertebrae`), ``level`` (None
+        in v1), ``row``, ``col``, ``slice`` (voxels), ``n_readings``; head -> feet.
     """
     one_file(frame, "vertebra_centres")
     matched = match_vertebrae(frame)
@@ -106,7 +73,6 @@ def vertebra_centres(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# --------------------------------------------------------------------------- sagittal
 def show_sagittal(volume: Any, column: float, *, window: str | tuple[float, float] = "bone",
                   ax: Axes | None = None, title: str | None = None,
                   colorbar: bool = False) -> Axes:
@@ -115,23 +81,15 @@ def show_sagittal(volume: Any, column: float, *, window: str | tuple[float, floa
     Parameters
     ----------
     volume : Volume
-        ``array`` (rows, cols, slices) in HU and ``spacing`` (row, col, slice) mm.
     column : float
-        Sagittal column (voxel index along ``cols``), rounded to the nearest.
+        Sagittal column (voxel index along ``cols``), rounded.
     window : {"bone", "soft", "lung"} or (centre, width)
         Display window in HU (see :data:`WINDOWS`).
     ax : Axes, optional
-        Where to draw; a new figure sized to the slice otherwise.
+        Default: a new figure sized to the slice.
     title : str, optional
-        Default: the column and the window.
     colorbar : bool
         Add a colour bar in HU.
-
-    Returns
-    -------
-    Axes
-        The x axis runs anterior -> posterior (``row * spacing[0]`` mm), the y
-        axis head -> feet (``slice * spacing[2]`` mm); aspect 1 in mm.
     """
     spacing = volume_spacing(volume)
     c = column_index(volume, column)
@@ -184,29 +142,23 @@ def overlay_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
                      linewidth: float = 1.5) -> Axes:
     """Draw every expert reading of one file on a sagittal view in mm.
 
-    Each vertebra is drawn as its three height segments (anterior, middle,
-    posterior) and six points; one colour and marker per expert.
+    Each vertebra is its three height segments and six points; one colour and marker per
+    expert.
 
     Parameters
     ----------
     ax : Axes
         A sagittal view in mm, e.g. from :func:`show_sagittal`.
     frame : DataFrame
-        Readings of one file (:func:`~vfs_utils.annotation.read_annotations`).
+        Readings of one file.
     spacing : sequence of float
         Voxel spacing (row, col, slice) in mm.
     colors : mapping, optional
-        Expert -> colour; default :func:`expert_colors` (Okabe-Ito).
-    levels : bool
-        Write the level names (v2) beside the vertebrae, anterior side.
-    legend : bool
-        Add a legend with one entry per expert.
+        Expert -> colour; default :func:`expert_colors`.
+    levels, legend : bool
+        Write the level names (v2) beside the vertebrae; add a legend of the experts.
     markersize, linewidth : float
-        Point size (points) and segment width (points).
-
-    Returns
-    -------
-    Axes
+        Point size and segment width (points).
     """
     one_file(frame, "overlay_readings")
     colors = dict(colors) if colors is not None else expert_colors(frame["expert"])
@@ -236,22 +188,17 @@ def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
                      margin_mm: float = 25.0) -> Axes:
     """Limit a sagittal view (mm) to the box around a file's readings.
 
+    The limits stay inside the first image drawn on ``ax``; the head stays at the top.
+
     Parameters
     ----------
     ax : Axes
-        A sagittal view in mm, e.g. from :func:`show_sagittal`.
+        A sagittal view in mm.
     frame : DataFrame
-        Readings (:func:`~vfs_utils.annotation.read_annotations`).
     spacing : sequence of float
         Voxel spacing (row, col, slice) in mm.
     margin_mm : float
         Space kept around the points (mm).
-
-    Returns
-    -------
-    Axes
-        Head stays at the top; the aspect is unchanged; the limits stay inside the
-        first image drawn on ``ax`` (if any).
     """
     if len(frame) == 0:
         raise ValueError("zoom_to_readings: the frame has no readings")
@@ -261,7 +208,7 @@ def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
     x0, x1 = x.min() - margin_mm, x.max() + margin_mm
     y0, y1 = y.min() - margin_mm, y.max() + margin_mm
     images = [im.get_extent() for im in ax.get_images()]
-    if images:  # stay inside the image
+    if images:
         left, right, bottom, top = (float(v) for v in images[0])
         x0, x1 = max(x0, min(left, right)), min(x1, max(left, right))
         y0, y1 = max(y0, min(bottom, top)), min(y1, max(bottom, top))
@@ -270,16 +217,14 @@ def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
     return ax
 
 
-# --------------------------------------------------------------------------- montage
 def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] | None = None,
                      *, size_mm: float = 50.0, window: str | tuple[float, float] = "bone",
                      ncols: int = 6, overlay: bool = True) -> Figure:
     """Every vertebra of a file as a small sagittal patch on its own column.
 
-    The readings of the experts are matched into vertebrae
-    (:func:`~vfs_utils.readings.match_vertebrae`); each patch is centred on
-    the mean centre of its vertebra, cut from the rounded mean column of its
-    readings and drawn with those readings.
+    Each patch is centred on the mean centre of a matched vertebra
+    (:func:`~vfs_utils.readings.match_vertebrae`), cut from the rounded mean column of
+    its readings, and titled with its level or ``#<vertebra_id>``.
 
     Parameters
     ----------
@@ -295,12 +240,6 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
         Patches per row of the grid.
     overlay : bool
         Draw the readings on the patches.
-
-    Returns
-    -------
-    Figure
-        One Axes per vertebra, head to feet, titled with the level (v2) or
-        ``#<vertebra_id>``; coordinates in mm from the vertebra centre.
     """
     one_file(frame, "vertebra_montage")
     spacing = tuple(float(s) for s in (spacing if spacing is not None else volume_spacing(volume)))
