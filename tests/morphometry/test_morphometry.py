@@ -328,7 +328,7 @@ def test_study_labels():
     assert s["worst_grade"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
     assert s["label_any"].to_dict() == {"S1": True, "S2": False, "S3": True}
     assert s["label_moderate"].to_dict() == {"S1": True, "S2": False, "S3": False}
-    assert s["n_fractured"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
+    assert s["n_deformed"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
 
 
 # --------------------------------------------------------------------------- agreement

@@ -182,8 +182,8 @@ def study_labels(table: pd.DataFrame, *, rule: str = "genant",
     Returns
     -------
     DataFrame
-        One row per study: ``n_vertebrae``, ``n_fractured`` (consensus grade >= 1; QM
-        deformities, name kept for compatibility), ``worst_grade`` (Int64),
+        One row per study: ``n_vertebrae``, ``n_deformed`` (consensus QM grade >= 1),
+        ``worst_grade`` (Int64),
         ``label_any`` (worst >= 1), ``label_moderate`` (worst >= 2) (boolean, <NA>
         without grades).
     """
@@ -196,7 +196,7 @@ def study_labels(table: pd.DataFrame, *, rule: str = "genant",
     g = cons[keys].assign(_g=cons[column].astype("Float64").astype(float)).groupby(
         keys, sort=True, dropna=False)["_g"]
     out = pd.DataFrame({"n_vertebrae": g.size(),
-                        "n_fractured": g.agg(lambda s: int((s >= 1).sum())),
+                        "n_deformed": g.agg(lambda s: int((s >= 1).sum())),
                         "worst_grade": g.max().round().astype("Int64")})
     worst = out["worst_grade"]
     out["label_any"] = (worst >= 1).astype("boolean")
