@@ -7,7 +7,8 @@ baseline classifier. One module per concept::
     errors, data       exception types; where annotations and datasets live
     annotation, dicom  the v1/v2 schemas; header scan, load_series, write_series
     matching, readings annotation <-> series; vertebrae across readings
-    morphometry, agreement  heights, indices, Genant grades; reader agreement
+    morphometry, agreement  heights, indices, Genant grades; reader agreement, intervals
+    quality            readings off the spine line, overlapping, or with levels out of order
     phantom/, plotting/     the synthetic CT and demo dataset; every figure
     baseline/, keypoints/   a deformity classifier; keypoints found in the image
     tutorial           the setup step every notebook opens with (data modes)
