@@ -109,7 +109,7 @@ def mirror(tmp_path, v1_dir, monkeypatch):
 
 def test_download_checks_hashes_and_fills_the_cache(mirror, v1_dir, capsys):
     folder, names = mirror
-    assert main(["fetch", "--version", "v1"]) == 0
+    assert main(["fetch", "--schema", "v1"]) == 0
     cached = data.cache_dir() / "annotations" / "v1"
     assert capsys.readouterr().out.strip() == f"v1: {cached}"
     for name in names:
@@ -137,7 +137,7 @@ def test_unreachable_server(monkeypatch):
 
 def test_cli_reports_errors_without_traceback(monkeypatch, capsys):
     monkeypatch.setenv(data.ENV_OFFLINE, "1")
-    assert main(["fetch", "--version", "v1"]) == 2
+    assert main(["fetch", "--schema", "v1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vfs fetch: DataNotFoundError:") and "Traceback" not in err
 
@@ -244,7 +244,7 @@ def test_unwritable_cache_folder_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "registry", lambda version: {"X.json": "0" * 64})
     with pytest.raises(DataNotFoundError, match=data.ENV_CACHE_DIR):
         data.annotation_dir("v1")
-    assert main(["fetch", "--version", "v1"]) == 2
+    assert main(["fetch", "--schema", "v1"]) == 2
 
 
 # ----------------------------------------------------------------------------- VFS_SHARED_DIR
