@@ -37,17 +37,8 @@ _DISC_MIN_MM = 2.0  # touching endplates of a real annotation are pulled this fa
 # --------------------------------------------------------------------------- data classes
 @dataclass(frozen=True)
 class Geometry:
-    """Voxel grid of a series.
-
-    Attributes
-    ----------
-    shape : tuple of int
-        ``(rows, cols, slices)``.
-    spacing : tuple of float
-        ``(row, col, slice)`` spacing in mm.
-    origin : tuple of float
-        LPS position (mm) of voxel ``(0, 0, 0)``, the centre of the first slice's first pixel.
-    """
+    """Voxel grid of a series: ``shape`` (rows, cols, slices), ``spacing`` (row, col, slice)
+    mm, ``origin`` (LPS mm of the centre of voxel ``(0, 0, 0)``)."""
 
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
@@ -100,9 +91,9 @@ class SpineTruth:
     series_uid : str
         SeriesInstanceUID of the thin-slice series.
     readings : dict
-        Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra` (simulated or real).
+        Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra`.
     torso_scale : float
-        Size factor of the torso (1 = 32 x 23 cm).
+        Size factor of the torso.
     noise_hu, blur_px, hu_offset : float
         The study's acquisition: noise SD (HU), in-plane blur (pixels), HU offset.
     """
