@@ -211,8 +211,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from .errors import DataNotFoundError
 
     table = scan(args.path)
+    skipped = table.attrs.get("skipped_files", 0)
     if table.empty:
-        skipped = table.attrs.get("skipped_files", 0)
         raise DataNotFoundError(f"{args.path}: no DICOM series found"
                                 + (f" ({skipped} non-DICOM files skipped)" if skipped else "")
                                 + "; pass a study folder or a dataset root holding DICOM files.")
@@ -222,7 +222,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         _print_grouped(_scan_view(table))
         print("(every column, with study folders and SeriesInstanceUIDs: --format csv)",
               file=sys.stderr)
-    skipped = table.attrs.get("skipped_files", 0)
     if skipped:
         print(f"({skipped} non-DICOM files skipped)", file=sys.stderr)
     return 0

@@ -97,7 +97,7 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
     Returns
     -------
     (estimate, low, high) : floats
-        NaN when the data has a single class.
+        NaN for a single class.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -236,9 +236,9 @@ def summarize(predictions: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0)
     Parameters
     ----------
     predictions : DataFrame
-        Long-format predictions (see :class:`Evaluation`).
+        :attr:`Evaluation.predictions`.
     n_boot, seed
-        See :func:`bootstrap_ci` (resampling studies).
+        See :func:`bootstrap_ci`.
 
     Returns
     -------

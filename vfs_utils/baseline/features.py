@@ -39,7 +39,6 @@ _THRESHOLD_RANGE_HU = (60.0, 250.0)
 _CORTEX_CONTRAST_HU = 100.0
 
 
-# --------------------------------------------------------------------------- features
 def _axes(centres_mm: np.ndarray) -> np.ndarray:
     """Unit spine axis (row, slice) mm per vertebra, pointing feet-wards, from neighbours."""
     n = len(centres_mm)

@@ -79,12 +79,8 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
 
     Parameters
     ----------
-    features : DataFrame
-        A features frame (``f_*`` columns) or a feature matrix.
-    labels : array_like of bool
-        One target.
-    groups : array_like
-        Patient (study) of each row.
+    features, labels, groups
+        As :func:`~vfs_utils.baseline.evaluate` (one target).
     model : estimator
         An unfitted scikit-learn classifier (cloned for every fold).
     n_splits, n_boot, seed, threads

@@ -41,7 +41,6 @@ TARGETS: dict[str, int] = {"label_moderate": 2, "label_any": 1}
 PRIMARY_TARGET: str = "label_moderate"
 
 
-# --------------------------------------------------------------------------- studies
 @dataclass(frozen=True, eq=False)
 class Study:
     """One study to compute features for, and where its image comes from.
@@ -49,9 +48,8 @@ class Study:
     Attributes
     ----------
     annotation : Annotation
-        The expert readings (v1 or v2).
     spacing : tuple of float
-        ``(row, col, slice)`` voxel spacing in mm of the annotated series.
+        ``(row, col, slice)`` mm of the annotated series.
     kind : {"real", "phantom", "synthetic"}
         The data mode (:data:`vfs_utils._modes.MODES`).
     root : Path or None

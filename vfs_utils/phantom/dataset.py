@@ -22,9 +22,9 @@ from ..dicom import write_series
 from ..errors import DataNotFoundError, DatasetExistsError
 from .render import render_volume, with_acquisition
 from .spine import (
-    PHANTOM_DEFORMITIES,
     SpineTruth,
     phantom_uid,
+    sample_fractures,
     sample_readings,
     sample_spine,
     spine_from_annotation,
@@ -97,7 +97,6 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
-# --------------------------------------------------------------------------- writing
 _SLICE_DIR = np.array([0.0, 0.0, -1.0])   # slice index grows head -> feet (-z in LPS)
 
 
@@ -218,20 +217,11 @@ def _write_series(study: Path, truth: SpineTruth, vol: np.ndarray, common: dict)
                  image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), **common)
 
 
-def _sample_fractures(rng: np.random.Generator) -> list[tuple[str, int]]:
-    out = []
-    if rng.random() < 0.5:
-        for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-            out.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
-                        int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
-    return out
-
-
 def _synthetic_truths(n: int, seed: int, size: int = 512) -> list[SpineTruth]:
     truths = []
     for i in range(n):
         rng = np.random.default_rng([seed, i, 0])
-        fractures = _sample_fractures(rng)
+        fractures = sample_fractures(rng)
         # every dataset shows a wedge and a biconcave fracture (grade 2)
         if i == 0:
             fractures.insert(0, ("wedge", 2))

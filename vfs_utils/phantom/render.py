@@ -28,7 +28,6 @@ _SPUR_ANGLE = math.radians(35)   # a spur points anteriorly and this far towards
 _SCLEROSIS_HU = 450.0            # the rim around a Schmorl node
 
 
-# --------------------------------------------------------------------------- rendering
 def _ramp(d: np.ndarray, width: float) -> np.ndarray:
     """Partial-volume occupancy of a signed distance ``d`` (mm, > 0 inside)."""
     return np.clip(0.5 + d / width, 0.0, 1.0)
@@ -437,10 +436,6 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float) -> 
             img[rows_k, cols_k] += occ * (HU["rib"] - img[rows_k, cols_k])
 
 
-def _full_box(geom: Geometry):
-    return ((0, geom.shape[0]), (0, geom.shape[1]), (0, geom.shape[2]))
-
-
 def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
                   rng: np.random.Generator | None = None, *, box=None,
                   noise: float | None = None, blur: float | None = None,
@@ -473,7 +468,7 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
     hu_offset = float(truth.hu_offset if hu_offset is None else hu_offset)
     geom = truth.geometry
     rng = rng if rng is not None else np.random.default_rng(0)
-    full = _full_box(geom)
+    full = tuple((0, n) for n in geom.shape)
     if box is None:
         box = full
     box = tuple((max(int(lo), f[0]), min(int(hi), f[1])) for (lo, hi), f in zip(box, full))

@@ -34,7 +34,6 @@ HU: dict[str, float] = {
 _DISC_MIN_MM = 2.0  # touching endplates of a real annotation are pulled this far apart
 
 
-# --------------------------------------------------------------------------- data classes
 @dataclass(frozen=True)
 class Geometry:
     """Voxel grid of a series: ``shape`` (rows, cols, slices), ``spacing`` (row, col, slice)
@@ -84,12 +83,10 @@ class SpineTruth:
         Head -> feet order.
     geometry : Geometry
     bone_hu : float
-        Cancellous bone attenuation in HU, one value per patient.
+        Cancellous bone attenuation in HU (one per patient).
     osteoporotic : bool
-    folder : str
-        Study folder name.
-    series_uid : str
-        SeriesInstanceUID of the thin-slice series.
+    folder, series_uid : str
+        Study folder name and SeriesInstanceUID of the thin-slice series.
     readings : dict
         Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra`.
     torso_scale : float
@@ -225,6 +222,16 @@ def _patient_bone(deformed: bool, rng: np.random.Generator) -> tuple[float, bool
     return bone, osteoporotic
 
 
+def sample_fractures(rng: np.random.Generator) -> list[tuple[str, int]]:
+    """A study's fractures (deformity, grade): none in about half of the studies."""
+    out = []
+    if rng.random() < 0.5:
+        for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
+            out.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
+                        int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
+    return out
+
+
 def draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
     """One study's acquisition (the ``SpineTruth`` fields ``noise_hu, blur_px, hu_offset``)."""
     return {"noise_hu": float(rng.uniform(10, 28)), "blur_px": float(rng.uniform(0.4, 1.1)),
@@ -274,11 +281,7 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     scale = float(rng.normal(1.0, 0.05))
 
     if fractures is None:
-        fractures = []
-        if rng.random() < 0.5:
-            for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-                fractures.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
-                                  int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
+        fractures = sample_fractures(rng)
     fractured = any(int(g) > 0 for _, g in fractures)
     # patient: bone density (lower with fractures) and degenerative tendency
     bone, osteoporotic = _patient_bone(fractured, rng)
@@ -490,12 +493,12 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     annotation : Annotation or path-like
         A v1 or v2 annotation.
     spacing : (row, col, slice) mm, optional
-        Default: pixel 0.70-0.78 mm chosen from a hash of the folder, slices 1 mm.
+        Default: chosen from a hash of the folder.
     shape : (rows, cols)
     margin : int
-        Slices added below the largest annotated slice index.
+        Slices below the largest annotated slice index.
     extra_points : ndarray (k, 3), optional
-        Further points the volume must contain (e.g. the other annotation version).
+        Further points the volume must contain.
     expert : str, optional
         Render this expert's reading instead of the mean, so that the other experts'
         readings stay independent of the image. The volume still holds every point.
@@ -511,7 +514,7 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     Raises
     ------
     AnnotationError
-        ``expert`` is not an expert of the annotation, or read no vertebra.
+        ``expert`` read no vertebra here.
     """
     ann = annotation if isinstance(annotation, Annotation) else load_annotation(annotation)
     sp = np.asarray(spacing if spacing is not None else _folder_spacing(ann.folder), float)
