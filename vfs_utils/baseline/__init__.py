@@ -1,12 +1,10 @@
 """A baseline deformity classifier: image features per vertebra, scikit-learn, grouped evaluation.
 
-Per patient (and per vertebra): is there a moderate or severe deformity (consensus QM
-grade >= 2, primary target) or any deformity (grade >= 1) at the label levels? Only the
-centre and column of each vertebra come from the annotation; the features are measured
-in the image, and the labels are the experts' consensus grades. Modules: :mod:`.studies`
-(studies and labels), :mod:`.features`, :mod:`.models` (models, skops persistence,
-one-study prediction), :mod:`.evaluation` (grouped cross-validation, bootstrap intervals,
-the annotator baseline) and :mod:`.leakage`; every public name is re-exported here.
+Per patient and vertebra: a moderate or severe deformity (consensus QM grade >= 2) or any
+(grade >= 1) at the label levels? Only each vertebra's centre comes from the annotation;
+the features come from the image. Modules: :mod:`.studies` (studies, labels),
+:mod:`.features`, :mod:`.models`, :mod:`.evaluation`, :mod:`.leakage`; every public name
+is re-exported here.
 """
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Grouped evaluation of the baseline: study-bootstrap intervals, cross-validated
-predictions, tables, the single-annotator baseline and the curves the lesson draws.
-
-A patient's score is the maximum over their vertebrae at the label levels (the span
-read differs between patients). scikit-learn is imported lazily (see :mod:`.models`).
-"""
+"""Grouped evaluation of the baseline: study-bootstrap intervals, cross-validated predictions,
+tables, the single-annotator baseline and the lesson's curves (scikit-learn imported lazily).
+A patient's score is the maximum over their vertebrae at the label levels."""
 from __future__ import annotations
 
 import math
@@ -128,9 +125,8 @@ class Evaluation:
     Attributes
     ----------
     predictions : DataFrame
-        One row per (model, target, vertebra): ``model, target, row`` (of the features,
-        -1 for the annotator), ``group`` (study), ``unit`` (patient-level unit), ``fold``,
-        ``label``, ``score`` (probability), ``predicted`` (at the threshold).
+        Per (model, target, vertebra): ``model, target, row`` (-1: annotator), ``group``
+        (study), ``unit`` (patient), ``fold, label, score, predicted`` (at the threshold).
     summary : DataFrame
         See :func:`summarize`.
     threshold : float

@@ -1,8 +1,5 @@
 """The baseline models, skops persistence with an allow-list, and :func:`predict_study`.
-
-scikit-learn and skops are imported inside the functions that use them, so that
-``import vfs_utils.baseline`` (and the ``vfs`` CLI) does not pay for them.
-"""
+scikit-learn and skops are imported inside functions: ``import`` and the CLI stay fast."""
 from __future__ import annotations
 
 import logging

@@ -1,9 +1,5 @@
 """The studies of a baseline run and their labels (centres and consensus labels per vertebra).
-
-No label is computed from the reading an image was rendered from: a ``phantom`` study's
-image is rendered from one expert's reading (:func:`image_expert`) and its labels are the
-other experts' consensus; real and synthetic images come from no reading.
-"""
+No label comes from the reading an image was rendered from (:func:`image_expert`)."""
 from __future__ import annotations
 
 import hashlib
@@ -216,9 +212,8 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
     if kind is not None and kind != "phantom":
         studies = _image_studies(files, Path(root), seed, kind)
     else:
-        # a phantom build on disk is rendered from the mean of ALL readings (for the other
-        # lessons); scored against labels from those readings it would be circular, so the
-        # phantom studies are rendered again, in memory, from one reading each
+        # a phantom build on disk is rendered from the mean of ALL readings: circular against
+        # labels from those readings, so render again, in memory, from one reading each
         studies = _phantom_studies(files, seed)
     missing = int(min_studies or 0) - len(studies)
     if missing > 0:

@@ -1,11 +1,8 @@
-"""The phantom renderer: :func:`render_volume` (a volume or a sub-box of it) and
-:func:`render_sagittal_slab`.
-
-Torso, lungs, mediastinum, ribs and sternum around a spine of vertebral bodies (a
-cortical shell around cancellous bone), discs, canal and posterior elements, with the
-non-fracture deformities, then the study's acquisition (blur, HU offset, noise); the
-attenuations are :data:`~vfs_utils.phantom.spine.HU`. Edges have partial volume, so
-heights measured back from the image agree with the keypoints.
+"""The phantom renderer: :func:`render_volume` (a volume or a sub-box) and
+:func:`render_sagittal_slab`. Torso, chest organs and a spine (cortical shell, cancellous
+bone, discs, canal, posterior elements, non-fracture deformities) in
+:data:`~vfs_utils.phantom.spine.HU`, then the study's acquisition; edges have partial
+volume, so heights measured back from the image agree with the keypoints.
 """
 from __future__ import annotations
 

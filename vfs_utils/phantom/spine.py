@@ -552,8 +552,7 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
             vertebrae.append(VertebraTruth(bottom, None, annotated=False))
     geometry = Geometry((rows, cols, n_slices), tuple(float(s) for s in sp),
                         (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
-    # the patient's bone density: lower, more often, when the rendered reading itself shows
-    # a moderate or severe deformity (QM grade >= 2) at the label levels (all levels in v1)
+    # the bone density follows the rendered reading (all levels in v1, without level names)
     grades = genant_grade(within_loss(heights(np.stack(means), sp)))
     at_labels = np.array([lvl is None or lvl in LABEL_LEVELS for lvl in levels])
     deformed = bool((grades[at_labels] >= 2).any())
