@@ -233,13 +233,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from .dicom.index import build_index, count_folders, index_path, progress_bar
 
     workers = args.workers or min(4, os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        with progress_bar(count_folders(args.root) if args.root.is_dir() else 0) as bar:
-            table = build_index(args.root, executor=pool, progress=bar)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    pool = ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext()
+    with pool as executor, progress_bar(count_folders(args.root) if args.root.is_dir()
+                                        else 0) as bar:
+        table = build_index(args.root, executor=executor, progress=bar)
     _print_frame(table, args.format)
     print(f"indexed {len(table)} study folder(s), {int(table['images'].sum())} images, into "
           f"{index_path()}", file=sys.stderr)

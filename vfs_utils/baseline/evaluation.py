@@ -82,10 +82,8 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
 
     Parameters
     ----------
-    labels : array_like of bool
-    scores : array_like of float
-    groups : array_like
-        Study of each item.
+    labels, scores, groups : array_like
+        Bool labels, float scores and the study of each item.
     metric : {"roc_auc", "pr_auc"}
         ROC AUC or average precision (scikit-learn's; the replicates vectorised).
     n_boot, seed, level
@@ -177,10 +175,8 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
         Study of each vertebra.
     models : mapping, optional
         Name -> unfitted classifier; default :func:`make_models`.
-    n_splits : int
-        Folds.
-    threshold : float
-        Probability at or above which a vertebra is called positive (fixed in advance).
+    n_splits, threshold
+        Folds; the probability at or above which a vertebra is positive (fixed in advance).
     n_boot, seed
         See :func:`bootstrap_ci`.
     extra_predictions : DataFrame, optional

@@ -223,10 +223,8 @@ def vertebra_features(volume_or_slab, centres, spacing: Sequence[float] | None =
         ``[row, col, slice]`` of one spine's body centres (or ``centre_*`` columns).
     spacing : (row, col, slice) mm, optional
         Required for an ndarray.
-    threshold_hu : float, optional
-        A fixed bone threshold in HU instead of the adaptive one.
-    return_patches : bool
-        Also return the patches.
+    threshold_hu, return_patches
+        A fixed bone threshold (HU) instead of the adaptive one; also return the patches.
 
     Returns
     -------

@@ -113,9 +113,8 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
         if level == "vertebra":
             lab, grp, sc = y, g, scores
         else:
-            per = pd.DataFrame({"g": g, "y": y, **{k: v for k, v in scores.items()}}).groupby(
-                "g", sort=True)
-            agg = per.agg({"y": "any", GROUPED: "max", UNGROUPED: "max"})
+            agg = pd.DataFrame({"g": g, "y": y, **scores}).groupby("g", sort=True).agg(
+                {"y": "any", GROUPED: "max", UNGROUPED: "max"})
             lab, grp = agg["y"].to_numpy(bool), agg.index.to_numpy()
             sc = {k: agg[k].to_numpy(float) for k in (GROUPED, UNGROUPED)}
         for name in (GROUPED, UNGROUPED):

@@ -41,7 +41,6 @@ ALLOWED_TYPES: frozenset[str] = frozenset({
 })
 
 
-# --------------------------------------------------------------------------- models
 def make_models(seed: int = 0) -> dict[str, object]:
     """The baseline models, unfitted, by name (:data:`MODEL_NAMES`): the training prevalence,
     a scaled L2 logistic regression, and deterministic gradient boosting."""
@@ -114,7 +113,6 @@ def train_model(features, labels, model: str | object = "logistic", *, seed: int
     return est
 
 
-# --------------------------------------------------------------------------- persistence
 def save_model(model, path: str | os.PathLike) -> Path:
     """Save a fitted model with skops, atomically (parent folders are created).
 

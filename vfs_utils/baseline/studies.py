@@ -221,7 +221,6 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
     return studies
 
 
-# --------------------------------------------------------------------------- labels
 def vertebra_table(annotations: Annotation | Sequence[Annotation], spacing, *,
                    exclude: Mapping[str, str | None] | None = None,
                    levels: Sequence[str] | None = LABEL_LEVELS) -> pd.DataFrame:

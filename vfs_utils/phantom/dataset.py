@@ -316,8 +316,7 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
             files = files[:max(int(studies), 1)]
         digest = _hash_files(files)
         params = {"format": _FORMAT, "code": cache_key(), "mode": "from-annotations",
-                  "seed": seed,
-                  "studies": len(files), "annotation_files_sha256": digest}
+                  "seed": seed, "studies": len(files), "annotation_files_sha256": digest}
         name = f"from-annotations-{digest[:12]}-seed{seed}"
     else:
         n = int(studies) if studies is not None else DEFAULT_STUDIES

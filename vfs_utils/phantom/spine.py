@@ -53,7 +53,6 @@ class VertebraTruth:
     points : ndarray, shape (6, 3)
         ``[row, col, slice]`` voxel indices of the six keypoints.
     level : str or None
-        Level name such as ``"Th7"``.
     grade : int or None
         Genant grade 0-3 (None when unknown); non-fracture deformities have grade 0.
     deformity : str or None
@@ -413,11 +412,8 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
     annotated = [v for v in truth.vertebrae if v.annotated]
     readings = {}
     for name in names:
-        first, last = 0, len(annotated)
-        if len(annotated) > 4 and rng.random() < p_missing_end:
-            first = 1
-        if len(annotated) > 4 and rng.random() < p_missing_end:
-            last -= 1
+        first = int(len(annotated) > 4 and rng.random() < p_missing_end)
+        last = len(annotated) - int(len(annotated) > 4 and rng.random() < p_missing_end)
         items = []
         for v in annotated[first:last]:
             if noise_mm is None:
@@ -528,11 +524,8 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     levels: list[str | None] = [None] * len(groups)
     readers = {expert: ann.experts[expert]} if expert is not None else ann.experts
     if all(v.level for vs in readers.values() for v in vs):
-        lv = {}
-        for vs in readers.values():
-            for v in vs:
-                lv.setdefault(v.level, v.points.mean(axis=0)[2])
-        levels = sorted(lv, key=lambda x: level_index(x, 99))
+        levels = sorted(dict.fromkeys(v.level for vs in readers.values() for v in vs),
+                        key=lambda x: level_index(x, 99))
     all_pts = np.concatenate([np.stack([v.points for v in vs]).reshape(-1, 3)
                               for vs in ann.experts.values() if vs])
     if extra_points is not None:
