@@ -34,7 +34,6 @@ __all__ = ["ANNOTATOR", "Evaluation", "annotator_baseline", "bootstrap_ci",
 ANNOTATOR = "one annotator vs others"
 
 
-# --------------------------------------------------------------------------- metrics
 def weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
     """Per distinct score (descending): weighted positives and negatives, shape (B, K)."""
     order = np.argsort(-scores, kind="mergesort")
@@ -115,7 +114,6 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
     return percentile_interval(estimate, values, level)
 
 
-# --------------------------------------------------------------------------- evaluation
 @dataclass(frozen=True)
 class Evaluation:
     """Out-of-fold predictions and their summary.
@@ -337,18 +335,16 @@ def annotator_baseline(studies: Iterable[Study] | object, *,
                 "score": both["height_loss"].to_numpy(float),
                 "predicted": (both["grade"] >= k).to_numpy(bool)}))
     if not parts:       # typed, so that it concatenates with model predictions unchanged
-        return pd.DataFrame({"model": pd.Series(dtype=object), "target": pd.Series(dtype=object),
-                             "row": pd.Series(dtype=int), "group": pd.Series(dtype=object),
-                             "unit": pd.Series(dtype=object), "fold": pd.Series(dtype=int),
-                             "label": pd.Series(dtype=bool), "score": pd.Series(dtype=float),
-                             "predicted": pd.Series(dtype=bool)})
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+            ("model", object), ("target", object), ("row", int), ("group", object),
+            ("unit", object), ("fold", int), ("label", bool), ("score", float),
+            ("predicted", bool))})
     out = pd.concat(parts, ignore_index=True)
     order = {t: i for i, t in enumerate(TARGETS)}
     return out.sort_values("target", key=lambda s: s.map(order), kind="stable").reset_index(
         drop=True)
 
 
-# --------------------------------------------------------------------------- curves
 def target_title(target: str) -> str:
     """``"consensus QM grade ≥ k"`` for a target of :data:`TARGETS` (else the name)."""
     k = TARGETS.get(target)
@@ -420,7 +416,6 @@ def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
             continue
         rows = _level_rows(part, level)
         y, p = rows["label"].to_numpy(float), rows["score"].to_numpy(float)
-        # the bins of sklearn.calibration.calibration_curve(strategy="quantile")
         edges = np.percentile(p, np.linspace(0, 1, n_bins + 1) * 100)
         ids = np.searchsorted(edges[1:-1], p)
         n = np.bincount(ids, minlength=len(edges))

@@ -207,13 +207,10 @@ def vertebra_features(volume_or_slab, centres, spacing: Sequence[float] | None =
                       threshold_hu: float | None = None, return_patches: bool = False):
     """Image features of each vertebra, from its centre and the image alone.
 
-    Around each centre a sagittal patch (1 mm grid, :data:`PATCH_MM` mm) is resampled
-    along and across the local spine axis, averaged over five planes 1 mm apart. From
-    it: an adaptive bone threshold; the body's depth and its heights at 20, 50 and 80 %
-    of it (endplate peaks end the bone run where osteoporotic bone is as dark as disc);
-    ratios and loss ``1 - min/max``; heights relative to the neighbours' (``f_nb_*``);
-    intensity profiles along and across the spine; 8 x 8 block means; a
-    gradient-orientation histogram.
+    From a sagittal patch around each centre (:data:`PATCH_MM` mm, along and across the
+    local spine axis, five planes averaged): an adaptive bone threshold; the body's depth
+    and heights at 20, 50 and 80 % of it, their ratios and loss; heights relative to the
+    neighbours' (``f_nb_*``); intensity profiles; block means; gradient orientations.
 
     Parameters
     ----------

@@ -1,12 +1,11 @@
 """A synthetic spine CT phantom and the demo dataset built from it.
 
-The lessons run offline on phantom chest CT series whose vertebral bodies pass exactly
-through keypoints, sampled or read from a real annotation. Conventions are the
-annotation's: a volume is ``(rows, cols, slices)`` (row anterior -> posterior, col
-right -> left, slice head -> feet), points are ``[row, col, slice]`` voxel indices,
-spacing is ``(row, col, slice)`` mm; a vertebra is six points (anterior, middle and
-posterior pairs, upper endplate first). Modules: :mod:`.spine` (geometry, truths,
-sampling), :mod:`.render` and :mod:`.dataset`; every public name is re-exported here.
+Phantom chest CT series whose vertebral bodies pass exactly through keypoints (sampled,
+or a real annotation's). Conventions are the annotation's: volumes ``(rows, cols, slices)``
+(row anterior -> posterior, col right -> left, slice head -> feet), points ``[row, col,
+slice]`` voxels, spacing mm; a vertebra is six points (anterior, middle, posterior pairs,
+upper endplate first). Modules :mod:`.spine`, :mod:`.render`, :mod:`.dataset`; every
+public name is re-exported here.
 """
 from __future__ import annotations
 

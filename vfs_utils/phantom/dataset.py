@@ -145,9 +145,8 @@ def write_study(root: str | os.PathLike, truth: SpineTruth, *, rng: np.random.Ge
                 patient_id: str = "VFS-PHANTOM", annotations: bool = True) -> dict:
     """Render one study and write its three series (and annotations) under ``root``.
 
-    ``dicom/<folder>/series-001`` (thin slices, ``truth.series_uid``), ``series-002``
-    (5 mm slabs) and ``series-003`` (a coronal LOCALIZER); with ``annotations``,
-    ``truth.readings`` as ``annotation/<folder>.json`` (v1) and ``annotation_v2/`` (v2).
+    ``dicom/<folder>/series-001`` (thin, ``truth.series_uid``), ``-002`` (5 mm slabs) and
+    ``-003`` (a LOCALIZER); with ``annotations``, ``truth.readings`` as v1 and v2 files.
     ``truth`` needs ``folder`` and ``series_uid``; ``rng`` is the noise source.
 
     Returns
@@ -284,8 +283,7 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
     seed : int
         Random seed; the same seed and inputs give byte-identical files.
     annotation_dir : path-like, optional
-        Real v1 or v2 annotation files: one study per file, rendered so that the file
-        matches its series unchanged; the files (and v2 siblings) are copied alongside.
+        Real v1 or v2 annotation files: one study per file that matches it, files copied.
     image_size : int
         Rows and columns of fully synthetic series (real annotations get 512 x 512).
     replace_stale : bool

@@ -118,7 +118,6 @@ def phantom_uid(*parts: object) -> str:
     return derived_uid(_UID_SOURCE, *parts)
 
 
-# --------------------------------------------------------------------------- sampling
 PHANTOM_DEFORMITIES = ("wedge", "biconcave", "crush")
 _GRADE_RANGE = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
 
@@ -430,7 +429,6 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
     return readings
 
 
-# --------------------------------------------------------------------------- from annotations
 def _folder_spacing(folder: str) -> tuple[float, float, float]:
     digest = hashlib.sha256(folder.encode()).digest()
     pixel = (0.703125, 0.742188, 0.78125)[digest[0] % 3]
@@ -438,11 +436,8 @@ def _folder_spacing(folder: str) -> tuple[float, float, float]:
 
 
 def _group_vertebrae(annotation: Annotation, expert: str | None = None) -> list[np.ndarray]:
-    """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it.
-
-    Readings are paired across experts by :func:`vfs_utils.readings.match_vertebrae`
-    (by level in v2, by position in v1). With ``expert``, only that expert's readings.
-    """
+    """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it
+    (paired by :func:`vfs_utils.readings.match_vertebrae`; with ``expert``, only theirs)."""
     if not any(annotation.experts.values()):
         raise AnnotationError(f"{annotation.path or annotation.folder}: no expert marked any "
                               "vertebra; the phantom needs at least one reading.")
