@@ -168,15 +168,11 @@ def _patch_features(patch: np.ndarray, threshold_hu: float | None) -> dict[str, 
     n_bins = (2 * _HALF + 1) // 5
     vert = patch[:, c - 2:c + 3].mean(axis=1)[:n_bins * 5].reshape(n_bins, 5).mean(axis=1)
     horiz = patch[c - 2:c + 3].mean(axis=0)[:n_bins * 5].reshape(n_bins, 5).mean(axis=1)
-    for i in range(n_bins):
-        f[f"f_pv_{i:02d}"] = float(vert[i])
-    for i in range(n_bins):
-        f[f"f_pu_{i:02d}"] = float(horiz[i])
+    f.update({f"f_pv_{i:02d}": float(v) for i, v in enumerate(vert)})
+    f.update({f"f_pu_{i:02d}": float(v) for i, v in enumerate(horiz)})
     # 8 x 8 block means (8 mm blocks) of the patch
     blocks = patch[:64, :64].reshape(8, 8, 8, 8).mean(axis=(1, 3))
-    for i in range(8):
-        for j in range(8):
-            f[f"f_px_{i}_{j}"] = float(blocks[i, j])
+    f.update({f"f_px_{i}_{j}": float(blocks[i, j]) for i in range(8) for j in range(8)})
     # gradient-orientation histogram (unsigned, 8 bins) of the central 40 mm, weighted by magnitude
     smooth = ndimage.gaussian_filter(patch, 1.0)
     gv, gu = np.gradient(smooth[c - 20:c + 21, c - 20:c + 21])
@@ -184,8 +180,8 @@ def _patch_features(patch: np.ndarray, threshold_hu: float | None) -> dict[str, 
     ang = np.mod(np.arctan2(gv, gu), np.pi)
     hist, _ = np.histogram(ang, bins=8, range=(0.0, np.pi), weights=mag)
     total = hist.sum()
-    for i in range(8):
-        f[f"f_grad_{i}"] = float(hist[i] / total) if total > 0 else math.nan
+    f.update({f"f_grad_{i}": float(h / total) if total > 0 else math.nan
+              for i, h in enumerate(hist)})
     return f
 
 
