@@ -1,13 +1,8 @@
 """The vfs command line: fetch, prepare, demo-data, scan, index, inventory, morphometry, predict.
 
-This is the only module that prints; the library reports through return
-values, exceptions, warnings and logging.
-
-Every failure ends as one line on stderr and exit status 2: a bad argument
-(argparse's usage line), a project exception (``vfs <command>: <Type>: <message>``),
-or an operating-system error on a path (an unwritable output or cache folder).
-SIGTERM is turned into an exception, like Ctrl-C, so that writers remove their
-temporary folders; both end with one line and status 130 (SIGINT) or 143 (SIGTERM).
+The only module that prints. Every failure ends as one line on stderr: status 2 for a bad
+argument, a project exception or an OS error on a path; Ctrl-C and SIGTERM (raised as an
+exception, so that writers remove their temporary folders) give 130 and 143.
 """
 from __future__ import annotations
 
@@ -27,15 +22,19 @@ from .errors import ModelFileError, VfsError
 __all__ = ["main"]
 
 
+def _full_table(frame) -> str:
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                           "display.width", 200):
+        return frame.to_string(index=False)
+
+
 def _print_frame(frame, fmt: str) -> None:
     if fmt == "csv":
         frame.to_csv(sys.stdout, index=False)
     else:
-        import pandas as pd
-
-        with pd.option_context("display.max_rows", None, "display.max_columns", None,
-                               "display.width", 200):
-            print(frame.to_string(index=False))
+        print(_full_table(frame))
 
 
 _SCAN_WIDTH = 100     # the table of `vfs scan` fits this many columns (csv has every column)
@@ -64,7 +63,7 @@ def _scan_view(table):
             else str(value)
         return text if len(text) <= width else text[:width - 3] + "..."
 
-    view = pd.DataFrame({
+    return pd.DataFrame({
         "folder": table["folder"].to_numpy(),
         "#": table.get("series_number", pd.Series([""] * len(table))).to_numpy(),
         "slices": table["n_slices"].to_numpy(),
@@ -73,17 +72,12 @@ def _scan_view(table):
         "spacing_mm": [spacing(r) for _, r in table.iterrows()],
         "size": [f"{r}x{c}" for r, c in zip(table["rows"], table["cols"])],
     })
-    return view
 
 
 def _print_grouped(view) -> None:
-    """The view without its folder column, each study folder's name on a line above its rows
-    (folder names are long: in a column they would double the width)."""
-    import pandas as pd
-
-    with pd.option_context("display.max_rows", None, "display.max_columns", None,
-                           "display.width", 200):
-        lines = view.drop(columns="folder").to_string(index=False).splitlines()
+    """The view with each study folder's name on a line above its rows (in a column, the
+    long names would double the width)."""
+    lines = _full_table(view.drop(columns="folder")).splitlines()
     print(lines[0])
     previous = None
     for folder, line in zip(view["folder"], lines[1:]):
@@ -217,8 +211,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from .errors import DataNotFoundError
 
     table = scan(args.path)
+    skipped = table.attrs.get("skipped_files", 0)
     if table.empty:
-        skipped = table.attrs.get("skipped_files", 0)
         raise DataNotFoundError(f"{args.path}: no DICOM series found"
                                 + (f" ({skipped} non-DICOM files skipped)" if skipped else "")
                                 + "; pass a study folder or a dataset root holding DICOM files.")
@@ -228,7 +222,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         _print_grouped(_scan_view(table))
         print("(every column, with study folders and SeriesInstanceUIDs: --format csv)",
               file=sys.stderr)
-    skipped = table.attrs.get("skipped_files", 0)
     if skipped:
         print(f"({skipped} non-DICOM files skipped)", file=sys.stderr)
     return 0
@@ -240,13 +233,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from .dicom.index import build_index, count_folders, index_path, progress_bar
 
     workers = args.workers or min(4, os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        with progress_bar(count_folders(args.root) if args.root.is_dir() else 0) as bar:
-            table = build_index(args.root, executor=pool, progress=bar)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    pool = ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext()
+    with pool as executor, progress_bar(count_folders(args.root) if args.root.is_dir()
+                                        else 0) as bar:
+        table = build_index(args.root, executor=executor, progress=bar)
     _print_frame(table, args.format)
     print(f"indexed {len(table)} study folder(s), {int(table['images'].sum())} images, into "
           f"{index_path()}", file=sys.stderr)

@@ -1,13 +1,6 @@
-"""Grouped evaluation of the baseline: study-bootstrap intervals, cross-validated
-predictions, tables, the single-annotator baseline and the curves the lesson draws.
-
-A patient's score is the maximum over their annotated vertebrae *at the label levels*
-(T4-L4 by default). That span differs between patients: chest CT ends at different
-levels, so many patients are scored without their thoracolumbar junction, where
-osteoporotic fractures are most frequent.
-
-scikit-learn is imported inside the functions that use it (see :mod:`.models`).
-"""
+"""Grouped evaluation of the baseline: study-bootstrap intervals, cross-validated predictions,
+tables, the single-annotator baseline and the lesson's curves (scikit-learn imported lazily).
+A patient's score is the maximum over their vertebrae at the label levels."""
 from __future__ import annotations
 
 import math
@@ -41,7 +34,6 @@ __all__ = ["ANNOTATOR", "Evaluation", "annotator_baseline", "bootstrap_ci",
 ANNOTATOR = "one annotator vs others"
 
 
-# --------------------------------------------------------------------------- metrics
 def weighted_curves(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
     """Per distinct score (descending): weighted positives and negatives, shape (B, K)."""
     order = np.argsort(-scores, kind="mergesort")
@@ -83,34 +75,23 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
                  ) -> tuple[float, float, float]:
     """A metric and its percentile bootstrap interval, resampling whole groups (studies).
 
-    Each replicate draws as many groups as there are, with replacement; a
-    vertebra counts as often as its study was drawn (a sample weight), so a
-    replicate equals the metric on the resampled, concatenated studies.
-    Replicates with only one class are skipped. The weights come from
-    :func:`vfs_utils.agreement.group_weights`, the package's one cluster-bootstrap
-    generator; with fewer than ``min_groups`` groups there is no interval (NaN).
+    A vertebra is weighted by how often its study was drawn
+    (:func:`vfs_utils.agreement.group_weights`); one-class replicates are skipped, and
+    fewer than ``min_groups`` groups give no interval (NaN).
 
     Parameters
     ----------
-    labels : array_like of bool
-    scores : array_like of float
-    groups : array_like
-        Study of each item.
+    labels, scores, groups : array_like
+        Bool labels, float scores and the study of each item.
     metric : {"roc_auc", "pr_auc"}
-        ROC AUC (:func:`sklearn.metrics.roc_auc_score`) or average precision
-        (:func:`sklearn.metrics.average_precision_score`); the replicates use an
-        equivalent vectorised weighted computation.
-    n_boot : int
-        Replicates.
-    seed : int
-        Seed of :func:`numpy.random.default_rng`.
-    level : float
-        Coverage of the interval.
+        ROC AUC or average precision (scikit-learn's; the replicates vectorised).
+    n_boot, seed, level
+        Replicates, seed of :func:`numpy.random.default_rng`, coverage.
 
     Returns
     -------
     (estimate, low, high) : floats
-        NaN when the data has a single class.
+        NaN for a single class.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -133,7 +114,6 @@ def bootstrap_ci(labels, scores, groups, *, metric: str = "roc_auc", n_boot: int
     return percentile_interval(estimate, values, level)
 
 
-# --------------------------------------------------------------------------- evaluation
 @dataclass(frozen=True)
 class Evaluation:
     """Out-of-fold predictions and their summary.
@@ -141,11 +121,8 @@ class Evaluation:
     Attributes
     ----------
     predictions : DataFrame
-        Long format, one row per (model, target, vertebra): ``model, target,
-        row`` (row of the features frame, -1 for the annotator), ``group`` (study),
-        ``unit`` (the patient-level unit: the study, or study/expert for the
-        annotator), ``fold``, ``label`` (bool), ``score`` (probability), ``predicted``
-        (bool at the threshold).
+        Per (model, target, vertebra): ``model, target, row`` (-1: annotator), ``group``
+        (study), ``unit`` (patient), ``fold, label, score, predicted`` (at the threshold).
     summary : DataFrame
         See :func:`summarize`.
     threshold : float
@@ -165,11 +142,8 @@ def _labels_frame(labels) -> pd.DataFrame:
 
 def out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | None = 1
                 ) -> np.ndarray:
-    """Out-of-fold probability of the positive class: ``model`` refitted (cloned) per fold.
-
-    ``splits`` is a sequence of ``(train, test)`` index arrays. A training fold
-    without positives predicts 0.
-    """
+    """Out-of-fold positive-class probability of ``model`` cloned per ``(train, test)`` split
+    (0 where a training fold has no positives)."""
     from sklearn.base import clone
 
     prob = np.empty(len(X))
@@ -186,34 +160,25 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
              n_splits: int = 5, threshold: float = 0.5, n_boot: int = N_BOOT, seed: int = 0,
              extra_predictions: pd.DataFrame | None = None,
              threads: int | None = 1) -> Evaluation:
-    """Grouped cross-validation of the models, at vertebra and patient level.
-
-    :class:`~sklearn.model_selection.GroupKFold` by study: no study is in the
-    training and the test part of a fold. Every vertebra gets one out-of-fold
-    probability per model and target; a patient's score is the maximum over
-    their vertebrae (the rows given: the label levels) and their label is "any
-    vertebra positive".
+    """Grouped cross-validation of the models (GroupKFold by study), at vertebra and patient
+    level (a patient's score: the maximum over their rows; label: any positive).
 
     Parameters
     ----------
     features : DataFrame
         A features frame (``f_*`` columns used) or a feature matrix.
     labels : Series or DataFrame of bool
-        One target, or one column per target (e.g. ``label_any, label_moderate``).
+        One target, or one column per target.
     groups : array_like
         Study of each vertebra.
     models : mapping, optional
         Name -> unfitted classifier; default :func:`make_models`.
-    n_splits : int
-        Folds.
-    threshold : float
-        Probability at or above which a vertebra is called positive (sensitivity,
-        specificity, confusion matrix): 0.5 by default, fixed before seeing the data.
+    n_splits, threshold
+        Folds; the probability at or above which a vertebra is positive (fixed in advance).
     n_boot, seed
         See :func:`bootstrap_ci`.
     extra_predictions : DataFrame, optional
-        Further predictions in the same long format (e.g. :func:`annotator_baseline`)
-        summarised in the same table.
+        Further long-format predictions (e.g. :func:`annotator_baseline`) to summarise.
     threads : int or None
         BLAS/OpenMP threads while fitting (see :func:`train_model`).
 
@@ -251,9 +216,8 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
 
 def _patient_level(pred: pd.DataFrame) -> pd.DataFrame:
     grouped = pred.groupby(["model", "target", "unit"], sort=False)
-    out = grouped.agg(group=("group", "first"), label=("label", "any"), score=("score", "max"),
-                      predicted=("predicted", "any")).reset_index()
-    return out
+    return grouped.agg(group=("group", "first"), label=("label", "any"), score=("score", "max"),
+                       predicted=("predicted", "any")).reset_index()
 
 
 def summarize(predictions: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
@@ -262,17 +226,15 @@ def summarize(predictions: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0)
     Parameters
     ----------
     predictions : DataFrame
-        Long-format predictions (see :class:`Evaluation`).
+        :attr:`Evaluation.predictions`.
     n_boot, seed
-        See :func:`bootstrap_ci` (resampling studies).
+        See :func:`bootstrap_ci`.
 
     Returns
     -------
     DataFrame
-        Columns ``model, target, level`` (``vertebra`` or ``patient``), ``n``,
-        ``positives``, ``roc_auc, roc_auc_lo, roc_auc_hi, pr_auc, pr_auc_lo,
-        pr_auc_hi`` (95 % intervals), ``sensitivity, specificity`` (of the
-        ``predicted`` column), ``tp, fp, tn, fn``.
+        ``model, target, level, n, positives``, ``roc_auc`` and ``pr_auc`` with ``_lo, _hi``
+        (95 % intervals), ``sensitivity, specificity, tp, fp, tn, fn``.
     """
     rows = []
     levels = {"vertebra": predictions, "patient": _patient_level(predictions)}
@@ -302,12 +264,8 @@ def summarize(predictions: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0)
 
 def confusion(predictions: pd.DataFrame, model: str, target: str,
               level: str = "vertebra") -> pd.DataFrame:
-    """The 2 x 2 confusion matrix of one model and target (rows: truth, columns: prediction;
-    positive = the target's deformity grade reached).
-
-    Uses :func:`sklearn.metrics.confusion_matrix` on the ``predicted`` column;
-    ``level="patient"`` aggregates first (any vertebra / maximum score).
-    """
+    """The 2 x 2 confusion matrix (rows: truth, columns: ``predicted``) of one model and
+    target; ``level="patient"`` aggregates first."""
     from sklearn.metrics import confusion_matrix
 
     frame = predictions if level == "vertebra" else _patient_level(predictions)
@@ -325,14 +283,9 @@ def annotator_baseline(studies: Iterable[Study] | object, *,
                        **kwargs) -> pd.DataFrame:
     """One annotator's QM morphometry against the consensus of the other annotators.
 
-    For each expert of each study, the expert's within-vertebra QM grade (from
-    their own keypoints, :func:`vfs_utils.morphometry.morphometry_table`) is
-    compared with the consensus (:func:`vfs_utils.morphometry.consensus`) of the
-    *other* experts of that study, on the vertebrae both read, at the label
-    levels. The score is the expert's height loss ``1 - min/max``; the prediction
-    is their grade reaching the target. A study read by one expert gives no row.
-    It is what a single human annotator's keypoints achieve against the same kind
-    of reference as the models; it is not a radiologist's visual (SQ) reading.
+    Per expert and study: their own QM grade (score: height loss ``1 - min/max``) against
+    the consensus of the *other* experts, on the vertebrae both read at the label levels;
+    a study read by one expert gives no row. Not a radiologist's visual (SQ) reading.
 
     Parameters
     ----------
@@ -340,18 +293,16 @@ def annotator_baseline(studies: Iterable[Study] | object, *,
     levels : sequence of str or None
         Label levels (default T4-L4); None keeps every level.
     turns : {"all", "image"}
-        ``"all"``: every expert takes a turn (a vertebra read by three experts gives
-        three rows). ``"image"``: only the expert a study's image was rendered from
-        (:attr:`Study.expert`; studies without one give no row), so that the labels
-        are exactly the models' labels (:func:`~vfs_utils.baseline.dataset_features`).
+        Every expert takes a turn, or only the one the image was rendered from
+        (:attr:`Study.expert`), so that the labels are exactly the models' labels.
     **kwargs
         Passed to :func:`load_studies`.
 
     Returns
     -------
     DataFrame
-        Long-format predictions (see :class:`Evaluation`), model :data:`ANNOTATOR`,
-        ``unit`` = study/expert (the patient-level unit), ``fold`` = -1, ``row`` = -1.
+        Long-format predictions, model :data:`ANNOTATOR`, ``unit`` study/expert, ``fold``
+        and ``row`` -1.
     """
     if turns not in ("all", "image"):
         raise ValueError(f"turns must be 'all' or 'image', not {turns!r}")
@@ -384,18 +335,16 @@ def annotator_baseline(studies: Iterable[Study] | object, *,
                 "score": both["height_loss"].to_numpy(float),
                 "predicted": (both["grade"] >= k).to_numpy(bool)}))
     if not parts:       # typed, so that it concatenates with model predictions unchanged
-        return pd.DataFrame({"model": pd.Series(dtype=object), "target": pd.Series(dtype=object),
-                             "row": pd.Series(dtype=int), "group": pd.Series(dtype=object),
-                             "unit": pd.Series(dtype=object), "fold": pd.Series(dtype=int),
-                             "label": pd.Series(dtype=bool), "score": pd.Series(dtype=float),
-                             "predicted": pd.Series(dtype=bool)})
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+            ("model", object), ("target", object), ("row", int), ("group", object),
+            ("unit", object), ("fold", int), ("label", bool), ("score", float),
+            ("predicted", bool))})
     out = pd.concat(parts, ignore_index=True)
     order = {t: i for i, t in enumerate(TARGETS)}
     return out.sort_values("target", key=lambda s: s.map(order), kind="stable").reset_index(
         drop=True)
 
 
-# --------------------------------------------------------------------------- curves
 def target_title(target: str) -> str:
     """``"consensus QM grade ≥ k"`` for a target of :data:`TARGETS` (else the name)."""
     k = TARGETS.get(target)
@@ -409,18 +358,15 @@ def roc_curves(predictions: pd.DataFrame, target: str = "label_any",
     Parameters
     ----------
     predictions : DataFrame
-        Long-format predictions (:attr:`Evaluation.predictions`).
+        :attr:`Evaluation.predictions`.
     target : str
-        A target of :data:`TARGETS`.
     level : {"vertebra", "patient"}
-        ``patient``: a patient's score is the maximum over their vertebrae.
 
     Returns
     -------
     DataFrame
-        Columns ``model, kind, fpr, tpr``: ``kind`` is ``"curve"`` for the points of
-        :func:`sklearn.metrics.roc_curve` and ``"operating point"`` for the rate of the
-        annotator's yes/no calls (:data:`ANNOTATOR`). Models with one class only are left out.
+        ``model, kind, fpr, tpr``; ``kind`` is ``"curve"`` or ``"operating point"`` (the
+        annotator's yes/no calls). Models with one class only are left out.
     """
     from sklearn.metrics import roc_curve
 
@@ -457,14 +403,10 @@ def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
     """Reliability curves: the quantile bins of :func:`sklearn.calibration.calibration_curve`,
     with each bin's count and a Wilson interval of its fraction positive.
 
-    At ``level="patient"`` a patient's probability is the maximum over their vertebrae
-    and their label "any positive vertebra" (the patient rows of :func:`summarize`).
-
     Returns
     -------
     DataFrame
-        Columns ``model, mean_predicted, fraction_positive, n`` (items in the bin) and
-        ``low, high`` (95 % Wilson interval of the bin's fraction), one row per bin.
+        One row per bin: ``model, mean_predicted, fraction_positive, n, low, high``.
     """
     frame = predictions[predictions["target"] == target]
     parts = []
@@ -474,7 +416,6 @@ def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
             continue
         rows = _level_rows(part, level)
         y, p = rows["label"].to_numpy(float), rows["score"].to_numpy(float)
-        # the bins of sklearn.calibration.calibration_curve(strategy="quantile")
         edges = np.percentile(p, np.linspace(0, 1, n_bins + 1) * 100)
         ids = np.searchsorted(edges[1:-1], p)
         n = np.bincount(ids, minlength=len(edges))
@@ -495,11 +436,8 @@ def calibration_curves(predictions: pd.DataFrame, target: str = "label_any", *,
 def brier_scores(predictions: pd.DataFrame, target: str = "label_any", *,
                  models: Sequence[str] | None = None, n_boot: int = N_BOOT,
                  seed: int = 0) -> pd.DataFrame:
-    """Brier score (mean squared error of the probability) per model and level.
-
-    With the no-skill reference ``prevalence * (1 - prevalence)`` of the same rows, and a
-    95 % bootstrap interval over patients (:func:`vfs_utils.agreement.bootstrap_groups`).
-    Lower is better; a model is only useful where it is clearly below the reference.
+    """Brier score per model and level, with a patient-bootstrap interval and the no-skill
+    reference ``prevalence * (1 - prevalence)``.
 
     Returns
     -------
@@ -531,25 +469,19 @@ def brier_scores(predictions: pd.DataFrame, target: str = "label_any", *,
 def worst_errors(predictions: pd.DataFrame, features: pd.DataFrame, *,
                  model: str = "boosting", target: str = "label_any", n: int = 4,
                  flags: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The most confident misses and false alarms of a model.
-
-    The ``n`` positive vertebrae with the lowest out-of-fold probability, then the
-    ``n`` negative ones with the highest.
+    """The ``n`` most confident misses, then the ``n`` most confident false alarms of a model.
 
     Parameters
     ----------
     flags : DataFrame, optional
-        From :func:`vfs_utils.quality.check_readings` (``folder, level, check``): a
-        vertebra whose (folder, level) some reading of which was flagged gets its check
-        in ``qc`` and in its title, so an annotation error is named as one.
+        From :func:`vfs_utils.quality.check_readings`: a flagged (folder, level) gets its
+        check in ``qc`` and in its title.
 
     Returns
     -------
     DataFrame
-        Columns ``error`` (``"missed"`` or ``"false alarm"``), ``row`` (of ``features``
-        and of its patches), ``folder, level, grade, score``, ``qc`` (the quality
-        check that flagged it, or "") and ``title`` (a short label: study, level,
-        grade, probability, and the check).
+        ``error`` (``"missed"`` or ``"false alarm"``), ``row`` (of ``features`` and its
+        patches), ``folder, level, grade, score, qc, title``.
     """
     part = predictions[(predictions["model"] == model) & (predictions["target"] == target)]
     if part.empty:

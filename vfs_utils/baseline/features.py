@@ -1,9 +1,5 @@
-"""Image features of each vertebra, from its centre and the image alone.
-
-:func:`vertebra_features` (one volume, given centres) is the whole method;
-:func:`study_features` and :func:`dataset_features` run it over one study or a
-dataset (one study per task, optionally on an executor).
-"""
+"""Image features of each vertebra, from its centre and the image alone: :func:`vertebra_features`,
+run over one study or a dataset by :func:`study_features` and :func:`dataset_features`."""
 from __future__ import annotations
 
 import logging
@@ -36,16 +32,13 @@ _HALF = PATCH_MM // 2
 _LATERAL_MM = (-2.0, -1.0, 0.0, 1.0, 2.0)
 #: Soft-tissue level (HU) used with the body's own HU to set the bone threshold.
 _SOFT_HU = 40.0
-#: The adaptive bone threshold's range (HU): the floor stays above soft tissue (40 HU) and
-#: below the phantom's osteoporotic cancellous bone, 70 HU and up (a floor at the disc's 80 HU
-#: lost the bone run there). Real osteoporotic bone can fall below 60 HU; there only the
-#: cortical endplate peaks separate bone from disc, and the heights are less reliable.
+#: The adaptive bone threshold's range (HU): the floor is above soft tissue and below the
+#: phantom's osteoporotic bone (a floor at the disc's HU lost the bone run there).
 _THRESHOLD_RANGE_HU = (60.0, 250.0)
 #: An endplate is a peak at least this much (HU) above the body's central HU.
 _CORTEX_CONTRAST_HU = 100.0
 
 
-# --------------------------------------------------------------------------- features
 def _axes(centres_mm: np.ndarray) -> np.ndarray:
     """Unit spine axis (row, slice) mm per vertebra, pointing feet-wards, from neighbours."""
     n = len(centres_mm)
@@ -89,11 +82,9 @@ def _sample_patch(array: np.ndarray, centre: np.ndarray, axis: np.ndarray,
 def _edge(p: np.ndarray, start: int, step: int, threshold: float, peak_min: float) -> float:
     """One edge (sample units) of the bone run through ``start``, walking by ``step``.
 
-    The walk stops at the first sample below ``threshold`` or, once a peak of at
-    least ``peak_min`` (a cortical endplate) has been passed, at the first clear
-    dip after it (two endplates with a thin disc between them). The edge is
-    where the profile crosses half-way between that peak (the highest of the
-    last four samples inside) and the valley just outside, interpolated linearly.
+    The walk stops below ``threshold`` or at the first clear dip after a cortical peak of
+    at least ``peak_min`` (a thin disc between endplates); the edge is the half-way
+    crossing between the peak inside and the valley outside.
     """
     n = len(p)
     peak = -np.inf
@@ -128,11 +119,8 @@ def _edge(p: np.ndarray, start: int, step: int, threshold: float, peak_min: floa
 
 def _extent(profile: np.ndarray, threshold: float, start: int = _HALF, search: int = 6,
             peak_min: float = math.inf) -> tuple[float, float]:
-    """Edges (sample units) of the bone run through ``start`` (see :func:`_edge`).
-
-    The run starts at ``start``, or at the nearest sample above ``threshold``
-    within ``search`` samples. NaN when there is none or the run reaches the border.
-    """
+    """Edges (sample units) of the bone run through ``start``, or the nearest sample above
+    ``threshold`` within ``search``; NaN when none or at the border."""
     p = np.asarray(profile, float)
     if not np.isfinite(p).all():
         return math.nan, math.nan
@@ -180,15 +168,11 @@ def _patch_features(patch: np.ndarray, threshold_hu: float | None) -> dict[str, 
     n_bins = (2 * _HALF + 1) // 5
     vert = patch[:, c - 2:c + 3].mean(axis=1)[:n_bins * 5].reshape(n_bins, 5).mean(axis=1)
     horiz = patch[c - 2:c + 3].mean(axis=0)[:n_bins * 5].reshape(n_bins, 5).mean(axis=1)
-    for i in range(n_bins):
-        f[f"f_pv_{i:02d}"] = float(vert[i])
-    for i in range(n_bins):
-        f[f"f_pu_{i:02d}"] = float(horiz[i])
+    f.update({f"f_pv_{i:02d}": float(v) for i, v in enumerate(vert)})
+    f.update({f"f_pu_{i:02d}": float(v) for i, v in enumerate(horiz)})
     # 8 x 8 block means (8 mm blocks) of the patch
     blocks = patch[:64, :64].reshape(8, 8, 8, 8).mean(axis=(1, 3))
-    for i in range(8):
-        for j in range(8):
-            f[f"f_px_{i}_{j}"] = float(blocks[i, j])
+    f.update({f"f_px_{i}_{j}": float(blocks[i, j]) for i in range(8) for j in range(8)})
     # gradient-orientation histogram (unsigned, 8 bins) of the central 40 mm, weighted by magnitude
     smooth = ndimage.gaussian_filter(patch, 1.0)
     gv, gu = np.gradient(smooth[c - 20:c + 21, c - 20:c + 21])
@@ -196,8 +180,8 @@ def _patch_features(patch: np.ndarray, threshold_hu: float | None) -> dict[str, 
     ang = np.mod(np.arctan2(gv, gu), np.pi)
     hist, _ = np.histogram(ang, bins=8, range=(0.0, np.pi), weights=mag)
     total = hist.sum()
-    for i in range(8):
-        f[f"f_grad_{i}"] = float(hist[i] / total) if total > 0 else math.nan
+    f.update({f"f_grad_{i}": float(h / total) if total > 0 else math.nan
+              for i, h in enumerate(hist)})
     return f
 
 
@@ -219,42 +203,27 @@ def vertebra_features(volume_or_slab, centres, spacing: Sequence[float] | None =
                       threshold_hu: float | None = None, return_patches: bool = False):
     """Image features of each vertebra, from its centre and the image alone.
 
-    For each centre a 65 x 65 sagittal patch (1 mm grid, :data:`PATCH_MM` mm
-    wide) is resampled (trilinear) around it, rows along the local spine axis
-    (from the neighbouring centres, head -> feet) and columns across it
-    (anterior -> posterior), averaged over five sagittal planes 1 mm apart. From
-    it: the bone threshold (half-way between the body's central HU and soft
-    tissue, 40 HU, clipped to 60-250 HU, unless ``threshold_hu``: osteoporotic
-    cancellous bone, 70-110 HU, is no brighter than a disc, so there the cortical
-    endplate peaks, not the threshold, end the bone run); the body's
-    depth and its heights at 20 %, 50 % and 80 % of the depth (the extent
-    of the above-threshold run through the centre, edges at half maximum);
-    height ratios and loss ``1 - min/max``; the heights relative to the mean
-    of the neighbouring vertebrae's (``f_nb_*``); intensity profiles (5 mm
-    bins) along and across the spine; 8 x 8 block means; an 8-bin
-    gradient-orientation histogram.
+    From a sagittal patch around each centre (:data:`PATCH_MM` mm, along and across the
+    local spine axis, five planes averaged): an adaptive bone threshold; the body's depth
+    and heights at 20, 50 and 80 % of it, their ratios and loss; heights relative to the
+    neighbours' (``f_nb_*``); intensity profiles; block means; gradient orientations.
 
     Parameters
     ----------
     volume_or_slab : Volume or ndarray (rows, cols, slices)
-        HU. A :class:`~vfs_utils.dicom.Volume` brings its spacing; a slab
-        (a sub-box of a volume) needs the centres in its own voxel indices.
+        HU; a slab (a sub-box) needs the centres in its own voxel indices.
     centres : ndarray (n, 3) or DataFrame
-        ``[row, col, slice]`` voxel indices of the vertebral-body centres
-        (a frame with ``centre_row, centre_col, centre_slice``), of one spine.
+        ``[row, col, slice]`` of one spine's body centres (or ``centre_*`` columns).
     spacing : (row, col, slice) mm, optional
         Required for an ndarray.
-    threshold_hu : float, optional
-        A fixed bone threshold in HU instead of the adaptive one.
-    return_patches : bool
-        Also return the patches.
+    threshold_hu, return_patches
+        A fixed bone threshold (HU) instead of the adaptive one; also return the patches.
 
     Returns
     -------
     DataFrame or (DataFrame, ndarray)
-        One row per centre (input order), float columns named ``f_*`` (mm for
-        heights); with ``return_patches`` also an array (n, 65, 65) float32 in HU.
-        A supine axial series is assumed (row grows anterior -> posterior).
+        One row per centre (input order), ``f_*`` columns (mm for heights); the patches
+        (n, 65, 65) float32 HU. A supine axial series is assumed.
     """
     array = getattr(volume_or_slab, "array", volume_or_slab)
     if spacing is None:
@@ -329,21 +298,18 @@ def study_features(study: Study, *, return_patches: bool = False,
     Parameters
     ----------
     study : Study
-    return_patches : bool
-        Also return the patches (see :func:`vertebra_features`).
-    threshold_hu : float, optional
-        Passed to :func:`vertebra_features`.
+    return_patches, threshold_hu
+        See :func:`vertebra_features`.
     table : DataFrame, optional
         The study's :func:`vertebra_table` when already computed.
     levels : sequence of str or None
-        Label levels, see :func:`vertebra_table` (column ``in_levels``).
+        Label levels, see :func:`vertebra_table`.
 
     Returns
     -------
     DataFrame or (DataFrame, ndarray)
-        :func:`vertebra_table` columns (plus ``kind``) followed by the ``f_*``
-        features, every vertebra of the image (labelled or not). The image is
-        freed before returning.
+        :func:`vertebra_table` columns, ``kind`` and the ``f_*`` features of every
+        vertebra of the image.
     """
     if table is None:
         table = vertebra_table(study.annotation, study.spacing,
@@ -377,34 +343,24 @@ def dataset_features(source_or_annotation_dir, *, root: str | os.PathLike | None
                      levels: Sequence[str] | None = LABEL_LEVELS):
     """Labels and image features of the labelled vertebrae of a dataset, one study per task.
 
-    Features are computed for every vertebra of an image (the neighbours enter the
-    features of a vertebra); the rows returned are those with a label (a consensus
-    grade of experts whose reading did not render the image, :attr:`Study.expert`)
-    at the label levels.
+    Features use every vertebra of an image (neighbours enter them); the rows returned
+    have a label at the label levels.
 
     Parameters
     ----------
-    source_or_annotation_dir : DataSource, path-like or sequence of Study
-        See :func:`load_studies`.
-    root, min_studies, seed, limit
+    source_or_annotation_dir, root, min_studies, seed, limit
         See :func:`load_studies`.
     executor : concurrent.futures.Executor, optional
-        Run the studies on it (``executor.map``, results in study order);
-        default: one after the other in this process. Each task holds one
-        image (a real series, or a phantom slab) at a time.
-    return_patches : bool
-        Also return the patches, stacked in row order.
-    threshold_hu : float, optional
-        Passed to :func:`vertebra_features`.
+        Run the studies on it (results in study order); default: in this process.
+    return_patches, threshold_hu
+        See :func:`vertebra_features` (patches stacked in row order).
     levels : sequence of str or None
-        Label levels (default T4-L4, :data:`vfs_utils.morphometry.LABEL_LEVELS`);
-        None keeps every level.
+        Label levels; None keeps every level.
 
     Returns
     -------
     DataFrame or (DataFrame, ndarray)
-        One row per labelled vertebra at the label levels, studies in order; see
-        :func:`study_features`.
+        As :func:`study_features`, studies in order.
     """
     studies = load_studies(source_or_annotation_dir, root=root, min_studies=min_studies,
                            seed=seed, limit=limit)

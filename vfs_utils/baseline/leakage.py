@@ -1,9 +1,5 @@
-"""Leakage, measured: the same model cross-validated with and without grouping by patient
-(:func:`leakage`, :class:`Leakage`), and the paired patient bootstrap of the difference of
-two ROC AUCs (:func:`paired_bootstrap`).
-
-scikit-learn is imported inside the functions that use it (see :mod:`.models`).
-"""
+"""Leakage, measured: one model cross-validated with and without grouping by patient
+(:func:`leakage`), and the paired patient bootstrap of an ROC AUC difference."""
 from __future__ import annotations
 
 import math
@@ -27,13 +23,8 @@ __all__ = ["GAP", "GROUPED", "UNGROUPED", "Leakage", "leakage", "paired_bootstra
 def paired_bootstrap(labels, scores_a, scores_b, groups, *, n_boot: int = N_BOOT, seed: int = 0,
                      level: float = 0.95, min_groups: int = MIN_GROUPS
                      ) -> tuple[float, float, float]:
-    """ROC AUC of ``scores_b`` minus that of ``scores_a``, with a group-bootstrap interval.
-
-    Both AUCs of a replicate are computed on the same resampled groups (studies,
-    drawn with replacement, each vertebra weighted by how often its study was
-    drawn, :func:`vfs_utils.agreement.group_weights`), so the interval is that of
-    the paired difference. Replicates with one class are skipped; no interval (NaN)
-    from fewer than ``min_groups`` groups.
+    """ROC AUC of ``scores_b`` minus that of ``scores_a``, with a paired group-bootstrap
+    interval (both AUCs on the same replicates; otherwise as :func:`bootstrap_ci`).
 
     Returns
     -------
@@ -63,12 +54,10 @@ class Leakage:
     Attributes
     ----------
     predictions : DataFrame
-        ``split`` (``"GroupKFold by patient"`` or ``"KFold over vertebrae"``),
-        ``row``, ``group``, ``label``, ``score`` (out of fold).
+        ``split`` (:data:`GROUPED` or :data:`UNGROUPED`), ``row, group, label, score``.
     summary : DataFrame
-        One row per (level, split): ``roc_auc, roc_auc_lo, roc_auc_hi``; and per
-        level a row ``split = "gap (KFold - GroupKFold)"`` with the paired difference
-        and its patient-bootstrap interval.
+        Per (level, split) ``roc_auc, roc_auc_lo, roc_auc_hi``; per level a :data:`GAP`
+        row with the paired difference.
     """
 
     predictions: pd.DataFrame
@@ -84,24 +73,14 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
             seed: int = 0, threads: int | None = 1) -> Leakage:
     """How much an ungrouped split flatters a model: KFold over vertebrae vs GroupKFold.
 
-    The same model is cross-validated twice on the same rows: with
-    :class:`~sklearn.model_selection.GroupKFold` by patient (no patient on both
-    sides of a split) and with a shuffled :class:`~sklearn.model_selection.KFold`
-    over vertebrae (a patient's other vertebrae in the training part). Whatever
-    ties the vertebrae of a patient together (scanner, noise, bone density, body
-    size, the neighbour features) is learnt in the second and flatters it. The
-    gap is the ROC AUC of KFold minus that of GroupKFold, at vertebra and at
-    patient level (maximum over a patient's vertebrae), with a paired bootstrap
-    over patients (:func:`paired_bootstrap`).
+    A shuffled KFold puts a patient's other vertebrae in the training part, so whatever
+    ties them together is learnt. The gap is KFold's ROC AUC minus GroupKFold's, at
+    vertebra and patient level, with :func:`paired_bootstrap` over patients.
 
     Parameters
     ----------
-    features : DataFrame
-        A features frame (``f_*`` columns) or a feature matrix.
-    labels : array_like of bool
-        One target.
-    groups : array_like
-        Patient (study) of each row.
+    features, labels, groups
+        As :func:`~vfs_utils.baseline.evaluate` (one target).
     model : estimator
         An unfitted scikit-learn classifier (cloned for every fold).
     n_splits, n_boot, seed, threads
@@ -132,12 +111,10 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
     rows = []
     for level in ("vertebra", "patient"):
         if level == "vertebra":
-            lab, grp = y, g
-            sc = scores
+            lab, grp, sc = y, g, scores
         else:
-            per = pd.DataFrame({"g": g, "y": y, **{k: v for k, v in scores.items()}}).groupby(
-                "g", sort=True)
-            agg = per.agg({"y": "any", GROUPED: "max", UNGROUPED: "max"})
+            agg = pd.DataFrame({"g": g, "y": y, **scores}).groupby("g", sort=True).agg(
+                {"y": "any", GROUPED: "max", UNGROUPED: "max"})
             lab, grp = agg["y"].to_numpy(bool), agg.index.to_numpy()
             sc = {k: agg[k].to_numpy(float) for k in (GROUPED, UNGROUPED)}
         for name in (GROUPED, UNGROUPED):

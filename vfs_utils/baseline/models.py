@@ -1,11 +1,5 @@
-"""The baseline models: :func:`make_models`, :func:`train_model`, skops persistence
-(:func:`save_model`, :func:`load_model`, :data:`ALLOWED_TYPES`), :func:`default_model`
-and :func:`predict_study` for one study on disk.
-
-scikit-learn and skops are imported inside the functions that use them: importing
-them takes about a second, which ``import vfs_utils.baseline`` (and the ``vfs`` CLI)
-should not pay before a model is made.
-"""
+"""The baseline models, skops persistence with an allow-list, and :func:`predict_study`.
+scikit-learn and skops are imported inside functions: ``import`` and the CLI stay fast."""
 from __future__ import annotations
 
 import logging
@@ -32,13 +26,11 @@ __all__ = ["ALLOWED_TYPES", "MODEL_NAMES", "default_model", "load_model", "make_
 log = logging.getLogger(__name__)
 
 MODEL_NAMES: tuple[str, ...] = ("prevalence", "logistic", "boosting")
-#: Name of the human reader baseline in prediction tables.
 #: Studies the default model of :func:`predict_study` is trained on (sampled phantoms).
 _DEFAULT_TRAIN_STUDIES = 16
 _DEFAULT_MODEL_FILE = "baseline-logistic-v1.skops"
 
-#: Types a model file may contain beyond those skops trusts by default: exactly the
-#: ones the models of :func:`make_models` need. :func:`load_model` refuses any other.
+#: Types a model file may hold beyond skops' defaults: those :func:`make_models` needs.
 ALLOWED_TYPES: frozenset[str] = frozenset({
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -49,17 +41,9 @@ ALLOWED_TYPES: frozenset[str] = frozenset({
 })
 
 
-# --------------------------------------------------------------------------- models
 def make_models(seed: int = 0) -> dict[str, object]:
-    """The baseline models, unfitted, by name (:data:`MODEL_NAMES`).
-
-    - ``prevalence``: :class:`~sklearn.dummy.DummyClassifier` (``prior``), whose
-      score is the training prevalence for every vertebra (ROC AUC 0.5);
-    - ``logistic``: median imputation, :class:`~sklearn.preprocessing.StandardScaler`
-      and L2 :class:`~sklearn.linear_model.LogisticRegression` (C = 0.1);
-    - ``boosting``: :class:`~sklearn.ensemble.HistGradientBoostingClassifier`
-      (100 iterations of 8-leaf trees, no early stopping, so it is deterministic).
-    """
+    """The baseline models, unfitted, by name (:data:`MODEL_NAMES`): the training prevalence,
+    a scaled L2 logistic regression, and deterministic gradient boosting."""
     from sklearn.dummy import DummyClassifier
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
@@ -109,13 +93,12 @@ def train_model(features, labels, model: str | object = "logistic", *, seed: int
     seed : int
         Seed of the models of :func:`make_models`.
     threads : int or None
-        BLAS/OpenMP threads while fitting (None: the library defaults). One
-        thread is fastest for data this small, and much faster on a busy machine.
+        BLAS/OpenMP threads while fitting (None: the library defaults; one is fastest here).
 
     Returns
     -------
     estimator
-        Fitted; it records its feature names (``feature_names_in_``).
+        Fitted, with ``feature_names_in_``.
     """
     from sklearn.base import clone
 
@@ -130,15 +113,14 @@ def train_model(features, labels, model: str | object = "logistic", *, seed: int
     return est
 
 
-# --------------------------------------------------------------------------- persistence
 def save_model(model, path: str | os.PathLike) -> Path:
-    """Save a fitted model with skops (atomic: a temporary file, then a rename).
+    """Save a fitted model with skops, atomically (parent folders are created).
 
     Parameters
     ----------
     model : estimator
     path : path-like
-        Target file, conventionally ``*.skops``; parent folders are created.
+        Conventionally ``*.skops``.
 
     Returns
     -------
@@ -153,13 +135,8 @@ def save_model(model, path: str | os.PathLike) -> Path:
 
 
 def load_model(path: str | os.PathLike, *, allowed: Iterable[str] = ALLOWED_TYPES):
-    """Load a model saved by :func:`save_model`, without running pickle code.
-
-    The types the file holds beyond skops' defaults
-    (:func:`skops.io.get_untrusted_types`) are checked against ``allowed``
-    (default :data:`ALLOWED_TYPES`) before :func:`skops.io.load` is asked to
-    trust exactly those; a file asking for anything else is refused. A shared
-    model file is therefore safe to open.
+    """Load a model saved by :func:`save_model`, without running pickle code: a file holding
+    types outside ``allowed`` (beyond skops' defaults) is refused.
 
     Raises
     ------
@@ -189,13 +166,8 @@ def load_model(path: str | os.PathLike, *, allowed: Iterable[str] = ALLOWED_TYPE
 
 
 def default_model():
-    """The model :func:`predict_study` uses without ``model``: logistic, grade >= 1.
-
-    Trained on first use on :data:`_DEFAULT_TRAIN_STUDIES` sampled phantom
-    spines (simulated readings, seed 0; a few seconds), then saved with skops
-    in ``<cache>/models/`` and loaded from there afterwards. A phantom-trained
-    model; for real images train on real data and pass it explicitly.
-    """
+    """The model :func:`predict_study` uses without ``model``: logistic, grade >= 1, trained
+    on sampled phantom spines on first use and cached in ``<cache>/models/``."""
     path = cache_dir() / "models" / _DEFAULT_MODEL_FILE
     if path.is_file():
         return load_model(path)
@@ -209,11 +181,8 @@ def default_model():
 
 def predict_study(root: str | os.PathLike, annotation_file: str | os.PathLike,
                   model=None) -> pd.DataFrame:
-    """QM deformity probabilities of the vertebrae of one study.
-
-    The annotation gives the vertebra centres only; the series it belongs to
-    (:func:`vfs_utils.matching.match`) is read with
-    :func:`vfs_utils.dicom.load_series` and the features come from the image.
+    """QM deformity probabilities of the vertebrae of one study (the annotation gives only
+    the centres; the features come from its matched series).
 
     Parameters
     ----------
@@ -222,16 +191,13 @@ def predict_study(root: str | os.PathLike, annotation_file: str | os.PathLike,
     annotation_file : path-like
         The study's annotation (v1 or v2).
     model : path-like, estimator or None
-        A skops file from :func:`save_model`, a fitted estimator, or None for
-        :func:`default_model` (trained on sampled phantoms on first use, then cached).
+        A skops file, a fitted estimator, or None for :func:`default_model`.
 
     Returns
     -------
     DataFrame
-        One row per vertebra, head -> feet: ``folder, vertebra_id, level,
-        centre_row, centre_col, centre_slice, probability`` (of the model's
-        target; consensus grade >= 1 for the default model) and ``deformed``
-        (probability >= 0.5: a QM deformity, not a fracture diagnosis).
+        Head -> feet: ``folder, vertebra_id, level, centre_row, centre_col, centre_slice,
+        probability`` and ``deformed`` (probability >= 0.5: a QM deformity, not a fracture).
     """
     ann = load_annotation(annotation_file)
     series = match(ann, root)

@@ -1,16 +1,5 @@
 """The studies of a baseline run and their labels (centres and consensus labels per vertebra).
-
-A study's ``kind`` is the data mode it comes from, in the words of
-:mod:`vfs_utils.tutorial`: ``real`` (a series read from a dataset root), ``phantom``
-(a real annotation over a phantom rendered from ONE of its readings) or ``synthetic``
-(a sampled phantom spine with simulated readings, or a series of the synthetic dataset).
-
-No label is computed from the reading an image was rendered from: in the ``phantom``
-mode the image is rendered from one expert's reading (:func:`image_expert`) and the
-labels are the consensus of the *other* experts (a study read by one expert is left
-out). Synthetic images come from the true spine and real images from no one's reading,
-so there every reading makes the label.
-"""
+No label comes from the reading an image was rendered from (:func:`image_expert`)."""
 from __future__ import annotations
 
 import hashlib
@@ -42,15 +31,12 @@ from ..readings import match_vertebrae
 __all__ = ["LABEL_LEVELS", "PRIMARY_TARGET", "TARGETS", "Study", "image_expert",
            "load_studies", "vertebra_table"]
 
-#: Targets: name -> lowest consensus QM grade counted as positive. The primary target is
-#: the clinician's question, a moderate or severe deformity (grade >= 2); grade >= 1
-#: (mild included) is the secondary one.
+#: Targets: name -> lowest consensus QM grade counted as positive.
 TARGETS: dict[str, int] = {"label_moderate": 2, "label_any": 1}
 #: The target a lesson reports first.
 PRIMARY_TARGET: str = "label_moderate"
 
 
-# --------------------------------------------------------------------------- studies
 @dataclass(frozen=True, eq=False)
 class Study:
     """One study to compute features for, and where its image comes from.
@@ -58,24 +44,18 @@ class Study:
     Attributes
     ----------
     annotation : Annotation
-        The expert readings (v1 or v2).
     spacing : tuple of float
-        ``(row, col, slice)`` voxel spacing in mm of the annotated series.
+        ``(row, col, slice)`` mm of the annotated series.
     kind : {"real", "phantom", "synthetic"}
-        The data mode (:data:`vfs_utils._modes.MODES`): ``real`` images with real
-        readings; ``phantom``: real readings over a phantom rendered from them;
-        ``synthetic``: phantom images with simulated readings.
+        The data mode (:data:`vfs_utils._modes.MODES`).
     root : Path or None
-        Dataset root: the series is read from it with
-        :func:`~vfs_utils.dicom.load_series` (any mode, e.g. the synthetic dataset).
+        Dataset root the series is read from.
     truth : SpineTruth or None
         Without ``root``: the phantom spine a slab is rendered from.
     seed : int
         Seed of the rendering noise.
     expert : str or None
-        The expert whose reading the image was rendered from (``phantom`` mode):
-        left out of this study's labels. None when the image is no expert's
-        reading (a real image, or a phantom of the true spine).
+        The expert whose reading the image was rendered from, left out of the labels.
     """
 
     annotation: Annotation
@@ -140,13 +120,8 @@ def _image_studies(files: list[Path], root: Path, seed: int, kind: str) -> list[
 
 
 def image_expert(annotation: Annotation) -> str | None:
-    """The expert a phantom of ``annotation`` is rendered from, or None.
-
-    The expert with the most vertebra readings, the first in name order on a tie
-    (deterministic, and it leaves the others' readings to make the labels). None
-    when fewer than two experts read the study: then no reading is left for an
-    independent label.
-    """
+    """The expert a phantom of ``annotation`` is rendered from: the one with the most
+    readings (name order on a tie); None when fewer than two experts read the study."""
     counts = {e: len(vs) for e, vs in annotation.experts.items() if vs}
     if len(counts) < 2:
         return None
@@ -195,20 +170,15 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
     Parameters
     ----------
     source : DataSource, path-like or sequence of Study
-        A :class:`~vfs_utils.tutorial.DataSource` (its v2 annotations; images
-        read from ``source.root`` in the ``real`` and ``synthetic`` modes,
-        phantom slabs rendered from one reading of each annotation in the
-        ``phantom`` mode, see :func:`image_expert`), a folder of annotation files
-        (or one file), or studies (returned as they are).
+        A :class:`~vfs_utils.tutorial.DataSource` (its v2 annotations and, in the
+        ``real`` and ``synthetic`` modes, its images), a folder of annotation files (or
+        one file), or studies (returned as they are).
     root : path-like, optional
-        With a folder of annotation files: read the images from this dataset
-        root; without it, or when it is a phantom build of real annotations
-        (rendered from all readings), the images are phantoms rendered in memory
-        from one reading of each annotation.
+        Read the images from this dataset root; without it, or for a phantom build,
+        phantoms are rendered in memory from one reading each (:func:`image_expert`).
     min_studies : int, optional
-        Top up with sampled phantom spines (simulated readings) to this many
-        studies. Default: 40 for a DataSource in the ``synthetic`` mode, else 0
-        (real data is never mixed with phantoms unless asked for).
+        Top up with sampled phantom spines to this many studies (default: 40 for a
+        ``synthetic`` DataSource, else 0).
     seed : int
         Seed of the sampled spines and of the rendering noise.
     limit : int, optional
@@ -242,9 +212,8 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
     if kind is not None and kind != "phantom":
         studies = _image_studies(files, Path(root), seed, kind)
     else:
-        # a phantom build on disk is rendered from the mean of ALL readings (for the other
-        # lessons); scored against labels from those readings it would be circular, so the
-        # phantom studies are rendered again, in memory, from one reading each
+        # a phantom build on disk is rendered from the mean of ALL readings: circular against
+        # labels from those readings, so render again, in memory, from one reading each
         studies = _phantom_studies(files, seed)
     missing = int(min_studies or 0) - len(studies)
     if missing > 0:
@@ -252,7 +221,6 @@ def load_studies(source, *, root: str | os.PathLike | None = None,
     return studies
 
 
-# --------------------------------------------------------------------------- labels
 def vertebra_table(annotations: Annotation | Sequence[Annotation], spacing, *,
                    exclude: Mapping[str, str | None] | None = None,
                    levels: Sequence[str] | None = LABEL_LEVELS) -> pd.DataFrame:
@@ -264,27 +232,17 @@ def vertebra_table(annotations: Annotation | Sequence[Annotation], spacing, *,
     spacing : (row, col, slice) mm, or mapping folder -> (row, col, slice)
         Voxel spacing of the annotated series (for the heights behind the grades).
     exclude : mapping folder -> expert, optional
-        The expert whose reading a study's image was rendered from
-        (:attr:`Study.expert`). That reading is left out of the labels, which are
-        the consensus of the other experts, and only the vertebrae it marked are
-        listed (the image has no others).
+        :attr:`Study.expert`: left out of the labels; only the vertebrae it marked are listed.
     levels : sequence of str or None
-        The label levels (default T4-L4, :data:`vfs_utils.morphometry.LABEL_LEVELS`):
-        column ``in_levels`` marks the vertebrae whose level is among them (every
-        vertebra with ``levels=None``). A model is evaluated on those only; the
-        others stay in the table as the neighbours of the image features.
+        The label levels, marked in column ``in_levels`` (None: every vertebra).
 
     Returns
     -------
     DataFrame
-        Annotations in the given order, each head -> feet; columns ``folder,
-        series_uid, vertebra_id, level, image_expert`` (the excluded reading, or
-        None), ``n_experts`` and ``experts`` (the readers behind the label),
-        ``centre_row, centre_col, centre_slice`` (voxels, means over every
-        expert's six-point mean), ``in_levels``, ``grade`` (the consensus QM grade
-        of the label readers, Int64, :func:`vfs_utils.morphometry.consensus`
-        ``method="mean"``; <NA> when no other expert read the vertebra),
-        ``label_moderate`` (grade >= 2) and ``label_any`` (grade >= 1), booleans.
+        Annotations in the given order, each head -> feet: ``folder, series_uid,
+        vertebra_id, level, image_expert, n_experts, experts``, ``centre_row,
+        centre_col, centre_slice`` (voxels), ``in_levels``, ``grade`` (the label readers'
+        consensus QM grade, Int64, <NA> without one) and the :data:`TARGETS` booleans.
     """
     anns = [annotations] if isinstance(annotations, Annotation) else list(annotations)
     frame = match_vertebrae(read_annotations(anns))

@@ -1,7 +1,5 @@
-"""The phantom demo dataset: :func:`write_study` (three series and annotations of one
-study) and :func:`build_dataset` (the whole dataset, its ``manifest.json`` and the
-:func:`cache_key` that says when a cached build is stale).
-"""
+"""The phantom demo dataset: one study's series (:func:`write_study`), the whole dataset
+(:func:`build_dataset`), its ``manifest.json`` and :func:`cache_key`."""
 from __future__ import annotations
 
 import contextlib
@@ -24,9 +22,9 @@ from ..dicom import write_series
 from ..errors import DataNotFoundError, DatasetExistsError
 from .render import render_volume, with_acquisition
 from .spine import (
-    PHANTOM_DEFORMITIES,
     SpineTruth,
     phantom_uid,
+    sample_fractures,
     sample_readings,
     sample_spine,
     spine_from_annotation,
@@ -48,22 +46,14 @@ PHANTOM_VERSION = 2
 
 
 def cache_key() -> str:
-    """What a phantom demo dataset is keyed by: the format and :data:`PHANTOM_VERSION`.
-
-    Stored in the manifest (``parameters.code``), so a cached demo dataset written by a
-    phantom that wrote other bytes is rebuilt (see ``replace_stale``) instead of silently
-    reused. An edit that changes nothing written (a comment, a docstring, a refactoring)
-    leaves it alone.
-    """
+    """The format and :data:`PHANTOM_VERSION`, stored in the manifest (``parameters.code``)
+    so that a cached build written by a phantom that wrote other bytes is rebuilt."""
     return f"{_FORMAT}.{PHANTOM_VERSION}"
 
 
 def dataset_manifest(root: str | os.PathLike) -> dict | None:
-    """The build parameters of a phantom dataset at ``root``, or None when it is none.
-
-    None when ``root`` has no ``manifest.json`` or one this package did not write
-    (use :func:`read_manifest` for the reason).
-    """
+    """The build parameters of a phantom dataset at ``root``, or None (:func:`read_manifest`
+    says why)."""
     try:
         return read_manifest(Path(root) / _MANIFEST)["parameters"]
     except (DatasetExistsError, FileNotFoundError):
@@ -78,9 +68,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
     FileNotFoundError
         No such file.
     DatasetExistsError
-        The file is not valid JSON, or not the manifest of a phantom dataset of this
-        package (its ``generator`` and ``parameters.format`` fields): its folder is
-        someone else's and is never replaced.
+        Not valid JSON, or not this package's manifest: its folder is never replaced.
     """
     path = Path(path)
     try:
@@ -109,7 +97,6 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
-# --------------------------------------------------------------------------- writing
 _SLICE_DIR = np.array([0.0, 0.0, -1.0])   # slice index grows head -> feet (-z in LPS)
 
 
@@ -158,29 +145,14 @@ def write_study(root: str | os.PathLike, truth: SpineTruth, *, rng: np.random.Ge
                 patient_id: str = "VFS-PHANTOM", annotations: bool = True) -> dict:
     """Render one study and write its three series (and annotations) under ``root``.
 
-    Writes ``<root>/dicom/<folder>/series-001`` (the annotated thin-slice series,
-    ``truth.series_uid``), ``series-002`` (5 mm slabs averaged from it, its own
-    SeriesInstanceUID) and ``series-003`` (a one-slice coronal LOCALIZER), and,
-    when ``annotations`` is true, ``<root>/annotation/<folder>.json`` (v1) and
-    ``<root>/annotation_v2/<folder>.json`` (v2) from ``truth.readings``.
-
-    Parameters
-    ----------
-    root : path-like
-        Dataset root.
-    truth : SpineTruth
-        Needs ``folder`` and ``series_uid``; readings when ``annotations``.
-    rng : numpy.random.Generator
-        Noise source.
-    patient_id : str
-        Synthetic PatientID.
-    annotations : bool
-        Write the readings as v1 and v2 files.
+    ``dicom/<folder>/series-001`` (thin, ``truth.series_uid``), ``-002`` (5 mm slabs) and
+    ``-003`` (a LOCALIZER); with ``annotations``, ``truth.readings`` as v1 and v2 files.
+    ``truth`` needs ``folder`` and ``series_uid``; ``rng`` is the noise source.
 
     Returns
     -------
     dict
-        The study's record for the manifest: truth and the three SeriesInstanceUIDs.
+        The study's manifest record: truth and the three SeriesInstanceUIDs.
     """
     root = Path(root)
     if not truth.series_uid:
@@ -244,20 +216,11 @@ def _write_series(study: Path, truth: SpineTruth, vol: np.ndarray, common: dict)
                  image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), **common)
 
 
-def _sample_fractures(rng: np.random.Generator) -> list[tuple[str, int]]:
-    out = []
-    if rng.random() < 0.5:
-        for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-            out.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
-                        int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
-    return out
-
-
 def _synthetic_truths(n: int, seed: int, size: int = 512) -> list[SpineTruth]:
     truths = []
     for i in range(n):
         rng = np.random.default_rng([seed, i, 0])
-        fractures = _sample_fractures(rng)
+        fractures = sample_fractures(rng)
         # every dataset shows a wedge and a biconcave fracture (grade 2)
         if i == 0:
             fractures.insert(0, ("wedge", 2))
@@ -314,40 +277,30 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
     Parameters
     ----------
     out : path-like, optional
-        Dataset root to create. Default: ``vfs_utils.data.demo_dir("synthetic-seed{seed}")``
-        or ``demo_dir("from-annotations-<hash>")``.
+        Dataset root; default a :func:`vfs_utils.data.demo_dir` named by the parameters.
     studies : int, optional
-        Number of studies (default :data:`DEFAULT_STUDIES`; with ``annotation_dir``:
-        every file, else the first ``studies`` files in name order).
+        Default :data:`DEFAULT_STUDIES`; with ``annotation_dir`` every file, else the first N.
     seed : int
-        Random seed; the same seed (and inputs) gives byte-identical files.
+        Random seed; the same seed and inputs give byte-identical files.
     annotation_dir : path-like, optional
-        Folder of real v1 or v2 annotation files: render one study per file so that
-        the file matches its series unchanged, and copy the files into ``annotation/``
-        (v2 files, given or found as siblings via ``VFS_ANNOTATION_DIR_V2`` or the
-        cache, into ``annotation_v2/``).
+        Real v1 or v2 annotation files: one study per file that matches it, files copied.
     image_size : int
-        Rows and columns of the synthetic series (fully synthetic mode only; smaller
-        sizes make quick test datasets). Real annotations always get 512 x 512.
+        Rows and columns of fully synthetic series (real annotations get 512 x 512).
     replace_stale : bool
-        When ``out`` holds a phantom build with other parameters (or made by another
-        version of the phantom code), build anew and replace it instead of raising.
-        A folder without a ``manifest.json``, or whose manifest is unparseable or not
-        this package's (:func:`read_manifest`), is never touched.
+        Replace a phantom build with other parameters instead of raising; a folder that is
+        not this package's build (:func:`read_manifest`) is never touched.
 
     Returns
     -------
     Path
-        The dataset root. When it already holds a complete build with the same
-        parameters (its ``manifest.json``), it is returned without rebuilding.
+        The dataset root; a complete build with the same parameters is returned as it is.
 
     Raises
     ------
     DatasetExistsError
-        When ``out`` exists, is not empty and is not a phantom build with these parameters
-        (unless ``replace_stale`` and it is a phantom build).
+        ``out`` is not empty and not a phantom build with these parameters.
     DataNotFoundError
-        When ``annotation_dir`` holds no ``*.json`` file.
+        ``annotation_dir`` holds no ``*.json`` file.
     """
     seed = int(seed)
     files: list[Path] = []
@@ -361,8 +314,7 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
             files = files[:max(int(studies), 1)]
         digest = _hash_files(files)
         params = {"format": _FORMAT, "code": cache_key(), "mode": "from-annotations",
-                  "seed": seed,
-                  "studies": len(files), "annotation_files_sha256": digest}
+                  "seed": seed, "studies": len(files), "annotation_files_sha256": digest}
         name = f"from-annotations-{digest[:12]}-seed{seed}"
     else:
         n = int(studies) if studies is not None else DEFAULT_STUDIES

@@ -1,18 +1,8 @@
-"""The phantom renderer: :func:`render_volume` (a volume or a sub-box of it) and
-:func:`render_sagittal_slab`.
-
-Anatomy (HU): air outside an elliptical torso, subcutaneous fat (-100),
-muscle and soft tissue (35-40), lungs (-850) over the thoracic range, heart,
-descending aorta, trachea, sternum and ribs; vertebral bodies with a cortical
-shell (700) around cancellous bone (lower in osteoporotic studies),
-intervertebral discs (80), the spinal canal (10) and posterior elements; the
-non-fracture deformities of :class:`~vfs_utils.phantom.spine.VertebraTruth`
-(Schmorl nodes: an endplate pit filled with disc, with a thin sclerotic rim;
-osteophytes: anterior bony spurs at the endplate margins; a short vertebra is
-only lower); then the study's acquisition (``SpineTruth.blur_px``: in-plane
-blur; ``hu_offset``: added everywhere; ``noise_hu``: Gaussian noise). Edges are
-rendered with partial volume (soft ramps of about one voxel), so heights
-measured back from the image agree with the keypoints.
+"""The phantom renderer: :func:`render_volume` (a volume or a sub-box) and
+:func:`render_sagittal_slab`. Torso, chest organs and a spine (cortical shell, cancellous
+bone, discs, canal, posterior elements, non-fracture deformities) in
+:data:`~vfs_utils.phantom.spine.HU`, then the study's acquisition; edges have partial
+volume, so heights measured back from the image agree with the keypoints.
 """
 from __future__ import annotations
 
@@ -35,7 +25,6 @@ _SPUR_ANGLE = math.radians(35)   # a spur points anteriorly and this far towards
 _SCLEROSIS_HU = 450.0            # the rim around a Schmorl node
 
 
-# --------------------------------------------------------------------------- rendering
 def _ramp(d: np.ndarray, width: float) -> np.ndarray:
     """Partial-volume occupancy of a signed distance ``d`` (mm, > 0 inside)."""
     return np.clip(0.5 + d / width, 0.0, 1.0)
@@ -329,11 +318,8 @@ def _crop(mask: np.ndarray) -> tuple[slice, slice]:
 
 
 def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float) -> None:
-    """Torso, lungs and mediastinum, slice by slice from 2D fields computed once.
-
-    The fields live on an extended row grid; each slice takes a row-shifted view,
-    so the torso follows the spine's sagittal curve (partly) without recomputing them.
-    """
+    """Torso, lungs and mediastinum, slice by slice: row-shifted views of 2D fields computed
+    once, so the torso follows the spine's sagittal curve without recomputing them."""
     geom = truth.geometry
     sp = np.asarray(geom.spacing)
     z, y_s, y_mean, x_s, apex, base, step, level_z = _torso_fields(truth, box)
@@ -447,10 +433,6 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float) -> 
             img[rows_k, cols_k] += occ * (HU["rib"] - img[rows_k, cols_k])
 
 
-def _full_box(geom: Geometry):
-    return ((0, geom.shape[0]), (0, geom.shape[1]), (0, geom.shape[2]))
-
-
 def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
                   rng: np.random.Generator | None = None, *, box=None,
                   noise: float | None = None, blur: float | None = None,
@@ -466,23 +448,15 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
     rng : numpy.random.Generator, optional
         Source of the noise (default: ``default_rng(0)``).
     box : ((r0, r1), (c0, c1), (s0, s1)), optional
-        Render only this sub-box of voxel indices (half-open ranges), e.g. a thin
-        sagittal slab around the spine; the result then has shape
-        ``(r1 - r0, c1 - c0, s1 - s0)`` and equals the same box of the full volume
-        up to noise.
-    noise : float, optional
-        Standard deviation of the Gaussian noise in HU (0 for none); default
-        ``truth.noise_hu``.
-    blur : float, optional
-        In-plane Gaussian blur in pixels (0 for none); default ``truth.blur_px``.
-    hu_offset : float, optional
-        Added to every voxel before the noise (HU); default ``truth.hu_offset``.
+        Render only this sub-box (half-open voxel ranges); it equals the same box of the
+        full volume up to noise.
+    noise, blur, hu_offset : float, optional
+        Noise SD (HU), in-plane blur (pixels), HU offset; default the ``truth`` fields.
 
     Returns
     -------
     ndarray, int16, shape (rows, cols, slices)
-        HU values; a (rows, cols, slices) view of a (slices, rows, cols) C-ordered array,
-        so ``array[:, :, k]`` is contiguous.
+        HU; a view of a (slices, rows, cols) C-ordered array (``array[:, :, k]`` is contiguous).
     """
     if geometry is not None and geometry != truth.geometry:
         truth = dataclasses.replace(truth, geometry=geometry)
@@ -491,7 +465,7 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
     hu_offset = float(truth.hu_offset if hu_offset is None else hu_offset)
     geom = truth.geometry
     rng = rng if rng is not None else np.random.default_rng(0)
-    full = _full_box(geom)
+    full = tuple((0, n) for n in geom.shape)
     if box is None:
         box = full
     box = tuple((max(int(lo), f[0]), min(int(hi), f[1])) for (lo, hi), f in zip(box, full))
@@ -535,23 +509,15 @@ def render_volume(truth: SpineTruth, geometry: Geometry | None = None,
 def render_sagittal_slab(truth: SpineTruth, half_width_mm: float = 12.0,
                          rng: np.random.Generator | None = None,
                          **kwargs) -> tuple[np.ndarray, tuple]:
-    """Render only a thin sagittal slab around the spine's columns.
+    """Render only a sagittal slab ``half_width_mm`` either side of the spine's columns.
 
-    Parameters
-    ----------
-    truth : SpineTruth
-    half_width_mm : float
-        Half width of the slab in mm (cols ``centre +- half_width``).
-    rng : numpy.random.Generator, optional
-    **kwargs
-        Passed to :func:`render_volume` (``noise``, ``blur``, ``hu_offset``).
+    ``rng`` and ``**kwargs`` (``noise``, ``blur``, ``hu_offset``) go to :func:`render_volume`.
 
     Returns
     -------
     slab : ndarray int16 (rows, n_cols, slices)
     box : ((r0, r1), (c0, c1), (s0, s1))
-        Voxel index ranges of the slab: point ``[row, col, slice]`` sits at
-        ``[row, col - c0, slice]`` in the slab.
+        Point ``[row, col, slice]`` sits at ``[row, col - c0, slice]`` in the slab.
     """
     cols = np.concatenate([v.points[:, 1] for v in truth.vertebrae])
     half = half_width_mm / truth.geometry.spacing[1]
@@ -563,9 +529,5 @@ def render_sagittal_slab(truth: SpineTruth, half_width_mm: float = 12.0,
 
 
 def with_acquisition(truth: SpineTruth, rng: np.random.Generator) -> SpineTruth:
-    """``truth`` with a per-study acquisition drawn as :func:`sample_spine` draws it.
-
-    Noise SD 10-28 HU, blur 0.4-1.1 px and an HU offset (SD 6, clipped to 15 HU): what a
-    scanner and its reconstruction kernel give every vertebra of one study alike.
-    """
+    """``truth`` with a per-study acquisition drawn as :func:`sample_spine` draws it."""
     return dataclasses.replace(truth, **draw_acquisition(rng))

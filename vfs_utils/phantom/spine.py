@@ -1,13 +1,6 @@
-"""The phantom's geometry and truth, sampled spines and readings, and the spine of a
-real annotation (conventions: see :mod:`vfs_utils.phantom`).
-
-The normal shape of a sampled vertebra (physiological wedging Ha/Hp and endplate
-concavity Hm/Hp, per level) and the simulated readers' noise come from a small
-table of numbers measured once on the real v2 annotations (``_NORMAL_SHAPE``;
-re-derive it with ``docs/derive_phantom_shape.py``).
-
-The module is one piece because sampling and the annotation path build the same
-truth objects with the same per-level conventions.
+"""The phantom's geometry and truth, sampled spines and readings, and the spine of a real
+annotation (conventions: :mod:`vfs_utils.phantom`). One piece: sampling and the annotation
+path build the same truth objects with the same per-level shape table (``_NORMAL_SHAPE``).
 """
 from __future__ import annotations
 
@@ -41,20 +34,10 @@ HU: dict[str, float] = {
 _DISC_MIN_MM = 2.0  # touching endplates of a real annotation are pulled this far apart
 
 
-# --------------------------------------------------------------------------- data classes
 @dataclass(frozen=True)
 class Geometry:
-    """Voxel grid of a series.
-
-    Attributes
-    ----------
-    shape : tuple of int
-        ``(rows, cols, slices)``.
-    spacing : tuple of float
-        ``(row, col, slice)`` spacing in mm.
-    origin : tuple of float
-        LPS position (mm) of voxel ``(0, 0, 0)``, the centre of the first slice's first pixel.
-    """
+    """Voxel grid of a series: ``shape`` (rows, cols, slices), ``spacing`` (row, col, slice)
+    mm, ``origin`` (LPS mm of the centre of voxel ``(0, 0, 0)``)."""
 
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
@@ -70,24 +53,15 @@ class VertebraTruth:
     points : ndarray, shape (6, 3)
         ``[row, col, slice]`` voxel indices of the six keypoints.
     level : str or None
-        Level name such as ``"Th7"``.
     grade : int or None
-        Genant grade 0-3 of a fracture (None when unknown, e.g. read from a real
-        annotation). The non-fracture deformities have grade 0.
+        Genant grade 0-3 (None when unknown); non-fracture deformities have grade 0.
     deformity : str or None
-        ``"normal"``; a fracture ``"wedge"``, ``"biconcave"`` or ``"crush"`` (grade
-        1-3); or a non-fracture deformity (grade 0, :data:`NON_FRACTURE_DEFORMITIES`):
-        ``"schmorl_node"`` (an endplate pit filled with disc), ``"osteophyte"``
-        (anterior bony spurs at the endplate margins) or ``"short_vertebra"``
-        (uniformly lower, normal ratios). None when unknown.
+        ``"normal"``, a fracture (``"wedge"``, ``"biconcave"``, ``"crush"``), one of
+        :data:`NON_FRACTURE_DEFORMITIES`, or None when unknown.
     annotated : bool
-        False for vertebrae rendered only to continue the spine beyond the annotated ones.
+        False for vertebrae rendered only to continue the spine.
     detail : mapping
-        Parameters of a non-fracture deformity, read by the renderer (empty otherwise):
-        Schmorl node ``endplate`` ("upper"/"lower"), ``position`` (0 anterior - 1
-        posterior), ``offset_mm`` (lateral), ``radius_mm``, ``depth_mm``; osteophyte
-        ``upper_mm``, ``lower_mm`` (spur lengths, 0 for none); short vertebra
-        ``height_factor``.
+        Render parameters of a non-fracture deformity (see :func:`_non_fracture`).
     """
 
     points: np.ndarray
@@ -108,21 +82,16 @@ class SpineTruth:
         Head -> feet order.
     geometry : Geometry
     bone_hu : float
-        Cancellous bone attenuation in HU, one value per patient (lower when
-        ``osteoporotic``, and osteoporosis is more likely with fractures).
+        Cancellous bone attenuation in HU (one per patient).
     osteoporotic : bool
-    folder : str
-        Study folder name.
-    series_uid : str
-        SeriesInstanceUID of the thin-slice series.
+    folder, series_uid : str
+        Study folder name and SeriesInstanceUID of the thin-slice series.
     readings : dict
-        Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra` (simulated or real).
+        Expert name -> tuple of :class:`~vfs_utils.annotation.Vertebra`.
     torso_scale : float
-        Size factor of the torso (1 = 32 x 23 cm).
+        Size factor of the torso.
     noise_hu, blur_px, hu_offset : float
-        The study's acquisition, shared by all its vertebrae: SD of the image noise
-        (HU), in-plane Gaussian blur (pixels; larger = softer kernel) and a
-        calibration offset added to every voxel (HU).
+        The study's acquisition: noise SD (HU), in-plane blur (pixels), HU offset.
     """
 
     vertebrae: tuple[VertebraTruth, ...]
@@ -145,25 +114,19 @@ class SpineTruth:
 
 
 def phantom_uid(*parts: object) -> str:
-    """The UID of a phantom object named by `parts` (:func:`~vfs_utils.dicom._common.derived_uid`
-    below :data:`_UID_SOURCE`)."""
+    """The UID of a phantom object named by ``parts``, below :data:`_UID_SOURCE`."""
     return derived_uid(_UID_SOURCE, *parts)
 
 
-# --------------------------------------------------------------------------- sampling
 PHANTOM_DEFORMITIES = ("wedge", "biconcave", "crush")
 _GRADE_RANGE = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
 
 #: Deformities that are not fractures (grade 0): what a fracture classifier must not flag.
 NON_FRACTURE_DEFORMITIES: tuple[str, str, str] = ("schmorl_node", "osteophyte", "short_vertebra")
 
-#: Normal vertebral shape per level, measured once on the real v2 annotations
-#: (anchor-free-genant, 100 studies, CC BY-NC 4.0; the files are not in this repository)
-#: by ``docs/derive_phantom_shape.py``, which prints this table again. Every expert's
-#: reading at unit spacing (voxels), "normal" = within-vertebra QM grade 0
-#: (:mod:`vfs_utils.morphometry`), levels with >= 20 normal readings. Columns:
-#: n normal readings; Ha/Hp median, first and third quartile; Hm/Hp median, quartiles;
-#: one reader's SD of Ha/Hp and of Hm/Hp around the readers' mean of the same vertebra.
+#: Normal vertebral shape per level, printed by ``docs/derive_phantom_shape.py`` from the
+#: real v2 annotations. Columns: n normal readings; Ha/Hp median, quartiles; Hm/Hp median,
+#: quartiles; one reader's SD of Ha/Hp and of Hm/Hp around the readers' mean.
 _NORMAL_SHAPE: dict[str, tuple[float, ...]] = {
     'C6': (30, 0.945, 0.900, 1.025, 0.882, 0.848, 0.934, 0.052, 0.035),
     'C7': (101, 0.991, 0.952, 1.034, 0.879, 0.848, 0.914, 0.031, 0.032),
@@ -182,17 +145,14 @@ _NORMAL_SHAPE: dict[str, tuple[float, ...]] = {
     'L1': (142, 0.950, 0.900, 0.977, 0.871, 0.844, 0.895, 0.021, 0.024),
     'L2': (42, 0.960, 0.935, 1.011, 0.859, 0.839, 0.889, 0.016, 0.022),
 }
-#: SD of a reader's whole-endplate placement along the height, as a fraction of the
-#: posterior height (the part of the readers' slice-axis keypoint scatter that the
-#: per-point noise behind the ratio SDs above does not explain; same script).
+#: SD of a reader's whole-endplate placement along the height, in posterior heights
+#: (same script).
 _ENDPLATE_SHIFT = 0.0181
 #: SD (mm) of a reader's point along the endplate (anterior-posterior placement).
 _ALONG_MM = 0.6
 _IQR_PER_SD = 1.349          # interquartile range of a normal distribution, in SD
 
-#: Per-vertebra probabilities of the non-fracture deformities (at most one per vertebra).
-#: Schmorl nodes: mid-thoracic to lumbar; osteophytes: a per-patient degenerative
-#: tendency (none in half the patients); short vertebra: rare.
+#: Per-vertebra probabilities of the non-fracture deformities (osteophytes: per patient).
 _P_SCHMORL = 0.06
 _P_OSTEOPHYTE = (0.0, 0.12, 0.35)
 _P_OSTEOPHYTE_PATIENT = (0.5, 0.3, 0.2)
@@ -213,12 +173,8 @@ def _shape_row(level: str | None) -> tuple[float, ...]:
 
 
 def _normal_shape(level: str | None, rng: np.random.Generator) -> tuple[float, float]:
-    """True (Ha/Hp, Hm/Hp) of a normal vertebra at ``level``.
-
-    Normal around the level's median; the SD is the readings' spread (IQR / 1.349)
-    less the reader noise that :func:`sample_readings` adds back. Redrawn until the
-    vertebra is QM grade 0 (every height at least 83 % of the largest).
-    """
+    """True (Ha/Hp, Hm/Hp) of a normal vertebra at ``level``: the readings' spread less
+    the reader noise that :func:`sample_readings` adds back, redrawn until QM grade 0."""
     _, w_med, w_q1, w_q3, c_med, c_q1, c_q3, r_w, r_c = _shape_row(level)
     sd_w = math.sqrt(max(((w_q3 - w_q1) / _IQR_PER_SD) ** 2 - r_w ** 2, 0.01 ** 2))
     sd_c = math.sqrt(max(((c_q3 - c_q1) / _IQR_PER_SD) ** 2 - r_c ** 2, 0.01 ** 2))
@@ -256,25 +212,26 @@ def _non_fracture(k: int, rng: np.random.Generator, p_osteophyte: float
 
 
 def _patient_bone(deformed: bool, rng: np.random.Generator) -> tuple[float, bool]:
-    """A patient's cancellous bone density (HU) and whether it is osteoporotic.
-
-    Osteoporotic (70-150 HU) with probability 0.6 when the spine has a deformity,
-    0.2 otherwise; else 150-300 HU. These are settings of the phantom, chosen to tie
-    density to deformity as osteoporosis does, not values measured on this dataset.
-    """
+    """A patient's cancellous bone HU and whether it is osteoporotic (phantom settings that
+    tie density to deformity, not measured values)."""
     osteoporotic = bool(rng.random() < (0.6 if deformed else 0.2))
     bone = float(np.clip(rng.normal(115, 20), 70, 150) if osteoporotic
                  else np.clip(rng.normal(215, 35), 150, 300))
     return bone, osteoporotic
 
 
-def draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
-    """One study's acquisition, shared by all its vertebrae (``SpineTruth`` fields).
+def sample_fractures(rng: np.random.Generator) -> list[tuple[str, int]]:
+    """A study's fractures (deformity, grade): none in about half of the studies."""
+    out = []
+    if rng.random() < 0.5:
+        for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
+            out.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
+                        int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
+    return out
 
-    ``noise_hu`` 10-28 HU (image noise SD), ``blur_px`` 0.4-1.1 px (in-plane blur:
-    the reconstruction kernel) and ``hu_offset`` (calibration, SD 6 HU, clipped to
-    15 HU).
-    """
+
+def draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
+    """One study's acquisition (the ``SpineTruth`` fields ``noise_hu, blur_px, hu_offset``)."""
     return {"noise_hu": float(rng.uniform(10, 28)), "blur_px": float(rng.uniform(0.4, 1.1)),
             "hu_offset": float(np.clip(rng.normal(0, 6), -15, 15))}
 
@@ -285,41 +242,29 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                  series_uid: str = "", non_fracture: bool = True) -> SpineTruth:
     """Sample a fully synthetic thoracic and upper lumbar spine.
 
-    Normal vertebrae have the real data's per-level shape: physiological wedging
-    (Ha/Hp lowest, about 0.89, at Th6-Th7) and endplate concavity (Hm/Hp about 0.86),
-    drawn around the medians of :data:`_NORMAL_SHAPE` with its spread less the
-    reader noise. Non-fracture deformities (grade 0, :data:`NON_FRACTURE_DEFORMITIES`)
-    are placed on non-fractured vertebrae: Schmorl nodes (about 6 % of Th5-L2),
-    osteophytes (none in half the patients, 12 % or 35 % of the vertebrae in the
-    others) and short vertebrae (2 %, heights x 0.78-0.88 with normal ratios).
-
-    The patient's cancellous bone density (``bone_hu``) is drawn once per patient:
-    osteoporotic (70-150 HU) in 60 % of patients with fractures and 20 % of the
-    others, otherwise 150-300 HU. The study's acquisition (``noise_hu`` 10-28 HU,
-    ``blur_px`` 0.4-1.1 px, ``hu_offset`` SD 6 HU) is drawn once per study.
+    Normal vertebrae get the per-level shape of :data:`_NORMAL_SHAPE`; non-fractured
+    ones may get a non-fracture deformity. Bone density is drawn per patient (lower,
+    more often, with fractures) and the acquisition per study.
 
     Parameters
     ----------
     rng : numpy.random.Generator
     n_vertebrae : int, optional
-        12-17 (default: sampled). The spine starts at C7, Th1 or Th2.
+        Default: sampled, 12-17 from C7, Th1 or Th2.
     fractures : sequence of (deformity, grade), optional
-        Fractures to place (deformity ``"wedge"``, ``"biconcave"`` or ``"crush"``,
-        Genant grade 1-3) at random levels between Th4 and L1. Default: sampled
-        with a prevalence of about one fractured study in two.
+        ``("wedge" | "biconcave" | "crush", 1-3)`` placed at random levels Th4-L1;
+        default: sampled.
     shape : (rows, cols)
-        In-plane size of the series (the slice count follows the spine length).
+        In-plane size (the slice count follows the spine length).
     folder, series_uid : str
         Stored on the result.
     non_fracture : bool
-        Place non-fracture deformities (default True).
+        Place non-fracture deformities.
 
     Returns
     -------
     SpineTruth
-        Keypoints in voxel indices; pixel spacing 0.70-0.80 mm, slice spacing
-        1.0 or 1.25 mm; vertebral heights grow towards the feet
-        (Th1 about 15 mm, L2 about 26 mm) and discs from 4 to 8 mm.
+        Keypoints in voxel indices.
     """
     rows, cols = int(shape[0]), int(shape[1])
     n = int(n_vertebrae if n_vertebrae is not None else rng.integers(12, 18))
@@ -334,11 +279,7 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     scale = float(rng.normal(1.0, 0.05))
 
     if fractures is None:
-        fractures = []
-        if rng.random() < 0.5:
-            for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
-                fractures.append((str(rng.choice(PHANTOM_DEFORMITIES, p=[0.55, 0.3, 0.15])),
-                                  int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))))
+        fractures = sample_fractures(rng)
     fractured = any(int(g) > 0 for _, g in fractures)
     # patient: bone density (lower with fractures) and degenerative tendency
     bone, osteoporotic = _patient_bone(fractured, rng)
@@ -444,21 +385,17 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
                     ) -> dict[str, tuple[Vertebra, ...]]:
     """Simulate expert readings of the annotated vertebrae of ``truth``.
 
-    The default reader noise is the real readers' (``docs/derive_phantom_shape.py``):
-    each point moves along the vertebra's height with an SD that gives one reader's
-    Ha/Hp and Hm/Hp the per-level SD measured between real readers of the same
-    vertebra (about 0.025); each endplate as a whole moves along the height with
-    SD 1.8 % of the posterior height; each point moves 0.6 mm (SD) along the endplate.
+    The default reader noise is the real readers' per level (:data:`_NORMAL_SHAPE`,
+    :data:`_ENDPLATE_SHIFT`, :data:`_ALONG_MM`).
 
     Parameters
     ----------
     truth : SpineTruth
     rng : numpy.random.Generator
     n_experts : int, optional
-        2 or 3 (default: sampled), named like the v2 experts ``expert1..expert4``.
+        Default: 2 or 3, sampled from ``expert1..expert4``.
     noise_mm : float, optional
-        Instead of the default model: independent Gaussian errors of this SD (mm)
-        per point, in row and slice.
+        Instead: independent Gaussian errors of this SD (mm) per point, in row and slice.
     p_missing_end : float
         Probability that a reader leaves out the top vertebra, and separately the bottom one.
 
@@ -474,11 +411,8 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
     annotated = [v for v in truth.vertebrae if v.annotated]
     readings = {}
     for name in names:
-        first, last = 0, len(annotated)
-        if len(annotated) > 4 and rng.random() < p_missing_end:
-            first = 1
-        if len(annotated) > 4 and rng.random() < p_missing_end:
-            last -= 1
+        first = int(len(annotated) > 4 and rng.random() < p_missing_end)
+        last = len(annotated) - int(len(annotated) > 4 and rng.random() < p_missing_end)
         items = []
         for v in annotated[first:last]:
             if noise_mm is None:
@@ -495,7 +429,6 @@ def sample_readings(truth: SpineTruth, rng: np.random.Generator, *, n_experts: i
     return readings
 
 
-# --------------------------------------------------------------------------- from annotations
 def _folder_spacing(folder: str) -> tuple[float, float, float]:
     digest = hashlib.sha256(folder.encode()).digest()
     pixel = (0.703125, 0.742188, 0.78125)[digest[0] % 3]
@@ -503,11 +436,8 @@ def _folder_spacing(folder: str) -> tuple[float, float, float]:
 
 
 def _group_vertebrae(annotation: Annotation, expert: str | None = None) -> list[np.ndarray]:
-    """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it.
-
-    Readings are paired across experts by :func:`vfs_utils.readings.match_vertebrae`
-    (by level in v2, by position in v1). With ``expert``, only that expert's readings.
-    """
+    """Per vertebra (head -> feet), the stacked readings (k, 6, 3) of the experts who marked it
+    (paired by :func:`vfs_utils.readings.match_vertebrae`; with ``expert``, only theirs)."""
     if not any(annotation.experts.values()):
         raise AnnotationError(f"{annotation.path or annotation.folder}: no expert marked any "
                               "vertebra; the phantom needs at least one reading.")
@@ -546,33 +476,26 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
                           expert: str | None = None) -> SpineTruth:
     """The spine of a real annotation: one vertebra per mean of the experts' readings.
 
-    Vertebrae are matched across experts by level (v2) or by the nearest centre
-    (v1). Endplates that touch (neighbouring readings sharing points) are pulled
-    apart by at most 2 mm each so a disc separates the bodies; every other point
-    is rendered where the experts put it on average. One unannotated vertebra
-    continues the spine above and below when the volume has room for it.
+    Touching endplates are pulled apart (at most 2 mm each) to leave a disc; one
+    unannotated vertebra continues the spine above and below when there is room.
 
     Parameters
     ----------
     annotation : Annotation or path-like
         A v1 or v2 annotation.
     spacing : (row, col, slice) mm, optional
-        Default: pixel 0.70-0.78 mm chosen from a hash of the folder, slices 1 mm.
+        Default: chosen from a hash of the folder.
     shape : (rows, cols)
     margin : int
-        Slices added below the largest annotated slice index.
+        Slices below the largest annotated slice index.
     extra_points : ndarray (k, 3), optional
-        Further points the volume must contain (e.g. the other annotation version).
+        Further points the volume must contain.
     expert : str, optional
-        Render the vertebrae from this one expert's reading instead of the mean of
-        all readings, so that the other experts' readings are independent of the
-        image (a label scored against the image must come from them only). The
-        volume still holds every expert's points.
+        Render this expert's reading instead of the mean, so that the other experts'
+        readings stay independent of the image. The volume still holds every point.
 
-    The patient's bone density is drawn with :func:`sample_spine`'s probabilities
-    (seeded by the folder name), "deformed" meaning a within-vertebra QM grade >= 2
-    of the rendered reading at the label levels (grade 1 is mostly normal wedging):
-    the density follows what the image shows, never the other experts' readings.
+    The bone density follows the rendered reading's QM grade >= 2 at the label levels
+    (seeded by the folder name), never the other experts' readings.
 
     Returns
     -------
@@ -582,7 +505,7 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     Raises
     ------
     AnnotationError
-        ``expert`` is not an expert of the annotation, or read no vertebra.
+        ``expert`` read no vertebra here.
     """
     ann = annotation if isinstance(annotation, Annotation) else load_annotation(annotation)
     sp = np.asarray(spacing if spacing is not None else _folder_spacing(ann.folder), float)
@@ -596,11 +519,8 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     levels: list[str | None] = [None] * len(groups)
     readers = {expert: ann.experts[expert]} if expert is not None else ann.experts
     if all(v.level for vs in readers.values() for v in vs):
-        lv = {}
-        for vs in readers.values():
-            for v in vs:
-                lv.setdefault(v.level, v.points.mean(axis=0)[2])
-        levels = sorted(lv, key=lambda x: level_index(x, 99))
+        levels = sorted(dict.fromkeys(v.level for vs in readers.values() for v in vs),
+                        key=lambda x: level_index(x, 99))
     all_pts = np.concatenate([np.stack([v.points for v in vs]).reshape(-1, 3)
                               for vs in ann.experts.values() if vs])
     if extra_points is not None:
@@ -620,8 +540,7 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
             vertebrae.append(VertebraTruth(bottom, None, annotated=False))
     geometry = Geometry((rows, cols, n_slices), tuple(float(s) for s in sp),
                         (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
-    # the patient's bone density: lower, more often, when the rendered reading itself shows
-    # a moderate or severe deformity (QM grade >= 2) at the label levels (all levels in v1)
+    # the bone density follows the rendered reading (all levels in v1, without level names)
     grades = genant_grade(within_loss(heights(np.stack(means), sp)))
     at_labels = np.array([lvl is None or lvl in LABEL_LEVELS for lvl in levels])
     deformed = bool((grades[at_labels] >= 2).any())
