@@ -1,4 +1,4 @@
-"""The vfs command line: fetch, prepare, demo-data, scan, index, inventory, morphometry, predict.
+"""vfs: fetch, prepare, doctor, demo-data, scan, index, inventory, morphometry, predict.
 
 The only module that prints. Every failure ends as one line on stderr: status 2 for a bad
 argument, a project exception or an OS error on a path; Ctrl-C and SIGTERM (raised as an
@@ -203,6 +203,23 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from .tutorial import setup
 
     print(setup(args.mode))
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run
+
+    checks = run()
+    for c in checks:
+        print(f"{'ok' if c.ok else 'FAIL':<5} {c.name}: {c.detail}")
+        if not c.ok:
+            print(f"      fix: {c.fix}")
+    problems = sum(not c.ok for c in checks)
+    if problems:
+        print(f"vfs doctor: {problems} problem{'s' if problems > 1 else ''}; each FAIL line "
+              "has its fix", file=sys.stderr)
+        return 2
+    print("vfs doctor: ready for the lessons")
     return 0
 
 
@@ -431,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["real", "phantom", "synthetic"], default=None,
                    help="force a data mode (default: the first available)")
     p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("doctor", help="check this machine for the lessons: versions, data mode, "
+                       "disk, memory, the keypoint model (exit 2 with a fix per problem)")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("scan", help="list the DICOM series under a study folder or dataset root")
     p.add_argument("path", type=_existing_folder, help="a study folder or a dataset root")

@@ -1,0 +1,124 @@
+"""`vfs doctor`: a good setup (exit 0, every line ok) and three broken ones (exit 2, the
+failing line and its fix): no annotation copy, no disk, a missing package. It writes nothing."""
+from __future__ import annotations
+
+import importlib
+import shutil
+from collections import namedtuple
+
+import pytest
+
+from vfs_utils import doctor
+from vfs_utils.cli import main
+
+DiskUsage = namedtuple("DiskUsage", "total used free")
+GB = 1024**3
+ENV = ("VFS_DATA_ROOT", "VFS_ANNOTATION_DIR", "VFS_ANNOTATION_DIR_V2", "VFS_SHARED_DIR",
+       "VFS_OFFLINE", "VFS_CACHE_DIR")
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, tiny_dataset):
+    """A fresh cache, the tiny dataset's annotation folders as the copies at hand, 50 GB of
+    disk and 8 GB of memory: a good setup whose demo data is not built yet."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VFS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VFS_OFFLINE", "1")
+    monkeypatch.setenv("VFS_ANNOTATION_DIR", str(tiny_dataset / "annotation"))
+    monkeypatch.setenv("VFS_ANNOTATION_DIR_V2", str(tiny_dataset / "annotation_v2"))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(100 * GB, 50 * GB, 50 * GB))
+    monkeypatch.setattr(doctor, "_memory_gb", lambda: 8.0)
+    return tmp_path
+
+
+def _run(capsys) -> tuple[int, list[str], str]:
+    status = main(["doctor"])
+    out, err = capsys.readouterr()
+    return status, out.splitlines(), err
+
+
+def _line(lines: list[str], name: str) -> str:
+    found = [i for i, line in enumerate(lines) if line.split(":", 1)[0].split()[-1] == name]
+    assert len(found) == 1, (name, lines)
+    return lines[found[0]]
+
+
+def _fix(lines: list[str], name: str) -> str:
+    i = lines.index(_line(lines, name))
+    assert lines[i + 1].strip().startswith("fix: "), lines
+    return lines[i + 1]
+
+
+def test_good_setup_says_every_check_ok_and_writes_nothing(env, capsys):
+    status, lines, err = _run(capsys)
+    assert status == 0, (lines, err)
+    names = [line.split(":", 1)[0].split()[-1] for line in lines[:-1]]
+    assert names == ["python", "packages", "mode", "data", "disk", "memory", "model"], lines
+    assert all(line.startswith("ok ") for line in lines[:-1]), lines
+    assert lines[-1] == "vfs doctor: ready for the lessons"
+    assert "phantom: the real annotations from VFS_ANNOTATION_DIR, VFS_ANNOTATION_DIR_V2" in \
+        _line(lines, "mode")
+    assert str(env / "cache" / "demo" / "phantom") in _line(lines, "data")
+    assert "not built yet" in _line(lines, "data")
+    # 4 studies x 0.24 GB + 0.5 GB spare, and the 50 GB the patched disk has
+    assert "50.0 GB free" in _line(lines, "disk") and "need 1.5 GB" in _line(lines, "disk")
+    assert "8.0 GB available" in _line(lines, "memory")
+    assert "loads and runs (onnxruntime" in _line(lines, "model")
+    assert len(lines) <= 10
+    assert not (env / "cache").exists()   # reads only
+
+
+def test_no_annotation_copy_fails_with_the_fix(env, capsys, monkeypatch):
+    monkeypatch.delenv("VFS_ANNOTATION_DIR")
+    monkeypatch.delenv("VFS_ANNOTATION_DIR_V2")
+    status, lines, err = _run(capsys)
+    assert status == 2
+    assert err.strip() == "vfs doctor: 1 problem; each FAIL line has its fix"
+    mode = _line(lines, "mode")
+    assert mode.startswith("FAIL") and "synthetic: no annotation copy at hand" in mode
+    assert "VFS_SHARED_DIR" in _fix(lines, "mode") and "vfs fetch" in _fix(lines, "mode")
+    assert str(env / "cache" / "demo" / "synthetic") in _line(lines, "data")
+
+
+def test_no_disk_fails_with_the_fix(env, capsys, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(100 * GB, 100 * GB, GB // 5))
+    status, lines, _ = _run(capsys)
+    assert status == 2
+    disk = _line(lines, "disk")
+    assert disk.startswith("FAIL") and "0.2 GB free" in disk
+    assert "free 1.3 GB there" in _fix(lines, "disk") and "VFS_CACHE_DIR" in _fix(lines, "disk")
+    assert [line.split()[0] for line in lines if line.startswith("FAIL")] == ["FAIL"]
+
+
+def test_a_shared_build_needs_no_disk_for_the_demo(env, capsys, monkeypatch, tiny_dataset):
+    # a shared folder whose demo build matches what the lesson asks for: nothing to write
+    from vfs_utils.phantom import build_dataset
+
+    shared = env / "shared"
+    built = build_dataset(shared / "demo" / "phantom", studies=1, seed=0,
+                          annotation_dir=tiny_dataset / "annotation_v2", image_size=192)
+    assert (built / "manifest.json").is_file()
+    monkeypatch.setenv("VFS_SHARED_DIR", str(shared))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(GB, GB, GB))
+    status, lines, _ = _run(capsys)
+    assert status == 0, lines
+    assert _line(lines, "data") == f"ok    data: {built} (shared, read-only: nothing to write)"
+    assert "need 0.5 GB" in _line(lines, "disk")
+
+
+def test_a_missing_package_fails_with_the_fix(env, capsys, monkeypatch):
+    real = importlib.import_module
+
+    def without_pydicom(name, *args):
+        if name == "pydicom":
+            raise ModuleNotFoundError("No module named 'pydicom'")
+        return real(name, *args)
+
+    monkeypatch.setattr(doctor, "import_module", without_pydicom)
+    status, lines, _ = _run(capsys)
+    assert status == 2
+    packages = _line(lines, "packages")
+    assert packages == "FAIL  packages: not importable: pydicom"
+    assert 'pip install "vfs-tutorials[notebooks]"' in _fix(lines, "packages")
+    assert _line(lines, "mode").startswith("ok")
