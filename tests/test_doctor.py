@@ -2,15 +2,19 @@
 failing line and its fix): no annotation copy, no disk, a missing package. It writes nothing."""
 from __future__ import annotations
 
-import importlib
+import os
 import shutil
+import subprocess
+import sys
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 
 from vfs_utils import doctor
 from vfs_utils.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
 DiskUsage = namedtuple("DiskUsage", "total used free")
 GB = 1024**3
 ENV = ("VFS_DATA_ROOT", "VFS_ANNOTATION_DIR", "VFS_ANNOTATION_DIR_V2", "VFS_SHARED_DIR",
@@ -108,17 +112,21 @@ def test_a_shared_build_needs_no_disk_for_the_demo(env, capsys, monkeypatch, tin
 
 
 def test_a_missing_package_fails_with_the_fix(env, capsys, monkeypatch):
-    real = importlib.import_module
-
-    def without_pydicom(name, *args):
-        if name == "pydicom":
-            raise ModuleNotFoundError("No module named 'pydicom'")
-        return real(name, *args)
-
-    monkeypatch.setattr(doctor, "import_module", without_pydicom)
+    monkeypatch.setitem(sys.modules, "pydicom", None)    # what an install without it sees
     status, lines, _ = _run(capsys)
     assert status == 2
     packages = _line(lines, "packages")
     assert packages == "FAIL  packages: not importable: pydicom"
     assert 'pip install "vfs-tutorials[notebooks]"' in _fix(lines, "packages")
     assert _line(lines, "mode").startswith("ok")
+
+
+def test_the_doctor_runs_where_the_package_cannot_import_pydicom(env, tmp_path):
+    # a fresh interpreter: nothing imported yet, so every check meets the missing package
+    code = ("import sys; sys.modules['pydicom'] = None\n"
+            "from vfs_utils.cli import main; raise SystemExit(main(['doctor']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "FAIL  packages: not importable: pydicom" in done.stdout.splitlines()

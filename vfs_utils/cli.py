@@ -516,8 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    from .dicom import quiet_uid_warnings
-    quiet_uid_warnings()
+    if args.command != "doctor":     # the doctor must run on a broken install too
+        from .dicom import quiet_uid_warnings
+        quiet_uid_warnings()
 
     def one_line_warning(message, category, filename, lineno, file=None, line=None):
         print(f"vfs {args.command}: warning: {_one_line(message)}", file=sys.stderr)

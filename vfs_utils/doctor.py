@@ -90,6 +90,22 @@ def _demo(mode: str, v2: Path | None) -> tuple[Path | None, Path, bool]:
     return shared, cached, (cached / "manifest.json").is_file() and not damage(cached)
 
 
+def _data(folders: dict[str, Path] | None) -> tuple[Check, float]:
+    """Where the demo data is (shared, built in the cache, or not built yet), and the GB the
+    lessons will write for it."""
+    from .tutorial import PHANTOM_STUDIES, STUDY_GB
+
+    mode = "phantom" if folders else "synthetic"
+    shared, cached, built = _demo(mode, (folders or {}).get("v2"))
+    if shared is not None:
+        return Check("data", True, f"{shared} (shared, read-only: nothing to write)"), 0.0
+    if built:
+        return Check("data", True, f"{cached} (built)"), 0.0
+    gb = PHANTOM_STUDIES * STUDY_GB
+    return Check("data", True, f"{cached}: not built yet; the first lesson (or `vfs prepare`) "
+                 f"writes about {gb:.1f} GB there"), gb
+
+
 def _existing(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -117,7 +133,10 @@ def _model() -> Check:
 
         run_model(np.zeros((96, 128), np.float32))   # 96 rows: 1 mm over +-48 mm
         version = metadata.version("onnxruntime")
-    except (VfsError, ImportError, metadata.PackageNotFoundError) as exc:
+    except ImportError as exc:
+        return Check("keypoint model", False, f"cannot be checked ({exc})",
+                     "install the missing packages (see the packages line)")
+    except (VfsError, metadata.PackageNotFoundError) as exc:
         return Check("keypoint model", False, " ".join(str(exc).split()),
                      'pip install "vfs-tutorials[notebooks]" again (onnxruntime and the '
                      "shipped model come with it)")
@@ -165,19 +184,13 @@ def run() -> list[Check]:
     elif folders is not None:
         checks.append(Check("data mode", True, f"phantom: the real annotations from {where}"))
     if root is None:
-        mode = "phantom" if folders else "synthetic"
-        shared, cached, built = _demo(mode, (folders or {}).get("v2"))
-        if shared is not None:
-            checks.append(Check("data", True, f"{shared} (shared, read-only: nothing to write)"))
-        elif built:
-            checks.append(Check("data", True, f"{cached} (built)"))
-        else:
-            from .tutorial import PHANTOM_STUDIES, STUDY_GB
-
-            gb = PHANTOM_STUDIES * STUDY_GB
-            need_gb += gb
-            checks.append(Check("data", True, f"{cached}: not built yet; the first lesson (or "
-                                f"`vfs prepare`) writes about {gb:.1f} GB there"))
+        try:
+            check, gb = _data(folders)
+        except ImportError as exc:     # a broken install: the packages line says what to do
+            check, gb = Check("data", False, f"cannot be checked ({exc})",
+                              "install the missing packages (see the packages line)"), 0.0
+        checks.append(check)
+        need_gb += gb
     cache = data.cache_dir()
     free = shutil.disk_usage(_existing(cache)).free / 1024**3
     checks.append(Check("disk", free >= need_gb, f"{free:.1f} GB free for {cache} "
