@@ -46,7 +46,8 @@ help:
 	@echo "make check  the fast edit-test loop: lint and the tests not marked slow"
 	@echo "make nbtest the lessons under nbval (phantom and synthetic modes)"
 	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place (maintainers)"
-	@echo "make site   build the course site (Jupyter Book) into _site/"
+	@echo "make site   build the course site (Jupyter Book) into _site/ (SOLUTIONS=0: without"
+	@echo "            the worked solutions, for graded work)"
 	@echo "make lint   ruff over the package, tests, benchmarks, docs and notebooks"
 	@echo "make lock   regenerate binder/requirements.txt (exact pins) from pyproject.toml"
 	@echo "make bench  run the benchmark scripts"
@@ -125,9 +126,15 @@ execute: $(VENV)/.installed-dev
 
 # The course site (Jupyter Book 1): the committed outputs, not re-executed
 # (execute_notebooks: "off"; nbtest checks them with nbval). Incremental: a second
-# build re-renders only the notebooks that changed.
-site: $(VENV)/.installed-dev
-	$(PY) docs/build_book.py --out _site
+# build re-renders only the notebooks that changed. Needs only the notebooks and site
+# extras (a fresh .venv of those: 958 MB, no torch); SOLUTIONS=0 leaves the worked
+# solutions out (for graded work).
+SOLUTIONS ?= 1
+$(VENV)/.installed-site: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[notebooks,site]"
+	touch $@ $(VENV)/.installed
+site: $(VENV)/.installed-site
+	$(PY) docs/build_book.py --out _site $(if $(filter 0,$(SOLUTIONS)),--no-solutions)
 
 # JupyterLab on the lessons. Started from make, it sees VFS_CACHE_DIR and the annotation
 # folders set above (a `jupyter lab` started by hand does not: export them yourself).
