@@ -111,6 +111,24 @@ def test_a_shared_build_needs_no_disk_for_the_demo(env, capsys, monkeypatch, tin
     assert "need 0.5 GB" in _line(lines, "disk")
 
 
+def test_a_built_demo_is_current_or_outdated_as_its_manifest_says(env, capsys, tiny_dataset):
+    from vfs_utils.phantom import build_dataset
+
+    demo = env / "cache" / "demo" / "phantom"
+    build_dataset(demo, studies=1, seed=0, annotation_dir=tiny_dataset / "annotation_v2",
+                  image_size=192)
+    status, lines, _ = _run(capsys)
+    assert status == 0
+    assert _line(lines, "data") == f"ok    data: {demo} (built, current)"
+    assert "need 0.5 GB" in _line(lines, "disk")
+    # built with other parameters: the lesson would write it again
+    build_dataset(demo, studies=1, seed=1, annotation_dir=tiny_dataset / "annotation_v2",
+                  image_size=192, replace_stale=True)
+    status, lines, _ = _run(capsys)
+    assert f"{demo}: outdated; the first lesson" in _line(lines, "data")
+    assert "need 1.5 GB" in _line(lines, "disk")
+
+
 def test_a_missing_package_fails_with_the_fix(env, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pydicom", None)    # what an install without it sees
     status, lines, _ = _run(capsys)

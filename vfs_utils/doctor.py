@@ -13,7 +13,7 @@ from importlib import import_module, metadata
 from pathlib import Path
 
 from . import data
-from .errors import DataNotFoundError, DatasetExistsError, VfsError
+from .errors import DataNotFoundError, VfsError
 
 __all__ = ["Check", "MIN_MEMORY_GB", "PACKAGES", "SPARE_GB", "run"]
 
@@ -77,17 +77,22 @@ def _demo(mode: str, v2: Path | None) -> tuple[Path | None, Path, bool]:
     from .phantom import build_dataset
     from .tutorial import PHANTOM_STUDIES, damage
 
+    params = {"studies": PHANTOM_STUDIES, "annotation_dir": v2} if v2 else {"seed": 0}
+
+    def current(folder: Path | None) -> bool:
+        """A complete, intact build with the lessons' parameters (checked without writing:
+        ``build_dataset`` returns at once on a match and refuses a mismatch)."""
+        if folder is None or not (folder / "manifest.json").is_file() or damage(folder):
+            return False
+        try:
+            build_dataset(folder, replace_stale=False, **params)
+        except VfsError:       # DatasetExistsError: built with other parameters
+            return False
+        return True
+
     shared = data.shared_demo_dir(mode)
-    if shared is not None and not damage(shared):
-        try:    # returns at once, writing nothing, when the parameters match
-            params = {"studies": PHANTOM_STUDIES, "annotation_dir": v2} if v2 else {"seed": 0}
-            build_dataset(shared, replace_stale=False, **params)
-        except (DatasetExistsError, VfsError):
-            shared = None
-    else:
-        shared = None
     cached = data.demo_dir(mode)
-    return shared, cached, (cached / "manifest.json").is_file() and not damage(cached)
+    return (shared if current(shared) else None), cached, current(cached)
 
 
 def _data(folders: dict[str, Path] | None) -> tuple[Check, float]:
@@ -100,9 +105,10 @@ def _data(folders: dict[str, Path] | None) -> tuple[Check, float]:
     if shared is not None:
         return Check("data", True, f"{shared} (shared, read-only: nothing to write)"), 0.0
     if built:
-        return Check("data", True, f"{cached} (built)"), 0.0
+        return Check("data", True, f"{cached} (built, current)"), 0.0
     gb = PHANTOM_STUDIES * STUDY_GB
-    return Check("data", True, f"{cached}: not built yet; the first lesson (or `vfs prepare`) "
+    state = "outdated" if (cached / "manifest.json").is_file() else "not built yet"
+    return Check("data", True, f"{cached}: {state}; the first lesson (or `vfs prepare`) "
                  f"writes about {gb:.1f} GB there"), gb
 
 
