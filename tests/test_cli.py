@@ -398,3 +398,56 @@ def test_failed_predict_keeps_the_previous_out(predict_root, tmp_path, capsys, m
         "bad.skops", "cache", "out.json", "root"]
     assert main([*argv[:-1], str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- commands the package tells users to run
+def _vfs_commands_in_the_package() -> list[tuple[str, str]]:
+    """(file:line, command) of every `vfs ...` quoted in a string of vfs_utils; an f-string's
+    fields become {expression}."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import vfs_utils
+
+    found = []
+    for path in sorted(Path(vfs_utils.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                text = "".join(v.value if isinstance(v, ast.Constant)
+                               else "{" + ast.unparse(v.value) + "}" for v in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            else:
+                continue
+            for command in re.findall(r"`+(vfs(?: [^`]*)?)`+", text):
+                found.append((f"{path.name}:{node.lineno}", command))
+    return found
+
+
+#: Values for the f-string fields of those commands (a new field: add it here).
+FIELDS = {"{version}": "v1", "{source.version}": "v2", "{root}": "."}
+
+
+def test_every_vfs_command_in_a_message_is_accepted_by_the_parser(capsys):
+    import shlex
+
+    from vfs_utils.cli import build_parser
+
+    commands = _vfs_commands_in_the_package()
+    assert len(commands) > 20 and ("data.py", "vfs fetch --schema {source.version}") in {
+        (where.split(":")[0], c) for where, c in commands}
+    parser = build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    for where, command in commands:
+        words = shlex.split(command)[1:]
+        if not words or words[0].isupper():      # `vfs`, `vfs COMMAND -h`: the usage itself
+            continue
+        assert words[0] in names, f"{where}: `{command}`: no such command"
+        if len(words) > 1:                        # a full command line: it must parse
+            argv = [FIELDS.get(w, w) for w in words]
+            assert not [w for w in argv if "{" in w], f"{where}: add the field to FIELDS"
+            try:
+                parser.parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"{where}: `{command}` is refused: {capsys.readouterr().err}")
