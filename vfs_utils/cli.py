@@ -365,11 +365,13 @@ def _predict_series(args: argparse.Namespace):
     try:
         return thin_series(args.root, args.folder, args.series)
     except SeriesError as exc:
-        problems = scan(Path(args.root) / "dicom" / args.folder).attrs["problems"]
+        study = Path(args.root) / "dicom" / args.folder
+        problems = scan(study).attrs["problems"]
         if not problems:
             raise
         more = f" ({len(problems) - 1} more file(s) unusable)" if len(problems) > 1 else ""
-        raise SeriesError(f"{problems[0]}{more}; no usable series is left. {exc}") from None
+        raise SeriesError(f"{problems[0]}{more}; without the unusable files {study} has no "
+                          "series vfs predict can read.") from exc
 
 
 def _check_predict_input(series, vol) -> None:
@@ -386,7 +388,8 @@ def _check_predict_input(series, vol) -> None:
     iop = np.asarray(series["orientation"], dtype=float)
     tilt = float(np.degrees(np.arccos(min(1.0, abs(np.cross(iop[:3], iop[3:])[2])))))
     if tilt > _AXIAL_DEGREES:
-        raise SeriesError(f"{where}: ImageOrientationPatient (0020,0037) {tuple(iop)} is "
+        raise SeriesError(f"{where}: ImageOrientationPatient (0020,0037) "
+                          f"[{', '.join(f'{v:g}' for v in iop)}] is "
                           f"{tilt:.0f} degrees from axial (at most {_AXIAL_DEGREES:.0f}); vfs "
                           "predict reads axial slices. Pass --series with an axial series.")
     n = vol.array.shape[2]
