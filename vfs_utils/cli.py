@@ -533,11 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the study's annotation file (default: find the keypoints in the image "
                         "with the shipped keypoint model)")
     p.add_argument("--folder", default=None,
-                   help="without --annotation: the study folder under ROOT/dicom")
+                   help="without --annotation: the study folder under ROOT/dicom (an axial CT "
+                        f"series: within {_AXIAL_DEGREES:g} degrees, spacings up to "
+                        f"{_MAX_SPACING_MM:g} mm, at least {_MIN_COVERAGE_MM:g} mm long)")
     p.add_argument("--series", default=None,
                    help="without --annotation: the SeriesInstanceUID (default: the thin series)")
     p.add_argument("--out", type=Path, default=None,
-                   help="without --annotation: write the model's keypoints here (v2 JSON)")
+                   help="without --annotation: write the model's keypoints here (v2 JSON; "
+                        "replaced only when the whole run succeeds)")
     p.add_argument("--model", type=_existing_file, default=None,
                    help="a deformity classifier saved with skops")
     p.add_argument("--format", **fmt)
