@@ -425,10 +425,10 @@ def _predict_from_image(args: argparse.Namespace) -> int:
                          "written as a v2 annotation file).")
     if args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; pass a file name (a .json file).")
-    model, what, _ = _load_classifier(args.model)
     series = _predict_series(args)
     vol = load_series(series["study_folder"], series["series_uid"])
     _check_predict_input(series, vol)
+    model, what, _ = _load_classifier(args.model)
     det = detect(vol, folder=args.folder, series_uid=series["series_uid"])
     if not det.annotation.experts["model"]:
         raise VfsError(f"{series['study_folder']}: the keypoint model found no vertebra in "
