@@ -451,3 +451,19 @@ def test_every_vfs_command_in_a_message_is_accepted_by_the_parser(capsys):
                 parser.parse_args(argv)
             except SystemExit:
                 pytest.fail(f"{where}: `{command}` is refused: {capsys.readouterr().err}")
+
+
+def test_predict_accepts_a_slightly_tilted_series(predict_root, capsys, monkeypatch):
+    """5 degrees of gantry tilt and 40.5 mm of slices pass the checks: the run reaches the
+    keypoint model (stubbed)."""
+    import vfs_utils.keypoints as keypoints
+    from vfs_utils.errors import VfsError
+
+    def reached(vol, **kwargs):
+        raise VfsError(f"reached the model with {vol.array.shape[2]} slices")
+
+    monkeypatch.setattr(keypoints, "detect", reached)
+    t = math.radians(5)
+    _write_study(predict_root, n_slices=27, spacing=(0.7, 0.7, 1.5),
+                 orientation=(1.0, 0.0, 0.0, 0.0, math.cos(t), -math.sin(t)))
+    _predict_refuses(capsys, predict_root, ["reached the model with 27 slices"])
