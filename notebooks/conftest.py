@@ -17,14 +17,20 @@ from jupyter_client.manager import KernelManager
 
 
 class PrivateIPCKernelManager(KernelManager):
-    """A kernel manager whose sockets live in a new temporary folder, removed afterwards."""
+    """A kernel manager whose sockets live in a new temporary folder, removed at shutdown."""
 
     def __init__(self, **kwargs):
-        folder = tempfile.mkdtemp(prefix="vfs-kernel-", dir=os.environ.get("XDG_RUNTIME_DIR"))
+        self._folder = tempfile.mkdtemp(prefix="vfs-kernel-",
+                                        dir=os.environ.get("XDG_RUNTIME_DIR"))
         kwargs.setdefault("transport", "ipc")
-        kwargs.setdefault("ip", os.path.join(folder, "k"))
+        kwargs.setdefault("ip", os.path.join(self._folder, "k"))
         super().__init__(**kwargs)
-        weakref.finalize(self, shutil.rmtree, folder, True)
+        weakref.finalize(self, shutil.rmtree, self._folder, True)   # a manager never shut down
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 nbval.kernel.KernelManager = PrivateIPCKernelManager
