@@ -26,7 +26,10 @@ fi
 # the folder is the builder's cache: prepare finds the annotations there and renders demo/phantom
 env -u VFS_ANNOTATION_DIR -u VFS_ANNOTATION_DIR_V2 -u VFS_SHARED_DIR -u VFS_DATA_ROOT \
     VFS_CACHE_DIR="$DIR" "$VFS" prepare
-rm -rf "$DIR/dicom-index" "$DIR/.download-failed"   # per-user caches, not shared
+for root in "$DIR"/demo/*/; do   # the series index students read (they write none)
+    env -u VFS_SHARED_DIR VFS_CACHE_DIR="$DIR" "$VFS" index "$root" >/dev/null
+done
+rm -rf "$DIR/.download-failed"   # a per-user note, not shared
 chmod -R a-w "$DIR"
 echo "classroom folder: $DIR ($(du -sh "$DIR" | cut -f1), $(( $(date +%s) - start )) s)."
 echo "Students: export VFS_SHARED_DIR=$DIR (then \`vfs doctor\` says 'shared, read-only')."

@@ -217,10 +217,6 @@ def test_a_student_sets_one_variable_and_gets_the_phantom_writing_nothing(classr
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the series index is written to each student's cache "
-                   "(vfs_utils/dicom/index.py): a folder under VFS_SHARED_DIR needs an index "
-                   "the instructor built there, or none, for a lesson reading images to write 0 "
-                   "bytes")
 def test_a_student_reading_the_shared_images_writes_nothing(classroom, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
