@@ -470,10 +470,10 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
     if blur > 0:
         ndimage.gaussian_filter(base2d, blur, output=base2d, truncate=2.5)
     # diaphragm: the height (mm above the posterior recess) of the dome over each pixel
-    z_base = level_z(truth.lung_base) + 0.3 * step
-    rise = step * (1.0 * np.clip((40 - Y) / 110, 0, 1) ** 0.7
-                   + 0.8 * np.exp(-((np.abs(X) - 65 * s_ts) / (50 * s_ts)) ** 2)
-                   + 0.5 / (1 + np.exp(X / 12)))              # the right dome is higher
+    z_base = level_z(truth.lung_base) + 0.25 * step
+    front = np.clip((30 * s_ts - Y) / (130 * s_ts), 0, 1) ** 0.6   # 0 at the posterior recess
+    rise = step * front * (1.0 + 0.8 * np.exp(-((np.abs(X) - 65 * s_ts) / (50 * s_ts)) ** 2)
+                           + 0.5 / (1 + np.exp(X / 12)))     # the right dome is higher
     z_dia = (z_base - rise).astype(np.float32)
     apex = level_z("Th1") - 1.2 * step
     z_taper = apex + 2.5 * step
@@ -510,7 +510,7 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
     liver = below_cav * _ramp((1 - np.sqrt(((X + 50 * s_ts) / (90 * s_ts)) ** 2
                                            + ((Y + 35 * s_ts) / (80 * s_ts)) ** 2)) * 40,
                               w)[below_box]
-    dome_top = z_base - 2.3 * step         # above the highest point of the domes
+    dome_top = z_base - 2.4 * step         # above the highest point of the domes
     heart_lo, heart_hi = level_z("Th5"), min(level_z("Th10") + 0.5 * step, z_base - 1.4 * step)
     arch_z = level_z("Th4") - 0.3 * step
     carina = level_z("Th5")
@@ -523,7 +523,7 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
     ribs = [(rj, rc_, e, zr, cart) for rj, rc_, e, zr, cart in ribs
             if ((rc_ >= c0) & (rc_ < c1)).any()]
     ra, rz = _RIB_R
-    for rj, rc_, e, zr, cart in ribs:
+    for rj, rc_, *_ in ribs:
         keep = (rc_ >= c0) & (rc_ < c1)
         rj[...] = np.where(keep, rj, -10 ** 6)
 

@@ -146,8 +146,9 @@ _GRADE_RANGE = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
 NON_FRACTURE_DEFORMITIES: tuple[str, str, str] = ("schmorl_node", "osteophyte", "short_vertebra")
 
 #: Normal vertebral shape per level, printed by ``docs/derive_phantom_shape.py`` from the
-#: v2 annotations of the 65 keypoint training patients. Columns: n normal readings; Ha/Hp median, quartiles; Hm/Hp median,
-#: quartiles; one reader's SD of Ha/Hp and of Hm/Hp around the readers' mean.
+#: v2 annotations of the 65 keypoint training patients. Columns: n normal readings; Ha/Hp
+#: median, quartiles; Hm/Hp median, quartiles; one reader's SD of Ha/Hp and of Hm/Hp around
+#: the readers' mean.
 _NORMAL_SHAPE: dict[str, tuple[float, ...]] = {
     'C6': (25, 0.949, 0.904, 1.038, 0.891, 0.865, 0.953, 0.054, 0.036),
     'C7': (70, 0.996, 0.954, 1.034, 0.880, 0.852, 0.915, 0.032, 0.033),
@@ -390,7 +391,9 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                         (-pixel * cols / 2, -pixel * rows / 2 + 30.0, -40.0))
     torso_scale = float(rng.normal(1.0, 0.05))
     patient = draw_patient(rng)
-    shift = np.clip(rng.normal(0.0, 10.0, 2), -30.0, 30.0)   # off-centre patient (row, col) mm
+    # the patient off-centre (row, col) mm: up to 30 mm in a full field of view
+    limit = min(30.0, 0.08 * min(rows, cols) * pixel)
+    shift = np.clip(rng.normal(0.0, limit / 3, 2), -limit, limit)
     vertebrae = [VertebraTruth(v.points + [shift[0] / pixel, shift[1] / pixel, 0.0], v.level,
                                v.grade, v.deformity, detail=v.detail) for v in vertebrae]
     return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, folder, series_uid,
