@@ -112,11 +112,13 @@ class _Body:
         d_lo = (dl - b) / np.sqrt(1 + sl * sl)
         (p0, n0), (p1, n1) = self.walls
         d_ant = (a - p0[0]) * n0[0] + (b - p0[1]) * n0[1] + self.delta
-        d_post = (a - p1[0]) * n1[0] + (b - p1[1]) * n1[1] + self.delta \
-            + self.kidney * np.minimum((x / self.half_width) ** 2, 1.0)
+        d_post = (a - p1[0]) * n1[0] + (b - p1[1]) * n1[1] + self.delta
         u = np.clip(d_ant / np.maximum(d_ant + d_post, 1e-3), 0.0, 1.0)
-        half = self.half_width * np.power(np.clip(1 - np.abs(2 * u - 1) ** 2.2, 0, 1), 1 / 2.2)
+        p = 2.2 if not self.kidney else np.where(u > 0.5, 4.0, 2.2)   # square posterior corners
+        half = self.half_width * np.power(np.clip(1 - np.abs(2 * u - 1) ** p, 0, 1), 1 / p)
         d_lat = half - np.abs(x)
+        if self.kidney:
+            d_post = d_post + self.kidney * np.minimum((x / self.half_width) ** 2, 1.0)
         return d_up, d_lo, d_ant, d_post, d_lat
 
 
@@ -193,6 +195,10 @@ def _render_spine(vol: np.ndarray, truth: SpineTruth, box, hu) -> None:
     trab = _texture([_study_seed(truth), 2], 32, 1.4 if truth.osteoporotic else 1.0)
     amp = float(np.clip(0.22 * hu["cancellous"], 30, 80)) / (2.0 if truth.osteoporotic else 1.6)
     n_t = trab.shape[0]
+    trab *= np.float32(amp)
+    trab += np.float32(hu["cancellous"])
+    # wrapped copies, so that any vertebra's box is one contiguous window
+    trab = np.pad(trab, [(0, 96), (0, 192), (0, 160)], mode="wrap")
     for v, body, f in zip(truth.vertebrae, bodies, frames):
         a_post = body.walls[1][0][0]
         height = body.b_range[1] - body.b_range[0]
@@ -242,16 +248,22 @@ def _render_spine(vol: np.ndarray, truth: SpineTruth, box, hu) -> None:
             occ *= _ramp(d, w)
             inner *= _ramp(d - _CORTEX_MM, w)
         (r0, r1), (c0, c1), (s0, s1) = idx
-        tex = trab[np.ix_(np.arange(s0, s1) % n_t, np.arange(r0, r1) % n_t,
-                          np.arange(c0, c1) % n_t)]
-        tex *= amp
-        tex += hu["cancellous"]
-        tex *= inner
-        tex += hu["cortical"] * (occ - inner)
+        o = (s0 % n_t, r0 % n_t, c0 % n_t)
+        if all(o[i] + view.shape[i] <= trab.shape[i] for i in range(3)):
+            tex = trab[o[0]:o[0] + view.shape[0], o[1]:o[1] + view.shape[1],
+                       o[2]:o[2] + view.shape[2]]
+        else:   # a box larger than the wrapped copies
+            tex = trab[np.ix_(np.arange(s0, s1) % n_t, np.arange(r0, r1) % n_t,
+                              np.arange(c0, c1) % n_t)]
+        occ_body = occ.copy() if v.deformity == "schmorl_node" else None
         view *= 1 - occ
-        view += tex
+        occ -= inner
+        occ *= np.float32(hu["cortical"])
+        view += occ
+        inner *= tex
+        view += inner
         if v.deformity == "schmorl_node":
-            _schmorl_node(view, body, v.detail, a, b, x, occ, w, hu)
+            _schmorl_node(view, body, v.detail, a, b, x, occ_body, w, hu)
         elif v.deformity == "osteophyte":
             _osteophytes(view, body, v.detail, a, b, x, w)
 
@@ -360,7 +372,7 @@ def _superellipse(theta, a, b_post, b_ant, yc, power=2.4):
 _RIB_R = (3.0, 5.0)   # rib half-thickness in the axial plane and half-height (mm)
 
 
-def _rib_paths(truth: SpineTruth, fields, s_ts: float):
+def _rib_paths(truth: SpineTruth, fields, s_ts: float, lung_scale):
     """Per rib: centreline points (x, y, z) mm in the torso frame (y from the spine's mean
     row, x from its column) and a flag for costal cartilage; Th1 down to ``lowest_rib``."""
     _, _, y_mean, _, step, level_z, (centres, order) = fields
@@ -378,7 +390,8 @@ def _rib_paths(truth: SpineTruth, fields, s_ts: float):
         y_b = 0.65 * (float(np.interp(z_j, centres[:, 2], centres[:, 0])) - y_mean)
         d = float(np.interp(z_j, centres[:, 2], depth))
         floating = n > len(levels) - 2
-        f = min(1.0, 0.55 + 0.09 * (n - 1))
+        # as wide as the lungs where the rib runs (narrower towards the apex)
+        f = float(np.clip((78 + 62 * lung_scale(z_j + 0.5 * step) + 6) / 160, 0.55, 1.0))
         a, b_post, b_ant = a_out * f, 75.0 * s_ts * (0.6 + 0.4 * f), (115.0 * s_ts - 20) * f
         rc = 0.22 * (d + 2.4) + 1.5
         head = (0.55 * d + 2.0, y_b + 0.35 * d)
@@ -386,7 +399,7 @@ def _rib_paths(truth: SpineTruth, fields, s_ts: float):
         x_a = tub[0] + 18.0
         th_a = math.asin(min((x_a / a) ** (1 / 0.83), 0.95))
         th_end = (1.45 if n == len(levels) else 1.9) if floating else (2.95 if n <= 7 else 2.75)
-        drop = step * (1.8 if n == 1 else 2.6 if n == 2 else 3.2) \
+        drop = step * (2.2 if n == 1 else 3.0 if n == 2 else 3.8) \
             * ((0.5 if n == len(levels) else 0.6) if floating else 1.0)
         th = np.arange(th_a, th_end, 0.4 / a)
         xa, ya = _superellipse(th, a, b_post, b_ant, yc)
@@ -480,9 +493,10 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
     lung_rho = np.sqrt(((np.abs(X) - 78 * s_ts) / (62 * s_ts)) ** 2
                        + ((Y + 25 * s_ts) / (88 * s_ts)) ** 2)
     lung_box = _crop((lung_rho < 1.05) & (cavity > 0))
-    lung_rho, lung_cav, lung_dia = lung_rho[lung_box], cavity[lung_box], z_dia[lung_box]
     heart_rho = np.sqrt(((X - 28 * s_ts) / (58 * s_ts)) ** 2 + ((Y + 72 * s_ts) / (44 * s_ts)) ** 2)
-    lung_heart = heart_rho[lung_box]
+    lung_rho, lung_dia = lung_rho[lung_box], z_dia[lung_box]
+    lung_cav = cavity[lung_box] * _ramp((heart_rho[lung_box] - 1) * 40, w)
+    lung_vess = np.clip(1.2 - lung_rho, 0, None)     # more vessels towards the hila
     heart_box = _crop(heart_rho < 1.05)
     heart_rho = heart_rho[heart_box]
     aorta = _ramp(11.0 - np.sqrt((X - 24) ** 2 + (Ys + 22) ** 2), w)
@@ -511,6 +525,9 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
                                            + ((Y + 35 * s_ts) / (80 * s_ts)) ** 2)) * 40,
                               w)[below_box]
     dome_top = z_base - 2.4 * step         # above the highest point of the domes
+    abdomen2d = base2d.copy()              # a slice wholly below the diaphragm
+    _paint(abdomen2d[below_box], below_cav, hu["abdomen"])
+    _paint(abdomen2d[below_box], liver, hu["liver"])
     heart_lo, heart_hi = level_z("Th5"), min(level_z("Th10") + 0.5 * step, z_base - 1.4 * step)
     arch_z = level_z("Th4") - 0.3 * step
     carina = level_z("Th5")
@@ -519,7 +536,13 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
     seed = _study_seed(truth)
     vessels = _texture([seed, 1], 48, 1.6)
     n_t = vessels.shape[0]
-    ribs = _rib_pixels(_rib_paths(truth, fields, s_ts), sp, x_s)
+    def lung_scale(zz):
+        """The lungs' in-plane scale at ``zz`` (tapered towards the apex)."""
+        if zz >= z_taper:
+            return 1.0
+        return math.sqrt(max(0.0, 1 - ((zz - z_taper) / (z_taper - apex)) ** 2))
+
+    ribs = _rib_pixels(_rib_paths(truth, fields, s_ts, lung_scale), sp, x_s)
     ribs = [(rj, rc_, e, zr, cart) for rj, rc_, e, zr, cart in ribs
             if ((rc_ >= c0) & (rc_ < c1)).any()]
     ra, rz = _RIB_R
@@ -538,28 +561,33 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
     for k in range(len(z)):
         ot, os_ = int(off_t[k]), int(off_s[k])
         img = vol[k]
-        img[...] = base2d[ot:ot + n_rows]
         zz = z[k]
         sk = box[2][0] + k
-        if zz > dome_top - wz:     # abdomen (liver on the right) below the diaphragm
+        img[...] = (abdomen2d if zz > z_base + wz else base2d)[ot:ot + n_rows]
+        if dome_top - wz < zz <= z_base + wz:   # abdomen (liver on the right) under the domes
             dst, src = sub(below_box, ot)
             if dst is not None:
                 under = _ramp(zz - below_dia[src], wz)
                 _paint(img[dst], under * below_cav[src], hu["abdomen"])
                 _paint(img[dst], under * liver[src], hu["liver"])
         if apex < zz < z_base + wz:
-            s_l = 1.0 if zz > z_taper else math.sqrt(max(0.0, 1 - ((zz - z_taper)
-                                                               / (z_taper - apex)) ** 2))
+            s_l = lung_scale(zz)
             dst, src = sub(lung_box, ot)
             if dst is not None and s_l > 0:
-                occ = (_ramp((s_l - lung_rho[src]) * 60, w) * lung_cav[src]
-                       * _ramp(lung_dia[src] - zz, wz) * _ramp((lung_heart[src] - 1) * 40, w))
+                occ = _ramp((s_l - lung_rho[src]) * 60, w)
+                occ *= lung_cav[src]
+                if zz > dome_top - wz:
+                    occ *= _ramp(lung_dia[src] - zz, wz)
                 vt = vessels[sk % n_t]
                 rows_i = (np.arange(dst[0].start, dst[0].stop) + r0) % n_t
                 cols_i = (np.arange(dst[1].start, dst[1].stop) + c0) % n_t
-                vess = np.clip(vt[np.ix_(rows_i, cols_i)] - 1.3, 0, 0.7) * (1.2 - lung_rho[src])
-                lung = hu["lung"] + np.clip(vess, 0, 1) * (hu["blood"] - hu["lung"])
-                _paint(img[dst], occ, lung)
+                vess = vt.take(rows_i, axis=0).take(cols_i, axis=1)
+                vess -= 1.3
+                np.clip(vess, 0, 0.7, out=vess)
+                vess *= lung_vess[src]
+                vess *= hu["blood"] - hu["lung"]
+                vess += hu["lung"]
+                _paint(img[dst], occ, vess)
         if heart_lo < zz < heart_hi:
             s_h = math.sqrt(max(0.0, 1 - ((zz - 0.5 * (heart_lo + heart_hi))
                                           / (0.5 * (heart_hi - heart_lo))) ** 2))
@@ -583,6 +611,8 @@ def _render_background(vol: np.ndarray, truth: SpineTruth, box, blur: float, hu)
             if dst is not None:
                 _paint(img[dst], sternum[src], hu["sternum"])
         for rj, rc_, e, zr, cart in ribs:
+            if not zr[0] - rz - wz < zz < zr[-1] + rz + wz:
+                continue
             i0, i1 = np.searchsorted(zr, [zz - rz - wz, zz + rz + wz])
             if i1 <= i0:
                 continue

@@ -27,10 +27,10 @@ _UID_SOURCE = "vfs-tutorials phantom v1"
 
 #: Attenuation of the tissues, in HU.
 HU: dict[str, float] = {
-    "air": -1000.0, "fat": -100.0, "muscle": 40.0, "soft": 35.0, "abdomen": 55.0,
+    "air": -1000.0, "fat": -100.0, "muscle": 40.0, "soft": 35.0, "abdomen": 40.0,
     "lung": -850.0, "blood": 40.0, "cortical": 700.0, "cancellous": 250.0,
     "disc": 80.0, "csf": 10.0, "arch": 450.0, "rib": 650.0, "sternum": 320.0,
-    "cartilage": 150.0, "liver": 60.0,
+    "cartilage": 150.0, "liver": 62.0,
 }
 #: Levels of the lowest posterior lung recess and their probabilities (``lung_base``).
 LUNG_BASES = {"Th10": 0.08, "Th11": 0.2, "Th12": 0.4, "L1": 0.32}
