@@ -1,8 +1,12 @@
 """The phantom renderer: :func:`render_volume` (a volume or a sub-box) and
-:func:`render_sagittal_slab`. Torso, chest organs and a spine (cortical shell, cancellous
-bone, discs, canal, posterior elements, non-fracture deformities) in
-:data:`~vfs_utils.phantom.spine.HU`, then the study's acquisition; edges have partial
-volume, so heights measured back from the image agree with the keypoints.
+:func:`render_sagittal_slab`. A torso (skin, fat, chest-wall and paraspinal muscle), ribs
+articulating with Th1 down to ``lowest_rib`` (cortex, marrow, costal cartilage), lungs with
+vessels down to a domed diaphragm at ``lung_base``, liver, heart, aorta (arch and
+descending), trachea, sternum, and a spine (kidney-shaped bodies: cortical shell over
+textured cancellous bone; discs, canal, posterior elements, non-fracture deformities) in
+:data:`~vfs_utils.phantom.spine.HU` or ``tissue_hu``, then the acquisition (blur, bias field,
+offset, noise). Edges have partial volume, so heights measured back from the image agree
+with the keypoints.
 """
 from __future__ import annotations
 
@@ -30,7 +34,10 @@ _SCLEROSIS_HU = 450.0            # the rim around a Schmorl node
 
 def _ramp(d: np.ndarray, width: float) -> np.ndarray:
     """Partial-volume occupancy of a signed distance ``d`` (mm, > 0 inside)."""
-    return np.clip(0.5 + d / width, 0.0, 1.0)
+    r = np.multiply(d, np.float32(1.0 / width), dtype=np.float32)
+    r += np.float32(0.5)
+    np.maximum(r, 0.0, out=r)
+    return np.minimum(r, 1.0, out=r)
 
 
 def _paint(target: np.ndarray, occ: np.ndarray, value) -> None:
