@@ -1,0 +1,256 @@
+"""Where the spine is: a bone column with a spinal canal, found in the image alone.
+
+:func:`find_spine` works on a ~2 mm grid every ~2 mm along the slices:
+
+1. the scan's HU calibration from its own histogram (air and soft-tissue modes), so a
+   constant offset does not move any threshold (:func:`hu_offset`);
+2. the body outline per slice (largest component above -400 HU after an opening: the
+   table is cut off), its left-right middle and its front and back;
+3. candidates: a low-HU hole (the spinal canal) ringed by bone in at least 7 of 8
+   directions within 3-16 mm, with a dense vertebral body in front of it, in the
+   posterior half of the body and within 70 mm of its middle (contrast blood, a calcified
+   aorta and the heart have no canal behind a body);
+4. one smooth path along the slices over the candidates (Viterbi; a slice may have none,
+   e.g. at a disc) and the vertebral body's centre in front of the canal.
+
+It raises :class:`~vfs_utils.errors.NoSpineError` when no bone column is found.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import NoSpineError
+
+__all__ = ["SpinePath", "find_spine", "hu_offset"]
+
+_GRID_MM = 2.0             # in-plane working grid
+_STEP_MM = 2.0             # along the slices
+_BONE_HU = 180.0           # ring of the canal (pedicles, laminae, body cortex)
+_DENSE_HU = 100.0          # the vertebral body (osteoporotic cancellous bone ~80 + cortex)
+_RING_MM = (3.0, 16.0)
+_BODY_BOX_MM = (-40.0, -5.0, 12.0)   # rows (from the canal) and half-width of the body box
+_LATERAL_MM = 70.0
+_MIN_SCORE = 0.15
+_MIN_SPAN_MM = 20.0        # a bone column at least this long along the slices
+_JUMP_MM = 4.0             # expected in-plane move of the canal per slice step (sd)
+_GAP_COST = 0.3            # per sampled slice without a canal inside the path
+_MID_SD_MM = 35.0          # the canal lies near the body's left-right middle
+
+
+@dataclass
+class SpinePath:
+    """The spine on every slice of a volume.
+
+    rows, cols : centre of the vertebral body (row) and of the canal (column), voxel
+    indices (cols in the full image); confidence : per slice, 0-1 (0: no canal found there,
+    interpolated); found : per slice, a canal was found; hu_offset : the scan's HU offset
+    estimated from its histogram (subtracted before every threshold).
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    confidence: np.ndarray
+    found: np.ndarray
+    hu_offset: float
+
+
+def hu_offset(array: np.ndarray) -> float:
+    """The scan's constant HU offset: its soft-tissue mode minus 45 HU.
+
+    The soft-tissue mode is the highest-HU peak of the histogram between -360 and 300 HU
+    that holds at least a fifth of the largest peak's count (the fat mode lies ~140 HU
+    below it; air, lung and bone are outside the window or far smaller)."""
+    a = np.asarray(array)
+    step = max(1, int(round((a.size / 2e6) ** (1 / 3))))
+    v = a[::step, ::step, ::step].astype(np.float32).ravel()
+    h, e = np.histogram(v, bins=np.arange(-360.0, 305.0, 5.0))
+    if h.sum() < 100:
+        return 0.0
+    h = ndimage.gaussian_filter1d(h.astype(float), 2.0)
+    peaks = np.nonzero((h >= np.roll(h, 1)) & (h >= np.roll(h, -1)) & (h >= 0.2 * h.max()))[0]
+    peaks = peaks[(peaks > 0) & (peaks < len(h) - 1)]
+    if peaks.size == 0:
+        return 0.0
+    return float(np.clip(e[peaks.max()] + 2.5 - 45.0, -200.0, 200.0))
+
+
+def _ring(bone: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    """Fraction of 8 directions in which bone lies t0..t1 pixels from each pixel."""
+    n_r, n_c = bone.shape
+    frac = np.zeros(bone.shape, np.float32)
+    for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)):
+        hit = np.zeros(bone.shape, bool)
+        scale = 1.0 / np.hypot(dr, dc)
+        for t in range(t0, t1 + 1):
+            sr, sc = int(round(dr * t * scale)), int(round(dc * t * scale))
+            src = bone[max(sr, 0):n_r + min(sr, 0), max(sc, 0):n_c + min(sc, 0)]
+            hit[max(-sr, 0):n_r + min(-sr, 0), max(-sc, 0):n_c + min(-sc, 0)] |= src
+        frac += hit
+    return frac / 8.0
+
+
+def _shift_rows(a: np.ndarray, k: int) -> np.ndarray:
+    """out[r] = a[r + k] (zero outside)."""
+    out = np.zeros_like(a)
+    n = a.shape[0]
+    if k >= 0:
+        out[:n - k] = a[k:]
+    else:
+        out[-k:] = a[:n + k]
+    return out
+
+
+def _slice_candidates(v: np.ndarray, px: tuple[float, float], mid_col: float | None):
+    """(candidates [(score, row, col, body_row)], body middle column) of one slice (HU,
+    calibrated, working grid)."""
+    body = ndimage.binary_opening(v > -400, iterations=2)
+    lab, n = ndimage.label(body)
+    if n == 0:
+        return [], None
+    sizes = ndimage.sum(body, lab, index=np.arange(1, n + 1))
+    body = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
+    if body.sum() * px[0] * px[1] < 400.0:
+        return [], None
+    cols_any = np.nonzero(body.any(axis=0))[0]
+    centre = 0.5 * (cols_any[0] + cols_any[-1]) if mid_col is None else mid_col
+    rows_idx = np.arange(body.shape[0])[:, None]
+    top = np.where(body, rows_idx, body.shape[0]).min(axis=0)
+    bottom = np.where(body, rows_idx, -1).max(axis=0)
+    depth = (rows_idx - top[None, :]) / np.maximum(bottom - top, 1)[None, :]
+    bone = v > _BONE_HU
+    ring = _ring(bone, max(1, int(round(_RING_MM[0] / px[0]))),
+                 max(2, int(round(_RING_MM[1] / px[0]))))
+    hole = ndimage.uniform_filter(((v < 120) & (v > -300)).astype(np.float32), 3) > 0.7
+    dense = ndimage.uniform_filter((v > _DENSE_HU).astype(np.float32),
+                                   (max(1, int(round(20 / px[0]))),
+                                    max(1, int(round(2 * _BODY_BOX_MM[2] / px[1])))))
+    front = _shift_rows(dense, -int(round(22.0 / px[0])))     # the box 12-32 mm in front
+    cc = np.arange(v.shape[1])[None, :]
+    lateral = np.abs(cc - centre) * px[1] <= _LATERAL_MM
+    prior = np.exp(-0.5 * ((cc - centre) * px[1] / _MID_SD_MM) ** 2)
+    score = np.where(hole & body & (depth > 0.45) & lateral & (ring >= 7 / 8),
+                     ring * np.clip(front / 0.5, 0, 1) * prior, 0.0)
+    peaks = (score == ndimage.maximum_filter(score, size=max(3, int(round(10 / px[0]))))) \
+        & (score > _MIN_SCORE)
+    out = []
+    for r, c in sorted(zip(*np.nonzero(peaks)), key=lambda rc: -score[rc])[:5]:
+        a0 = max(int(r - 70.0 / px[0]), 0)
+        b0 = max(int(c - _BODY_BOX_MM[2] / px[1]), 0)
+        b1 = int(c + _BODY_BOX_MM[2] / px[1]) + 1
+        lab, n = ndimage.label(v[a0:r, b0:b1] > _DENSE_HU)
+        near = lab[max(r - a0 - int(round(25.0 / px[0])), 0):, :]
+        counts = np.bincount(near.ravel(), minlength=n + 1)[1:]
+        if n and counts.max() > 0:
+            rows_k = np.nonzero(lab == 1 + int(np.argmax(counts)))[0]
+            body_row = a0 + float(rows_k.mean())
+        else:
+            body_row = float(r) + _BODY_BOX_MM[0] / 2 / px[0]
+        out.append((float(score[r, c]), float(r), float(c), float(body_row)))
+    return out, centre
+
+
+def _best_path(cands: list, step_mm: float) -> list:
+    """Index of the chosen candidate (or None) per sampled slice: the chain of candidates
+    maximising their scores minus a quadratic cost of in-plane jumps (mm) and a cost per
+    skipped slice (Viterbi over per-slice candidates; gaps up to 40 mm)."""
+    max_gap = max(1, int(round(40.0 / step_mm)))
+    best: list[np.ndarray] = []
+    back: list[list] = []
+    for k, cs in enumerate(cands):
+        b = np.array([s[0] for s in cs], float)
+        bk: list = [None] * len(cs)
+        for i, s in enumerate(cs):
+            for g in range(1, max_gap + 1):
+                if k - g < 0:
+                    break
+                for j, p in enumerate(cands[k - g]):
+                    d = np.hypot(s[1] - p[1], s[2] - p[2]) * _GRID_MM
+                    sig = _JUMP_MM * np.sqrt(g)
+                    val = best[k - g][j] + s[0] - 0.5 * (d / sig) ** 2 - _GAP_COST * (g - 1)
+                    if val > b[i]:
+                        b[i], bk[i] = val, (k - g, j)
+        best.append(b)
+        back.append(bk)
+    flat = [(v, k, i) for k, b in enumerate(best) for i, v in enumerate(b)]
+    path: list = [None] * len(cands)
+    if not flat:
+        return path
+    _, k, i = max(flat)
+    node = (k, i)
+    while node is not None:
+        path[node[0]] = node[1]
+        node = back[node[0]][node[1]]
+    return path
+
+
+def find_spine(array: np.ndarray, spacing, *, col_offset: float = 0.0,
+               full_cols: int | None = None, where: str = "the volume") -> SpinePath:
+    """The spine's path through a CT volume (see the module docstring).
+
+    Parameters
+    ----------
+    array : ndarray (rows, cols, slices), HU
+    spacing : (row, col, slice) mm
+    col_offset, full_cols : optional
+        When ``array`` is a column crop of a larger image: the crop's first column and
+        the full image's width (the search is then centred on the full image's middle).
+    where : str
+        Names the input in the error message.
+
+    Raises
+    ------
+    NoSpineError
+        No canal-bearing bone column of at least 20 mm along the slices.
+    """
+    sp = np.asarray(spacing, float)
+    n_r, n_c, n_s = array.shape
+    if n_r * sp[0] < 40 or n_c * sp[1] < 40 or n_s * sp[2] < _MIN_SPAN_MM:
+        raise NoSpineError(f"{where}: {n_r}x{n_c}x{n_s} voxels of {sp.round(2).tolist()} mm "
+                           "is too small to hold a spine; give a CT of the chest or spine.")
+    off = hu_offset(array)
+    dr = max(1, int(round(_GRID_MM / sp[0])))
+    dc = max(1, int(round(_GRID_MM / sp[1])))
+    px = (dr * sp[0], dc * sp[1])
+    step = max(1, int(round(_STEP_MM / sp[2])))
+    ks = np.arange(0, n_s, step)
+    mid = None
+    if full_cols is not None:
+        mid = ((full_cols - 1) / 2.0 - col_offset) / dc
+    cands = []
+    for k in ks:
+        sl = array[:, :, k].astype(np.float32) - off
+        if dr > 1 or dc > 1:
+            sl = ndimage.uniform_filter(sl, (dr, dc))[dr // 2::dr, dc // 2::dc]
+        cs, _ = _slice_candidates(sl, px, mid)
+        cands.append(cs)
+    choice = _best_path(cands, step * sp[2])
+    z, rr, cc, conf = [], [], [], []
+    for k, cs, i in zip(ks, cands, choice):
+        if i is not None:
+            s = cs[i]
+            z.append(k)
+            rr.append(s[3] * dr + (dr - 1) / 2.0)
+            cc.append(s[2] * dc + (dc - 1) / 2.0)
+            conf.append(min(1.0, s[0]))
+    if len(z) < 3 or (z[-1] - z[0]) * sp[2] < _MIN_SPAN_MM:
+        raise NoSpineError(f"{where}: no bone column with a spinal canal was found (canal on "
+                           f"{len(z)} of {len(ks)} sampled slices); is it a CT of the chest or "
+                           f"spine?")
+    z = np.asarray(z, float)
+    size = max(3, int(round(30.0 / (step * sp[2]))) | 1)
+    r_m = ndimage.median_filter(np.asarray(rr), size=size, mode="nearest")
+    c_m = ndimage.median_filter(np.asarray(cc), size=size, mode="nearest")
+    sig = 12.0 / (step * sp[2])
+    r_m = ndimage.gaussian_filter1d(r_m, sig, mode="nearest")
+    c_m = ndimage.gaussian_filter1d(c_m, sig, mode="nearest")
+    all_z = np.arange(n_s, dtype=float)
+    found_s = np.zeros(n_s, bool)
+    conf_s = np.zeros(n_s)
+    for k, cf in zip(z.astype(int), conf):
+        found_s[k:k + step] = True
+        conf_s[k:k + step] = cf
+    return SpinePath(np.interp(all_z, z, r_m), np.interp(all_z, z, c_m) + col_offset,
+                     conf_s, found_s, off)
