@@ -1,8 +1,9 @@
 """From a CT volume to the network's 2D input: a sagittal image that follows the spine.
 
 :func:`~vfs_utils.keypoints._spine.find_spine` finds, on every axial slice, the row and
-column of the spine from the image alone (a bone column with a spinal canal), and :func:`sagittal_input` samples a straightened sagittal image on
-a fixed 1 mm grid along that curve: image row ``u`` is the offset (mm) from the
+column of the spine from the image alone (a bone column with a spinal canal), and
+:func:`sagittal_input` samples a straightened sagittal image on a fixed 1 mm grid along
+that curve: image row ``u`` is the offset (mm) from the
 centre line's row, image column ``v`` the position (mm) along the slices. A point of
 that image maps back to ``(row, col, slice)`` voxel indices of the volume with
 :meth:`SagittalInput.to_voxels`: the column comes from the centre line at that slice,

@@ -24,18 +24,20 @@ from scipy import ndimage
 
 from ..errors import NoSpineError
 
-__all__ = ["SpinePath", "find_spine", "hu_offset"]
+__all__ = ["SpinePath", "find_spine", "hu_offset", "noise_sd"]
 
 _GRID_MM = 2.0             # in-plane working grid
 _STEP_MM = 2.0             # along the slices
 _BONE_HU = 180.0           # ring of the canal (pedicles, laminae, body cortex)
-_DENSE_HU = 100.0          # the vertebral body (osteoporotic cancellous bone ~80 + cortex)
+_DENSE_HU = 100.0          # the vertebral body's evidence in front of the canal
+_BODY_HU = 70.0            # its extent (osteoporotic cancellous bone ~80; muscle 40-55)
 _RING_MM = (3.0, 16.0)
 _BODY_BOX_MM = (-40.0, -5.0, 12.0)   # rows (from the canal) and half-width of the body box
 _LATERAL_MM = 70.0
 _MIN_SCORE = 0.15
+_MAX_NOISE_HU = 200.0      # a low-dose CT stays well below (typically 20-80 HU)
 _MIN_SPAN_MM = 20.0        # a bone column at least this long along the slices
-_JUMP_MM = 4.0             # expected in-plane move of the canal per slice step (sd)
+_JUMP_MM = 8.0             # sd of the canal's in-plane move per sampled slice (mm; 2 mm grid)
 _GAP_COST = 0.3            # per sampled slice without a canal inside the path
 _MID_SD_MM = 35.0          # the canal lies near the body's left-right middle
 
@@ -75,6 +77,18 @@ def hu_offset(array: np.ndarray) -> float:
     if peaks.size == 0:
         return 0.0
     return float(np.clip(e[peaks.max()] + 2.5 - 45.0, -200.0, 200.0))
+
+
+def noise_sd(array: np.ndarray) -> float:
+    """Robust noise SD (HU) of the body voxels: from neighbouring-column differences."""
+    a = np.asarray(array)
+    ks = np.linspace(0, a.shape[2] - 1, min(a.shape[2], 9)).astype(int)
+    x = a[:, :, ks].astype(np.float32)
+    left, right = x[:, :-1], x[:, 1:]
+    inside = (left > -500) & (right > -500)
+    if inside.sum() < 100:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(left - right)[inside]) / np.sqrt(2.0))
 
 
 def _ring(bone: np.ndarray, t0: int, t1: int) -> np.ndarray:
@@ -136,11 +150,15 @@ def _slice_candidates(v: np.ndarray, px: tuple[float, float], mid_col: float | N
     peaks = (score == ndimage.maximum_filter(score, size=max(3, int(round(10 / px[0]))))) \
         & (score > _MIN_SCORE)
     out = []
+    plateau, _ = ndimage.label(peaks)
+    smooth = ndimage.uniform_filter(v, 3)
     for r, c in sorted(zip(*np.nonzero(peaks)), key=lambda rc: -score[rc])[:5]:
+        run = np.nonzero(plateau[r] == plateau[r, c])[0]          # ties: their middle
+        c = int(round(run.mean()))
         a0 = max(int(r - 70.0 / px[0]), 0)
         b0 = max(int(c - _BODY_BOX_MM[2] / px[1]), 0)
         b1 = int(c + _BODY_BOX_MM[2] / px[1]) + 1
-        lab, n = ndimage.label(v[a0:r, b0:b1] > _DENSE_HU)
+        lab, n = ndimage.label(smooth[a0:r, b0:b1] > _BODY_HU)
         near = lab[max(r - a0 - int(round(25.0 / px[0])), 0):, :]
         counts = np.bincount(near.ravel(), minlength=n + 1)[1:]
         if n and counts.max() > 0:
@@ -210,6 +228,11 @@ def find_spine(array: np.ndarray, spacing, *, col_offset: float = 0.0,
     if n_r * sp[0] < 40 or n_c * sp[1] < 40 or n_s * sp[2] < _MIN_SPAN_MM:
         raise NoSpineError(f"{where}: {n_r}x{n_c}x{n_s} voxels of {sp.round(2).tolist()} mm "
                            "is too small to hold a spine; give a CT of the chest or spine.")
+    noise = noise_sd(array)
+    if noise > _MAX_NOISE_HU:
+        raise NoSpineError(f"{where}: the image noise (SD about {noise:.0f} HU between "
+                           f"neighbouring voxels) is too high for a CT; give a CT of the chest "
+                           f"or spine.")
     off = hu_offset(array)
     dr = max(1, int(round(_GRID_MM / sp[0])))
     dc = max(1, int(round(_GRID_MM / sp[1])))
