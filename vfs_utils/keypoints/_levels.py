@@ -66,8 +66,10 @@ def rib_slices(array: np.ndarray, spacing, rows: np.ndarray, cols: np.ndarray, *
     return np.sort(np.asarray(out, float))
 
 
-def _th12_from_ribs(ribs: np.ndarray, top_slice: float, slice_mm: float) -> float | None:
-    """Slice of the lowest rib of the run that starts within one vertebra of the spine's top."""
+def _th12_from_ribs(ribs: np.ndarray, top_slice: float, slice_mm: float,
+                    bottom_slice: float = np.inf) -> float | None:
+    """Slice of the lowest rib of the run that starts within one vertebra of the spine's
+    top, unless the run may go on below the last slice (``bottom_slice``)."""
     if len(ribs) == 0 or (ribs[0] - top_slice) * slice_mm > _RUN_GAP_MM:
         return None
     low = ribs[0]
@@ -75,11 +77,13 @@ def _th12_from_ribs(ribs: np.ndarray, top_slice: float, slice_mm: float) -> floa
         if (z - low) * slice_mm > _RUN_GAP_MM:
             break
         low = z
+    if (bottom_slice - low) * slice_mm <= _RUN_GAP_MM:
+        return None
     return float(low)
 
 
 def name_levels(centre_slices, slice_mm: float, *, ribs=None, top_slice: float = 0.0,
-                lungs=None) -> tuple[list, str]:
+                bottom_slice: float = np.inf, lungs=None) -> tuple[list, str]:
     """Level names (None: unknown) of vertebrae (centre slices head -> feet) and the rule.
 
     Parameters
@@ -87,7 +91,9 @@ def name_levels(centre_slices, slice_mm: float, *, ribs=None, top_slice: float =
     centre_slices : vertebra centres (slices), head -> feet
     slice_mm : slice spacing
     ribs : rib slices from :func:`rib_slices` (optional)
-    top_slice : the first slice of the spine's centre line (where a rib run must begin)
+    top_slice, bottom_slice : the first slice of the spine's centre line (where a rib run
+        must begin) and the last slice of the volume (a run ending within one vertebra of
+        it may go on below: no rib rule)
     lungs : lung area per slice (optional; :func:`vfs_utils.keypoints.lung_profile`)
     """
     c = np.asarray(centre_slices, float)
@@ -95,7 +101,7 @@ def name_levels(centre_slices, slice_mm: float, *, ribs=None, top_slice: float =
     if n == 0:
         return [], "unknown"
     th12 = None if ribs is None else _th12_from_ribs(np.asarray(ribs, float), top_slice,
-                                                     slice_mm)
+                                                     slice_mm, bottom_slice)
     rule = "ribs"
     if th12 is None and lungs is not None and np.max(lungs) > 0:
         seen = np.nonzero(np.asarray(lungs) > LUNG_FRACTION * np.max(lungs))[0]

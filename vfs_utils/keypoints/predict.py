@@ -187,7 +187,8 @@ def detect(volume, spacing=None, *, folder: str = "", series_uid: str = "",
     lungs = lung_profile(array, sp, path.rows, path.cols, hu_offset=path.hu_offset)
     top = float(np.nonzero(path.found)[0][0])
     centres = vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0)
-    names, source = name_levels(centres, sp[2], ribs=ribs, top_slice=top, lungs=lungs)
+    names, source = name_levels(centres, sp[2], ribs=ribs, top_slice=top,
+                                bottom_slice=array.shape[2] - 1.0, lungs=lungs)
     whole = [Vertebra(v, lv) for v, lv, p in zip(vox, names, partial) if not p]
     cut = tuple(Vertebra(v, lv) for v, lv, p in zip(vox, names, partial) if p)
     version = "v2" if all(v.level is not None for v in whole) else "v1"
