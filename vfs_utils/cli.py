@@ -402,6 +402,8 @@ def _predict_from_image(args: argparse.Namespace) -> int:
                             "centre_slice": [float(v.points[:, 2].mean()) for v in det.partial]})
         table = pd.concat([table, cut], ignore_index=True)
     table = table.sort_values("centre_slice", kind="stable").drop(columns="centre_slice")
+    if args.format == "table" and det.partial:      # blank, not NaN, in the partial rows
+        table = table.astype(object).where(table.notna(), "")
     lo, hi = det.expected
     _say(args, f"keypoints: {MODEL_FILE.name} (ONNX, {meta.get('licence', '?')}); target: "
                f"{meta.get('target', '?')}; written to {args.out}")
