@@ -91,7 +91,8 @@ class SagittalInput:
 def sagittal_input(array: np.ndarray, spacing, *, col_offset: float = 0.0,
                    full_cols: int | None = None, path: SpinePath | None = None
                    ) -> SagittalInput:
-    """The network's input for one volume (see the module docstring).
+    """The network's input for one volume (see the module docstring), in HU corrected by
+    the scan's estimated offset (:func:`~vfs_utils.keypoints._spine.hu_offset`).
 
     Parameters are those of :func:`spine_centreline`, and ``path``: an already found
     spine (default: found here); the returned centre-line columns are in the full image.
@@ -117,6 +118,7 @@ def sagittal_input(array: np.ndarray, spacing, *, col_offset: float = 0.0,
         img += ndimage.map_coordinates(array, [r, c, ss], order=1, mode="nearest",
                                        prefilter=False).astype(np.float32)
     img /= len(_SLAB_MM)
+    img -= np.float32(path.hu_offset)        # the scan's own calibration (see _spine)
     return SagittalInput(normalise_hu(img), rows, cols, sp)
 
 
