@@ -3,7 +3,9 @@ and the ribs rule against its reference vertebra centres; the NIfTI reader's err
 from __future__ import annotations
 
 import gzip
+import json
 import os
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,6 @@ def test_orientation_agrees_with_the_nifti_affine(real):
     order = ["T12", "L1", "L2", "L3", "L4", "L5"]
     slices = [centres[lv][2] for lv in order]
     assert slices == sorted(slices)                     # head -> feet
-    import json
-
-    from vfs_utils.realct import resources
     ras = json.loads(resources.files("vfs_utils").joinpath(
         "registry", "real-ct-vertebrae.json").read_text())["centres_ras_mm"]
     for lv in order:
@@ -138,3 +137,22 @@ def test_load_nifti_reorients_any_orientation(tmp_path):
     assert a.spacing == (3.0, 2.0, 4.0)
     # row 0 is the most anterior: the largest RAS y, i.e. j = 4
     assert a.array[0, 0, 0] == data[3, 4, 5]
+
+
+@needs_real_ct
+def test_cli_fetch_real_ct_uses_the_local_copy(capsys):
+    from vfs_utils.cli import main
+
+    assert main(["fetch", "--real-ct"]) == 0
+    assert capsys.readouterr().out.strip() == f"real-ct: {_PATH}"
+
+
+def test_cli_fetch_real_ct_offline_without_a_copy_is_one_line(tmp_path, monkeypatch, capsys):
+    from vfs_utils.cli import main
+
+    monkeypatch.delenv(ENV_REAL_CT, raising=False)
+    monkeypatch.setenv("VFS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("VFS_OFFLINE", "1")
+    assert main(["fetch", "--real-ct"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ENV_REAL_CT in err and "DataNotFoundError" in err

@@ -32,7 +32,8 @@ _BONE_HU = 180.0           # ring of the canal (pedicles, laminae, body cortex)
 _DENSE_HU = 100.0          # the vertebral body's evidence in front of the canal
 _BODY_HU = 70.0            # its extent (osteoporotic cancellous bone ~80; muscle 40-55)
 _RING_MM = (3.0, 16.0)
-_BODY_BOX_MM = (-40.0, -5.0, 12.0)   # rows (from the canal) and half-width of the body box
+_BODY_HALF_MM = 12.0       # half-width of the vertebral body searched in front of the canal
+_BODY_AHEAD_MM = 22.0      # its centre lies about this far in front of the canal
 _LATERAL_MM = 70.0
 _MIN_SCORE = 0.15
 _MAX_NOISE_HU = 200.0      # a low-dose CT stays well below (typically 20-80 HU)
@@ -118,16 +119,16 @@ def _shift_rows(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def _slice_candidates(v: np.ndarray, px: tuple[float, float], mid_col: float | None):
-    """(candidates [(score, row, col, body_row)], body middle column) of one slice (HU,
-    calibrated, working grid)."""
+    """Candidates ``[(score, row, col, body_row)]`` of one slice (calibrated HU, working
+    grid; ``mid_col``: the search's middle column, default the body's)."""
     body = ndimage.binary_opening(v > -400, iterations=2)
     lab, n = ndimage.label(body)
     if n == 0:
-        return [], None
+        return []
     sizes = ndimage.sum(body, lab, index=np.arange(1, n + 1))
     body = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
     if body.sum() * px[0] * px[1] < 400.0:
-        return [], None
+        return []
     cols_any = np.nonzero(body.any(axis=0))[0]
     centre = 0.5 * (cols_any[0] + cols_any[-1]) if mid_col is None else mid_col
     rows_idx = np.arange(body.shape[0])[:, None]
@@ -140,8 +141,8 @@ def _slice_candidates(v: np.ndarray, px: tuple[float, float], mid_col: float | N
     hole = ndimage.uniform_filter(((v < 120) & (v > -300)).astype(np.float32), 3) > 0.7
     dense = ndimage.uniform_filter((v > _DENSE_HU).astype(np.float32),
                                    (max(1, int(round(20 / px[0]))),
-                                    max(1, int(round(2 * _BODY_BOX_MM[2] / px[1])))))
-    front = _shift_rows(dense, -int(round(22.0 / px[0])))     # the box 12-32 mm in front
+                                    max(1, int(round(2 * _BODY_HALF_MM / px[1])))))
+    front = _shift_rows(dense, -int(round(_BODY_AHEAD_MM / px[0])))   # 12-32 mm in front
     cc = np.arange(v.shape[1])[None, :]
     lateral = np.abs(cc - centre) * px[1] <= _LATERAL_MM
     prior = np.exp(-0.5 * ((cc - centre) * px[1] / _MID_SD_MM) ** 2)
@@ -152,12 +153,14 @@ def _slice_candidates(v: np.ndarray, px: tuple[float, float], mid_col: float | N
     out = []
     plateau, _ = ndimage.label(peaks)
     smooth = ndimage.uniform_filter(v, 3)
-    for r, c in sorted(zip(*np.nonzero(peaks)), key=lambda rc: -score[rc])[:5]:
-        run = np.nonzero(plateau[r] == plateau[r, c])[0]          # ties: their middle
+    for r, peak_c in sorted(zip(*np.nonzero(peaks)), key=lambda rc: -score[rc])[:8]:
+        run = np.nonzero(plateau[r] == plateau[r, peak_c])[0]          # ties: their middle
         c = int(round(run.mean()))
+        if len(out) == 5 or any(o[1] == r and o[2] == c for o in out):
+            continue
         a0 = max(int(r - 70.0 / px[0]), 0)
-        b0 = max(int(c - _BODY_BOX_MM[2] / px[1]), 0)
-        b1 = int(c + _BODY_BOX_MM[2] / px[1]) + 1
+        b0 = max(int(c - _BODY_HALF_MM / px[1]), 0)
+        b1 = int(c + _BODY_HALF_MM / px[1]) + 1
         lab, n = ndimage.label(smooth[a0:r, b0:b1] > _BODY_HU)
         near = lab[max(r - a0 - int(round(25.0 / px[0])), 0):, :]
         counts = np.bincount(near.ravel(), minlength=n + 1)[1:]
@@ -165,9 +168,9 @@ def _slice_candidates(v: np.ndarray, px: tuple[float, float], mid_col: float | N
             rows_k = np.nonzero(lab == 1 + int(np.argmax(counts)))[0]
             body_row = a0 + float(rows_k.mean())
         else:
-            body_row = float(r) + _BODY_BOX_MM[0] / 2 / px[0]
-        out.append((float(score[r, c]), float(r), float(c), float(body_row)))
-    return out, centre
+            body_row = float(r) - _BODY_AHEAD_MM / px[0]
+        out.append((float(score[r, peak_c]), float(r), float(c), float(body_row)))
+    return out
 
 
 def _best_path(cands: list, step_mm: float) -> list:
@@ -247,8 +250,7 @@ def find_spine(array: np.ndarray, spacing, *, col_offset: float = 0.0,
         sl = array[:, :, k].astype(np.float32) - off
         if dr > 1 or dc > 1:
             sl = ndimage.uniform_filter(sl, (dr, dc))[dr // 2::dr, dc // 2::dc]
-        cs, _ = _slice_candidates(sl, px, mid)
-        cands.append(cs)
+        cands.append(_slice_candidates(sl, px, mid))
     choice = _best_path(cands, step * sp[2])
     z, rr, cc, conf = [], [], [], []
     for k, cs, i in zip(ks, cands, choice):
