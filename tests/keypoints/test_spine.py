@@ -100,7 +100,11 @@ def _water(shape=(200, 200, 120)):
 def test_no_spine_raises_a_project_error():
     sp = (1.0, 1.0, 2.0)
     noise = np.random.default_rng(1).normal(0, 500, (200, 200, 60)).astype(np.float32)
-    for vol in (_water(), noise, np.zeros((8, 8, 8), np.float32)):
+    head = _water()
+    rr, cc = np.mgrid[:200, :200]
+    skull = np.abs(np.hypot(rr - 100, cc - 100) - 76) < 4          # bone around a brain
+    head[np.broadcast_to(skull[:, :, None], head.shape)] = 900.0
+    for vol in (_water(), noise, head, np.zeros((8, 8, 8), np.float32)):
         with pytest.raises(NoSpineError, match="the volume"):
             find_spine(vol, sp)
     assert issubclass(NoSpineError, SeriesError)
