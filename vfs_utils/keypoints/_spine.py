@@ -11,7 +11,8 @@
    posterior half of the body and within 70 mm of its middle (contrast blood, a calcified
    aorta and the heart have no canal behind a body);
 4. one smooth path along the slices over the candidates (Viterbi; a slice may have none,
-   e.g. at a disc) and the vertebral body's centre in front of the canal.
+   e.g. at a disc); the centre line's column is the canal's, its row the densest blob
+   (bone and disc) in front of the canal on every slice of the path.
 
 It raises :class:`~vfs_utils.errors.NoSpineError` when no bone column is found.
 """
@@ -41,6 +42,9 @@ _MIN_SPAN_MM = 20.0        # a bone column at least this long along the slices
 _JUMP_MM = 8.0             # sd of the canal's in-plane move per sampled slice (mm; 2 mm grid)
 _GAP_COST = 0.3            # per sampled slice without a canal inside the path
 _MID_SD_MM = 35.0          # the canal lies near the body's left-right middle
+_BLOB_HU = 65.0            # bone and disc: denser than muscle, blood and abdomen (35-55)
+_BLOB_MM = 8.0             # smoothing of that mask: the vertebral body's blob wins
+_ALONG_MM = 12.0           # smoothing of the centre line along the slices
 
 
 @dataclass
@@ -245,37 +249,50 @@ def find_spine(array: np.ndarray, spacing, *, col_offset: float = 0.0,
     mid = None
     if full_cols is not None:
         mid = ((full_cols - 1) / 2.0 - col_offset) / dc
-    cands = []
+    cands, slices = [], []
     for k in ks:
         sl = array[:, :, k].astype(np.float32) - off
         if dr > 1 or dc > 1:
             sl = ndimage.uniform_filter(sl, (dr, dc))[dr // 2::dr, dc // 2::dc]
         cands.append(_slice_candidates(sl, px, mid))
+        slices.append(sl)
     choice = _best_path(cands, step * sp[2])
-    z, rr, cc, conf = [], [], [], []
-    for k, cs, i in zip(ks, cands, choice):
-        if i is not None:
-            s = cs[i]
-            z.append(k)
-            rr.append(s[3] * dr + (dr - 1) / 2.0)
-            cc.append(s[2] * dc + (dc - 1) / 2.0)
-            conf.append(min(1.0, s[0]))
-    if len(z) < 3 or (z[-1] - z[0]) * sp[2] < _MIN_SPAN_MM:
+    hit = [i for i, c in enumerate(choice) if c is not None]
+    if len(hit) < 3 or (ks[hit[-1]] - ks[hit[0]]) * sp[2] < _MIN_SPAN_MM:
         raise NoSpineError(f"{where}: no bone column with a spinal canal was found (canal on "
-                           f"{len(z)} of {len(ks)} sampled slices); is it a CT of the chest or "
+                           f"{len(hit)} of {len(ks)} sampled slices); is it a CT of the chest or "
                            f"spine?")
-    z = np.asarray(z, float)
+    # the canal where found (interpolated between); the body's row on every sampled slice
+    # of the path's span: the densest blob (bone and disc) in front of the canal
+    every = np.arange(len(ks))
+    canal_r = np.interp(every, hit, [cands[i][choice[i]][1] for i in hit])
+    canal_c = np.interp(every, hit, [cands[i][choice[i]][2] for i in hit])
+    body_r = canal_r - _BODY_AHEAD_MM / px[0]
+    sig_px = (_BLOB_MM / px[0], _BLOB_MM / px[1])
+    for i in range(hit[0], hit[-1] + 1):
+        r, c = int(round(canal_r[i])), int(round(canal_c[i]))
+        a0, a1 = max(r - int(60.0 / px[0]), 0), max(r - int(3.0 / px[0]), 1)
+        b0, b1 = max(c - int(_BODY_HALF_MM / px[1]), 0), c + int(_BODY_HALF_MM / px[1]) + 1
+        w = ndimage.gaussian_filter((slices[i][a0:a1] > _BLOB_HU).astype(np.float32), sig_px,
+                                    truncate=2.0)[:, b0:b1]
+        if w.size and w.max() > 0:
+            body_r[i] = a0 + np.unravel_index(np.argmax(w), w.shape)[0]
+    ok = np.zeros(len(ks), bool)
+    ok[hit[0]:hit[-1] + 1] = True                 # the path's span; constant beyond it
+    z = ks[ok].astype(float)
     size = max(3, int(round(30.0 / (step * sp[2]))) | 1)
-    r_m = ndimage.median_filter(np.asarray(rr), size=size, mode="nearest")
-    c_m = ndimage.median_filter(np.asarray(cc), size=size, mode="nearest")
-    sig = 12.0 / (step * sp[2])
-    r_m = ndimage.gaussian_filter1d(r_m, sig, mode="nearest")
-    c_m = ndimage.gaussian_filter1d(c_m, sig, mode="nearest")
+    sig = _ALONG_MM / (step * sp[2])
+    rows = ndimage.gaussian_filter1d(ndimage.median_filter(body_r[ok], size=size,
+                                                           mode="nearest"),
+                                     sig, mode="nearest") * dr + (dr - 1) / 2.0
+    cols = ndimage.gaussian_filter1d(ndimage.median_filter(canal_c[ok], size=size,
+                                                           mode="nearest"),
+                                     sig, mode="nearest") * dc + (dc - 1) / 2.0
     all_z = np.arange(n_s, dtype=float)
     found_s = np.zeros(n_s, bool)
     conf_s = np.zeros(n_s)
-    for k, cf in zip(z.astype(int), conf):
-        found_s[k:k + step] = True
-        conf_s[k:k + step] = cf
-    return SpinePath(np.interp(all_z, z, r_m), np.interp(all_z, z, c_m) + col_offset,
+    for i in hit:
+        found_s[ks[i]:ks[i] + step] = True
+        conf_s[ks[i]:ks[i] + step] = min(1.0, cands[i][choice[i]][0])
+    return SpinePath(np.interp(all_z, z, rows), np.interp(all_z, z, cols) + col_offset,
                      conf_s, found_s, off)
