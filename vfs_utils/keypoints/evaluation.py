@@ -37,13 +37,15 @@ def predict_example(ex: Example, *, threshold: float = THRESHOLD, model=None):
     """(voxels (n, 6, 3), level names, scores) of the model on one example: the
     network, decoding and partial-vertebra rule of :func:`~vfs_utils.keypoints.detect`
     (vertebrae cut by the first or last slice are dropped, as ``detect`` does not grade
-    them). The cached examples hold no volume, so the levels come from the lung-base
-    rule (``detect``'s fallback), not the ribs."""
+    them), and its level rules: the ribs when the example carries their slices
+    (``ex.ribs``, :func:`~vfs_utils.keypoints._levels.rib_slices` of the rendered block),
+    else the lung-base fallback."""
     vox, scores, partial, _, _ = vertebrae_from_input(ex.sag, (None, None, len(ex.sag.rows)),
                                                       threshold=threshold, model=model)
     vox, scores = vox[~partial], scores[~partial]
     centres = vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0)
-    names, _ = name_levels(centres, ex.sag.spacing[2], lungs=ex.lungs)
+    names, _ = name_levels(centres, ex.sag.spacing[2], ribs=getattr(ex, "ribs", None),
+                           bottom_slice=len(ex.sag.rows) - 1.0, lungs=ex.lungs)
     return vox, names, scores
 
 
