@@ -13,6 +13,10 @@ endif
 ifneq ($(wildcard $(SHARED_DATA)/anchor-free-genant/annotation),)
 export VFS_ANNOTATION_DIR_V2 ?= $(SHARED_DATA)/anchor-free-genant/annotation
 endif
+# The real development CT (TotalSegmentator's example, Apache-2.0) when the shared copy exists.
+ifneq ($(wildcard $(SHARED_DATA)/real-ct/totalsegmentator_example_ct.nii.gz),)
+export VFS_REAL_CT ?= $(SHARED_DATA)/real-ct/totalsegmentator_example_ct.nii.gz
+endif
 # Caches and demo datasets stay inside the checkout, so a fresh clone builds fresh.
 export VFS_CACHE_DIR ?= $(CURDIR)/.cache
 export PYDEVD_DISABLE_FILE_VALIDATION = 1

@@ -151,6 +151,11 @@ _STUDY_GB = 0.24     # disk per study rendered from a real annotation (512 x 512
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .data import fetch
 
+    if args.real_ct:
+        from .realct import real_ct_path
+
+        print(f"real-ct: {real_ct_path()}")
+        return 0
     for version, path in fetch(args.schema).items():
         print(f"{version}: {path}")
     return 0
@@ -448,27 +453,51 @@ def _predict_from_image(args: argparse.Namespace) -> int:
     model, what, _ = _load_classifier(args.model)
     det = detect(vol, folder=args.folder, series_uid=series["series_uid"])
     if not det.annotation.experts["model"]:
-        raise VfsError(f"{series['study_folder']}: the keypoint model found no vertebra in "
-                       f"series {series['series_uid']}; is it a CT of the chest or spine?")
+        cut = f" ({len(det.partial)} cut by the field of view)" if det.partial else ""
+        raise VfsError(f"{series['study_folder']}: the keypoint model found no whole vertebra"
+                       f"{cut} in series {series['series_uid']}; is it a CT of the chest or "
+                       "spine?")
     meta = model_metadata()
     morph = morphometry_table(det.frame, spacing=vol.spacing)
     del vol
     with atomic_file(args.out) as tmp:      # --out is replaced only when the whole run succeeds
-        write_annotation(det.annotation, tmp, version="v2")
+        write_annotation(det.annotation, tmp, version=det.annotation.version)
         scores = predict_study(args.root, tmp, model=model)
     table = morph[["ha", "hm", "hp", "height_loss", "grade"]].copy()
-    table.insert(0, "level", [v.level for v in det.annotation.experts["model"]])
+    table.insert(0, "level", [v.level or "?" for v in det.annotation.experts["model"]])
     for c in ("ha", "hm", "hp"):
         table[c] = table[c].round(1)
     table["height_loss"] = table["height_loss"].round(3)
     order = np.argsort(scores["centre_slice"].to_numpy(float), kind="stable")
     table["deformity_score"] = scores["probability"].to_numpy(float)[order].round(3)
     table.insert(1, "detection", np.round(det.scores, 3))
+    table.insert(2, "status", "graded")
+    table["centre_slice"] = [float(v.points[:, 2].mean()) for v in det.annotation.experts["model"]]
+    if det.partial:
+        import pandas as pd
+
+        cut = pd.DataFrame({"level": [v.level or "?" for v in det.partial],
+                            "detection": np.round(det.partial_scores, 3),
+                            "status": "partial, not graded",
+                            "centre_slice": [float(v.points[:, 2].mean()) for v in det.partial]})
+        table = pd.concat([table, cut], ignore_index=True)
+    table = table.sort_values("centre_slice", kind="stable").drop(columns="centre_slice")
+    if args.format == "table" and det.partial:      # blank, not NaN, in the partial rows
+        table = table.astype(object).where(table.notna(), "")
+    lo, hi = det.expected
     _say(args, f"keypoints: {MODEL_FILE.name} (ONNX, {meta.get('licence', '?')}); target: "
-               f"{meta.get('target', '?')}; this study's levels: from the {det.level_source}; "
-               f"written to {args.out}")
+               f"{meta.get('target', '?')}; written to {args.out}")
+    _say(args, f"this study: {len(det.annotation.experts['model'])} whole vertebrae and "
+               f"{len(det.partial)} cut by the field of view; bone column {det.span_mm:.0f} mm "
+               f"(holds {lo}-{hi} vertebrae at 25-30 mm each); levels named by: "
+               f"{det.level_source}")
     _say(args, what)
-    _print_frame(table, args.format)
+    for w in det.warnings:
+        print(f"vfs predict: warning: {w}", file=sys.stderr)
+    _print_frame(table.reset_index(drop=True), args.format)
+    _say(args, "columns: detection = the keypoint network's centre probability; ha/hm/hp, "
+               "height_loss, grade = QM morphometric grade from the keypoint heights; "
+               "deformity_score = the classifier's probability from image features")
     return 0
 
 
@@ -493,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", choices=["v1", "v2", "all"], default="all",
                    help="which annotation set: v1 (vertebral-fractures-severity), v2 "
                         "(anchor-free-genant) or all (default)")
+    p.add_argument("--real-ct", action="store_true",
+                   help="instead: the pinned real example CT of TotalSegmentator (Apache-2.0, "
+                        "2 MB; VFS_REAL_CT points at a local copy)")
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("demo-data", help="write the synthetic phantom dataset (idempotent)")

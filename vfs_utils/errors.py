@@ -3,7 +3,8 @@ file (and field) at fault and says what to do about it."""
 from __future__ import annotations
 
 __all__ = ["VfsError", "AnnotationError", "SeriesError", "DataNotFoundError",
-           "DatasetExistsError", "DownloadError", "ModelFileError", "UsageError"]
+           "DatasetExistsError", "DownloadError", "ModelFileError", "NoSpineError",
+           "UsageError"]
 
 
 class VfsError(Exception):
@@ -16,6 +17,10 @@ class AnnotationError(VfsError, ValueError):
 
 class SeriesError(VfsError, ValueError):
     """A DICOM series cannot be found or assembled into a volume."""
+
+
+class NoSpineError(SeriesError):
+    """A volume holds no bone column with a spinal canal (not a CT of the chest or spine)."""
 
 
 class DataNotFoundError(VfsError, FileNotFoundError):

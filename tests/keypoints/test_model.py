@@ -59,10 +59,10 @@ def test_detect_finds_the_rendered_vertebrae_and_round_trips(spine_volume, tmp_p
     assert frame.shape[0] == len(found) and (frame["expert"] == "model").all()
 
 
-def test_level_names_count_from_the_lung_base(spine_volume):
+def test_level_names_count_from_the_ribs(spine_volume):
     vol, truth = spine_volume
     det = detect(vol, truth.geometry.spacing)
-    assert det.level_source == "lung base"
+    assert det.level_source == "ribs"
     found = np.stack([v.points for v in det.annotation.experts["model"]])
     sp = truth.geometry.spacing
     true = np.stack([v.points for v in truth.vertebrae])

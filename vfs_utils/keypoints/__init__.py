@@ -3,9 +3,10 @@
 The step the companion papers teach a network (Pisov et al. 2020; Zakharov et al. 2023):
 an anchor-free detector on a 2D sagittal input that follows the spine. Here:
 
-1. :func:`sagittal_input`: the spine's centre line on every slice from bone intensity
-   (its row and column: a scoliotic spine keeps its course), and a straightened
-   sagittal image along it on a fixed 1 mm grid;
+1. :func:`sagittal_input`: the spine's centre line on every slice (a bone column with a
+   spinal canal, robust to HU offsets and contrast blood; its row and column: a
+   scoliotic spine keeps its course), and a straightened sagittal image along it on a
+   fixed 1 mm grid;
 2. the network (a small CNN, CenterNet-like): a vertebra-centre heatmap and twelve
    offsets to the six keypoints, run from the ONNX file shipped with the package
    through onnxruntime (:func:`run_model`); trained with PyTorch (the ``train`` extra,
@@ -13,8 +14,9 @@ an anchor-free detector on a 2D sagittal input that follows the spine. Here:
 3. :func:`decode`: peaks of the heatmap -> vertebrae with six points; :func:`refine`:
    each endplate point moved to the bone edge along its height line (within 2 mm);
 4. :func:`detect`: the whole chain, back to ``[row, col, slice]`` voxel indices of the
-   volume, level names counted from the lung base, as an
-   :class:`~vfs_utils.annotation.Annotation` with one reader ``"model"``.
+   volume, level names counted from the ribs (Th12: the lowest rib-bearing vertebra),
+   as an :class:`~vfs_utils.annotation.Annotation` with one reader ``"model"``, the
+   vertebrae cut by the field of view apart, and warnings when it should not be trusted.
 
 The shipped model is trained on phantom images rendered from the CC BY-NC 4.0 expert
 annotations, so the model file is CC BY-NC 4.0 too (see ``model/keypoints.json``).

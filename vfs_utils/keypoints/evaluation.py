@@ -1,7 +1,8 @@
 """Held-out evaluation of the keypoint network (inference only).
 
 For every held-out example (a phantom rendered from one expert's reading):
-:func:`predict_example` runs the shipped model on its 2D input; :func:`evaluate`
+:func:`predict_example` runs the shipped model on its 2D input (the path of
+:func:`~vfs_utils.keypoints.detect`); :func:`evaluate`
 matches the detections to the rendered vertebrae (detection precision and recall inside
 the annotated span) and to every expert's reading (keypoint distances, heights and QM
 grades), beside the same comparisons between the experts themselves.
@@ -20,9 +21,9 @@ from ..data import annotation_dir
 from ..morphometry import LABEL_LEVELS, genant_grade, heights
 from ..phantom import sample_readings
 from ._data import HELDOUT_SEED, Example, cached_examples, split, synthetic_truth
-from ._decode import THRESHOLD, decode, refine
-from ._onnx import run_model
-from .predict import name_levels
+from ._decode import THRESHOLD
+from ._levels import name_levels
+from .predict import vertebrae_from_input
 
 __all__ = ["MATCH_MM", "evaluate", "heldout_set", "keypoint_distances", "match_centres",
            "patient_table", "predict_example", "summary"]
@@ -33,14 +34,18 @@ MATCH_MM = 10.0
 
 
 def predict_example(ex: Example, *, threshold: float = THRESHOLD, model=None):
-    """(voxels (n, 6, 3), level names, scores) of the model on one example."""
-    heat, off = run_model(ex.sag.image, model)
-    pix, scores = decode(heat, off, threshold=threshold)
-    pix = refine(ex.sag.image, pix)
-    vox = ex.sag.to_voxels(pix) if len(pix) else np.zeros((0, 6, 3))
-    for v in vox:
-        v[:, 1] = np.interp(v[:, 2].mean(), np.arange(len(ex.sag.cols)), ex.sag.cols)
-    names, _ = name_levels(vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0), ex.lungs)
+    """(voxels (n, 6, 3), level names, scores) of the model on one example: the
+    network, decoding and partial-vertebra rule of :func:`~vfs_utils.keypoints.detect`
+    (vertebrae cut by the first or last slice are dropped, as ``detect`` does not grade
+    them), and its level rules: the ribs when the example carries their slices
+    (``ex.ribs``, :func:`~vfs_utils.keypoints._levels.rib_slices` of the rendered block),
+    else the lung-base fallback."""
+    vox, scores, partial, _, _ = vertebrae_from_input(ex.sag, (None, None, len(ex.sag.rows)),
+                                                      threshold=threshold, model=model)
+    vox, scores = vox[~partial], scores[~partial]
+    centres = vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0)
+    names, _ = name_levels(centres, ex.sag.spacing[2], ribs=getattr(ex, "ribs", None),
+                           bottom_slice=len(ex.sag.rows) - 1.0, lungs=ex.lungs)
     return vox, names, scores
 
 

@@ -1,36 +1,45 @@
 """From a CT volume to vertebrae with six keypoints and level names: :func:`detect`.
 
-The result is an :class:`~vfs_utils.annotation.Annotation` with one reader, ``"model"``,
-in the annotation's own voxel convention (``[row, col, slice]`` of the volume as
-:func:`vfs_utils.dicom.load_series` returns it), so :func:`read_annotations`,
-``morphometry_table``, the agreement functions and the classifier take it unchanged.
+The result's ``annotation`` is an :class:`~vfs_utils.annotation.Annotation` with one
+reader, ``"model"``, in the annotation's own voxel convention (``[row, col, slice]`` of
+the volume as :func:`vfs_utils.dicom.load_series` returns it), so
+:func:`read_annotations`, ``morphometry_table``, the agreement functions and the
+classifier take it unchanged. It holds only whole vertebrae: one with a point outside
+the volume (cut by the field of view) is listed in ``partial`` and not graded.
 
-Level names count from the anatomy the image shows: the lowest slice on which lung is
-seen beside the spine is taken as the centre of Th11 (where the phantom's lungs end;
-in real CT the posterior lung recess usually reaches Th12-L1, so real-CT names can be
-off by one), and the vertebrae are counted up and down from the one nearest to it.
-When the lungs reach the last slice, their top (taken 1.2 vertebra spacings above Th1)
-is used; with no lungs in view the top vertebra is called Th1 and ``level_source`` says so.
+Levels are named from the ribs (:mod:`._levels`), else from the lung base (a less
+reliable fallback), else not at all: then the annotation is stored in the v1 schema
+(six points, no level), which :func:`~vfs_utils.annotation.load_annotation` reads back
+with ``level`` None. ``warnings`` says when the result should not be trusted.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .._fs import folder_name_problem, study_dir
-from ..annotation import LEVELS, Annotation, Vertebra, read_annotations
+from ..annotation import Annotation, Vertebra, read_annotations
 from ..dicom import scan
 from ..errors import AnnotationError, DataNotFoundError, SeriesError
 from ._decode import MIN_DIST_PX, THRESHOLD, decode, refine
 from ._input import SagittalInput, lung_profile, sagittal_input
+from ._levels import name_levels, rib_slices
 from ._onnx import run_model
+from ._spine import SpinePath, find_spine
 
-__all__ = ["Detection", "detect", "name_levels", "thin_series"]
+__all__ = ["PIXEL_MM_RANGE", "SLICE_MM_RANGE", "VERTEBRA_MM", "Detection", "detect",
+           "name_levels", "thin_series", "vertebrae_from_input"]
 
-_LUNG_FRACTION = 0.02     # a slice shows lung when its lung area exceeds 2 % of the largest
+#: In-plane pixel sizes (mm) the network was trained on; outside them ``detect`` warns.
+PIXEL_MM_RANGE = (0.5, 1.0)
+#: Slice spacings (mm) the network was trained on.
+SLICE_MM_RANGE = (0.5, 3.0)
+#: Craniocaudal length of a vertebra with its disc (mm), thoracolumbar.
+VERTEBRA_MM = (25.0, 30.0)
+_WEAK_CANAL = 0.3         # a canal on fewer than this fraction of the column's slices: weak
 
 
 @dataclass
@@ -40,15 +49,27 @@ class Detection:
     Attributes
     ----------
     annotation : Annotation
-        One reader, ``"model"``: the vertebrae head -> feet with six points and a level.
-    scores : ndarray
-        Centre probability of each vertebra.
+        One reader, ``"model"``: the whole vertebrae head -> feet with six points and a
+        level (v1 schema, no levels, when the levels are unknown).
+    partial : tuple of Vertebra
+        Vertebrae cut by the field of view (a point outside the volume): not graded.
+    scores, partial_scores : ndarray
+        Centre probability of each vertebra of ``annotation`` and of ``partial``.
     sagittal : SagittalInput
         The network's input and the centre line.
     heat, offsets : ndarray
         The network's output (cells of 4 input pixels).
     level_source : str
-        How the levels were counted (``"lung base"``, ``"lung apex"``, ``"top = Th1"``).
+        The rule that named the levels: ``"ribs"``, ``"lung base (fallback)"`` or
+        ``"unknown"``.
+    spine : SpinePath
+        The spine search (per-slice confidence, where a canal was found).
+    span_mm : float
+        Length along the slices of the bone column found.
+    expected : (int, int)
+        Vertebrae that span holds at 30 and 25 mm per vertebra.
+    warnings : list of str
+        Why the result may be implausible (empty when nothing was noticed).
     """
 
     annotation: Annotation
@@ -57,38 +78,17 @@ class Detection:
     heat: np.ndarray
     offsets: np.ndarray
     level_source: str
+    spine: SpinePath | None = None
+    partial: tuple = ()
+    partial_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    span_mm: float = 0.0
+    expected: tuple[int, int] = (0, 0)
+    warnings: list = field(default_factory=list)
 
     @property
     def frame(self) -> pd.DataFrame:
         """The vertebrae as :func:`vfs_utils.annotation.read_annotations` tables them."""
         return read_annotations([self.annotation])
-
-
-def name_levels(centre_slices: np.ndarray, lungs: np.ndarray | None
-                ) -> tuple[list[str], str]:
-    """Level names of vertebrae (centre slices head -> feet) from a lung-area profile."""
-    n = len(centre_slices)
-    if n == 0:
-        return [], "none"
-    th11, th1 = LEVELS.index("Th11"), LEVELS.index("Th1")
-    step = float(np.median(np.diff(centre_slices))) if n > 1 else 25.0
-    idx = None
-    source = "top = Th1"
-    if lungs is not None and lungs.max() > 0:
-        seen = np.nonzero(lungs > _LUNG_FRACTION * lungs.max())[0]
-        base, apex = int(seen.max()), int(seen.min())
-        if base < len(lungs) - 2:
-            k = int(np.argmin(np.abs(centre_slices - base)))
-            idx = th11 - k
-            source = "lung base"
-        elif apex > 1:
-            k = int(np.argmin(np.abs(centre_slices - (apex + 1.2 * step))))
-            idx = th1 - k
-            source = "lung apex"
-    if idx is None:
-        idx = th1
-    first = int(np.clip(idx, 0, len(LEVELS) - n))
-    return [LEVELS[first + k] for k in range(n)], source
 
 
 def _ordered(p: np.ndarray) -> np.ndarray:
@@ -98,6 +98,53 @@ def _ordered(p: np.ndarray) -> np.ndarray:
         if p[2 * k, 2] > p[2 * k + 1, 2]:
             p[[2 * k, 2 * k + 1]] = p[[2 * k + 1, 2 * k]]
     return p
+
+
+def vertebrae_from_input(sag: SagittalInput, shape, *, threshold: float = THRESHOLD,
+                         model=None):
+    """The network on one input: ``(voxels (n, 6, 3), scores (n,), partial (n,) bool)``,
+    head -> feet; ``partial``: a point lies outside ``shape`` (rows, cols, slices; a None
+    axis is not checked). :func:`detect` and the held-out evaluation share it."""
+    heat, off = run_model(sag.image, model)
+    pix, scores = decode(heat, off, threshold=threshold, min_dist=MIN_DIST_PX)
+    pix = refine(sag.image, pix)
+    vox = sag.to_voxels(pix) if len(pix) else np.zeros((0, 6, 3))
+    for v in vox:
+        v[:, 1] = float(np.interp(v[:, 2].mean(), np.arange(len(sag.cols)), sag.cols))
+    vox = np.stack([_ordered(v) for v in vox]) if len(vox) else vox
+    out = np.zeros(len(vox), bool)
+    for axis, n in enumerate(shape):
+        if n is not None and len(vox):
+            out |= ((vox[:, :, axis] < -0.5) | (vox[:, :, axis] > n - 0.5)).any(axis=1)
+    return vox, np.asarray(scores, float), out, heat, off
+
+
+def _trust(sp, n_found: int, path: SpinePath, source: str) -> tuple[float, tuple, list]:
+    """(span mm, expected counts, warnings) of one detection."""
+    found = np.nonzero(path.found)[0]
+    span = float((found[-1] - found[0] + 1) * sp[2]) if len(found) else 0.0
+    expected = (int(span // VERTEBRA_MM[1]), int(np.ceil(span / VERTEBRA_MM[0])))
+    warn = []
+    if n_found < expected[0] - 1:
+        warn.append(f"{n_found} vertebrae found where the {span:.0f} mm bone column holds "
+                    f"{expected[0]}-{expected[1]}: vertebrae are missing")
+    for name, value, (lo, hi) in (("pixel", min(sp[0], sp[1]), PIXEL_MM_RANGE),
+                                  ("pixel", max(sp[0], sp[1]), PIXEL_MM_RANGE),
+                                  ("slice", sp[2], SLICE_MM_RANGE)):
+        if not lo <= value <= hi:
+            msg = (f"{name} spacing {value:.2f} mm is outside what the model was trained on "
+                   f"({lo}-{hi} mm)")
+            if msg not in warn:
+                warn.append(msg)
+    if len(found):
+        canal = float(path.found[found[0]:found[-1] + 1].mean())
+        if canal < _WEAK_CANAL:
+            warn.append(f"weak bone column: a spinal canal on {canal:.0%} of its slices")
+    if source == "unknown":
+        warn.append("levels unknown: no ribs and no lung base in view (names left empty)")
+    elif source != "ribs":
+        warn.append(f"levels from the {source}: may be off by one")
+    return span, expected, warn
 
 
 def detect(volume, spacing=None, *, folder: str = "", series_uid: str = "",
@@ -117,6 +164,11 @@ def detect(volume, spacing=None, *, folder: str = "", series_uid: str = "",
         patients).
     model : path, optional
         Another ONNX file (default: the shipped model).
+
+    Raises
+    ------
+    NoSpineError
+        The volume holds no bone column with a spinal canal.
     """
     array = getattr(volume, "array", volume)
     if spacing is None:
@@ -126,25 +178,26 @@ def detect(volume, spacing=None, *, folder: str = "", series_uid: str = "",
     sp = tuple(float(s) for s in spacing)
     if array.ndim != 3:
         raise ValueError(f"detect() needs a (rows, cols, slices) volume, got shape {array.shape}")
-    sag = sagittal_input(array, sp)
-    heat, off = run_model(sag.image, model)
-    pix, scores = decode(heat, off, threshold=threshold, min_dist=MIN_DIST_PX)
-    pix = refine(sag.image, pix)
-    vertebrae = []
-    centres = []
-    for p in pix:
-        vox = sag.to_voxels(p)
-        s_mid = float(vox[:, 2].mean())
-        vox[:, 1] = float(np.interp(s_mid, np.arange(len(sag.cols)), sag.cols))
-        hi = np.array(array.shape, float) - 1
-        vox = np.clip(vox, 0, hi)
-        vertebrae.append(_ordered(vox))
-        centres.append(s_mid)
-    lungs = lung_profile(array, sp, sag.rows, sag.cols)
-    names, source = name_levels(np.asarray(centres), lungs)
-    ann = Annotation(folder, series_uid, "v2",
-                     {"model": tuple(Vertebra(v, lv) for v, lv in zip(vertebrae, names))})
-    return Detection(ann, scores, sag, heat, off, source)
+    where = str(getattr(volume, "study_folder", "") or folder or "the volume")
+    path = find_spine(array, sp, where=where)
+    sag = sagittal_input(array, sp, path=path)
+    vox, scores, partial, heat, off = vertebrae_from_input(sag, array.shape,
+                                                           threshold=threshold, model=model)
+    ribs = rib_slices(array, sp, path.rows, path.cols, hu_offset=path.hu_offset)
+    lungs = lung_profile(array, sp, path.rows, path.cols, hu_offset=path.hu_offset)
+    top = float(np.nonzero(path.found)[0][0])
+    centres = vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0)
+    names, source = name_levels(centres, sp[2], ribs=ribs, top_slice=top,
+                                bottom_slice=array.shape[2] - 1.0, lungs=lungs)
+    whole = [Vertebra(v, lv) for v, lv, p in zip(vox, names, partial) if not p]
+    cut = tuple(Vertebra(v, lv) for v, lv, p in zip(vox, names, partial) if p)
+    version = "v2" if all(v.level is not None for v in whole) else "v1"
+    if version == "v1":
+        whole = [Vertebra(v.points) for v in whole]
+    ann = Annotation(folder, series_uid, version, {"model": tuple(whole)})
+    span, expected, warn = _trust(sp, len(vox), path, source)
+    return Detection(ann, scores[~partial], sag, heat, off, source, path, cut,
+                     scores[partial], span, expected, warn)
 
 
 def thin_series(root, folder: str, series_uid: str | None = None) -> pd.Series:

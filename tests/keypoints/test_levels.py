@@ -1,0 +1,97 @@
+"""Level names: the ribs rule on a hand-built spine, the lung fallback, unknown levels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vfs_utils.annotation import LEVELS, load_annotation, write_annotation
+from vfs_utils.keypoints._levels import name_levels, rib_slices
+from vfs_utils.keypoints._spine import find_spine
+
+SP = (1.5, 1.5, 2.0)
+STEP = 14                   # slices per vertebra (28 mm)
+N = 7
+
+
+def _spine(ribbed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A body with N vertebrae (body, disc, canal ringed by bone) and rib pairs on the top
+    ``ribbed`` vertebrae: (volume, centre slices)."""
+    shape = (160, 220, 8 + N * STEP)
+    rr, cc = np.mgrid[:shape[0], :shape[1]]
+    r_body, col = 80.0, 110.0
+    body = ((rr - 80) / 70.0) ** 2 + ((cc - col) / 100.0) ** 2 < 1
+    d_body = np.hypot(rr - r_body, cc - col) * SP[0]
+    d_canal = np.hypot(rr - (r_body + 24 / SP[0]), cc - col) * SP[0]
+    vol = np.full(shape, -1000.0, np.float32)
+    centres = 4 + STEP / 2 + np.arange(N) * STEP
+    for k in range(shape[2]):
+        sl = vol[:, :, k]
+        sl[body] = 40.0
+        j = int(np.argmin(np.abs(centres - k)))
+        in_body = abs(k - centres[j]) <= STEP / 2 - 2
+        sl[d_body < 16] = 250.0 if in_body else 90.0      # vertebral body or disc
+        sl[d_body < 13] = 160.0 if in_body else 90.0
+        sl[(d_canal >= 7) & (d_canal < 11)] = 500.0        # pedicles and laminae
+        sl[d_canal < 7] = 10.0
+        if j < ribbed and abs(k - centres[j]) <= 2:
+            lateral = np.abs(cc - col) * SP[1]
+            bar = (np.abs(rr - (r_body + 15 / SP[0])) * SP[0] < 5) & (lateral > 18) \
+                & (lateral < 120) & body
+            sl[bar] = 400.0
+    return vol, centres
+
+
+@pytest.mark.parametrize("ribbed", [4, 3])
+def test_the_lowest_rib_bearing_vertebra_is_th12(ribbed):
+    vol, centres = _spine(ribbed)
+    path = find_spine(vol, SP)
+    ribs = rib_slices(vol, SP, path.rows, path.cols, hu_offset=path.hu_offset)
+    assert len(ribs) == 2 * ribbed                 # one per side per ribbed vertebra
+    names, rule = name_levels(centres, SP[2], ribs=ribs,
+                              top_slice=float(np.nonzero(path.found)[0][0]))
+    assert rule == "ribs"
+    th12 = LEVELS.index("Th12")
+    assert names == [LEVELS[th12 - (ribbed - 1) + i] for i in range(N)]
+
+
+def test_without_ribs_the_lung_base_is_a_fallback_else_unknown():
+    centres = np.array([10.0, 24, 38, 52, 66])
+    lungs = np.zeros(80)
+    lungs[:45] = 1000.0                     # lung beside the spine down to slice 44
+    names, rule = name_levels(centres, 2.0, ribs=np.zeros(0), lungs=lungs)
+    # Th12's centre half a vertebra above the lung base: slice 37 -> the vertebra at 38
+    assert rule == "lung base (fallback)" and names[2] == "Th12" and names[3] == "L1"
+    names, rule = name_levels(centres, 2.0, ribs=np.zeros(0), lungs=np.full(80, 1000.0))
+    assert rule == "unknown" and names == [None] * 5
+
+
+def test_a_missed_vertebra_keeps_the_count():
+    names, _ = name_levels(np.array([5.0, 19, 47, 61]), 2.0, ribs=np.array([4.0, 5.0]))
+    assert names == ["Th12", "L1", "L3", "L4"]
+
+
+def test_unknown_levels_round_trip_as_points_without_levels(tmp_path):
+    """Detections on the phantom with its ribs and lungs blanked: levels unknown, stored in
+    the v1 schema (six points, no level) and read back unchanged."""
+    from vfs_utils.keypoints import detect
+    from vfs_utils.phantom import render_volume, sample_spine
+
+    truth = sample_spine(np.random.default_rng(5), shape=(256, 256))
+    vol = render_volume(truth, rng=np.random.default_rng(0)).astype(np.float32)
+    sp = truth.geometry.spacing
+    cols = np.arange(vol.shape[1])[None, :, None]
+    centre = np.stack([v.points for v in truth.vertebrae])[:, :, 1].mean()
+    lateral = np.abs(cols - centre) * sp[1] > 30
+    vol[np.broadcast_to(lateral, vol.shape) & (vol > 150)] = 40.0      # no ribs
+    vol[vol < -500] = 40.0                                             # no lungs, no air
+    det = detect(vol, sp, folder="KP-NOLEVEL", series_uid="1.2.3.4")
+    assert det.level_source == "unknown"
+    assert any("levels unknown" in w for w in det.warnings)
+    ann = det.annotation
+    assert ann.version == "v1" and ann.experts["model"]
+    assert all(v.level is None for v in ann.experts["model"])
+    back = load_annotation(write_annotation(ann, tmp_path / "KP-NOLEVEL.json",
+                                            version=ann.version))
+    assert back.version == "v1" and all(v.level is None for v in back.experts["model"])
+    np.testing.assert_allclose(np.stack([v.points for v in back.experts["model"]]),
+                               np.stack([v.points for v in ann.experts["model"]]))
