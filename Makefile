@@ -18,11 +18,15 @@ export VFS_CACHE_DIR ?= $(CURDIR)/.cache
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 # Executed copies of the lessons (make demo) always land inside the checkout.
 EXECUTED  := $(CURDIR)/.cache/executed
-# Local kernels talk over IPC (Unix sockets), not TCP: nothing to encrypt, and no
-# "running over TCP without encryption" warning from every kernel. nbconvert needs an
-# absolute socket prefix (its kernel runs in the notebook's folder); JupyterLab makes one.
+# Local kernels talk over IPC (Unix sockets), not TCP: nothing to encrypt, no "running over
+# TCP without encryption" warning, and no TCP port picked by the client that another process
+# can take before the kernel binds it. Each nbconvert kernel gets a new private folder for its
+# sockets ($$kdir, made by the loops below): jupyter_client numbers the sockets by probing
+# which files exist, which two kernels sharing a prefix can race. JupyterLab makes its own
+# prefix per kernel; nbval's kernels get theirs from notebooks/conftest.py.
 IPC       := --KernelManager.transport=ipc
-KERNEL    := $(IPC) --KernelManager.ip=$(or $(XDG_RUNTIME_DIR),/tmp)/vfs-kernel-$$$$
+KERNEL    := $(IPC) --KernelManager.ip="$$kdir/k"
+NEW_KDIR  := kdir=$$(mktemp -d "$${XDG_RUNTIME_DIR:-/tmp}/vfs-kernel-XXXXXX") || exit 1
 # Options for `jupyter lab` (make lab LAB_ARGS="--no-browser --port 8890 --ip 0.0.0.0");
 # --allow-root is added when make runs as root (containers, cloud machines).
 LAB_ARGS  ?=
@@ -31,8 +35,10 @@ ROOT_ARGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 # two notebooks at a time (pytest-xdist; a notebook's cells stay on one worker): 151 s against
-# 202 s serial for the 16 notebooks in the phantom mode, measured on the project's 2-core machine
-NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env -n 2 --dist loadfile
+# 202 s serial for the 16 notebooks in the phantom mode, measured on the project's 2-core machine.
+# A kernel may take long to start on a loaded machine: 300 s, not nbval's 60.
+NBVAL     := -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env \
+             --nbval-kernel-startup-timeout 300 -n 2 --dist loadfile
 
 .PHONY: demo test check nbtest execute site lab lint lock bench model clean help
 
@@ -46,7 +52,8 @@ help:
 	@echo "make check  the fast edit-test loop: lint and the tests not marked slow"
 	@echo "make nbtest the lessons under nbval (phantom and synthetic modes)"
 	@echo "make execute NB=notebooks/01_loading.ipynb   re-execute lessons in place (maintainers)"
-	@echo "make site   build the course site (Jupyter Book) into _site/"
+	@echo "make site   build the course site (Jupyter Book) into _site/ (SOLUTIONS=0: without"
+	@echo "            the worked solutions, for graded work)"
 	@echo "make lint   ruff over the package, tests, benchmarks, docs and notebooks"
 	@echo "make lock   regenerate binder/requirements.txt (exact pins) from pyproject.toml"
 	@echo "make bench  run the benchmark scripts"
@@ -78,9 +85,9 @@ demo: $(VENV)/.installed
 	$(VFS) prepare
 	@mkdir -p $(EXECUTED)
 	@for nb in $(or $(NB),$(NOTEBOOKS)); do \
-		echo "running $$nb"; \
+		echo "running $$nb"; $(NEW_KDIR); \
 		$(VENV)/bin/jupyter nbconvert --to notebook --execute --log-level=WARN $(KERNEL) \
-			--output-dir $(EXECUTED) "$$nb" || exit 1; \
+			--output-dir $(EXECUTED) "$$nb"; rc=$$?; rm -rf "$$kdir"; [ $$rc = 0 ] || exit 1; \
 	done
 	@echo "demo done: the executed notebooks are in $(EXECUTED)"
 	@echo "(open them with $(VENV)/bin/jupyter lab $(EXECUTED)$(if $(ROOT_ARGS), $(ROOT_ARGS)); the lessons themselves: make lab)"
@@ -116,18 +123,25 @@ endif
 execute: $(VENV)/.installed-dev
 	$(VFS) prepare
 	@for nb in $(or $(NB),$(NOTEBOOKS) $(SOLUTIONS)); do \
-		echo "executing $$nb"; \
+		echo "executing $$nb"; $(NEW_KDIR); \
 		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --log-level=WARN $(KERNEL) \
-			--ExecutePreprocessor.timeout=600 \
+			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.startup_timeout=300 \
 			--ExecutePreprocessor.store_widget_state=False \
-			--ExecutePreprocessor.record_timing=False "$$nb" || exit 1; \
+			--ExecutePreprocessor.record_timing=False "$$nb"; rc=$$?; rm -rf "$$kdir"; \
+		[ $$rc = 0 ] || exit 1; \
 	done
 
 # The course site (Jupyter Book 1): the committed outputs, not re-executed
 # (execute_notebooks: "off"; nbtest checks them with nbval). Incremental: a second
-# build re-renders only the notebooks that changed.
-site: $(VENV)/.installed-dev
-	$(PY) docs/build_book.py --out _site
+# build re-renders only the notebooks that changed. Needs only the notebooks and site
+# extras (a fresh .venv of those: 958 MB, no torch); SOLUTIONS=0 leaves the worked
+# solutions out (for graded work).
+SOLUTIONS ?= 1
+$(VENV)/.installed-site: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[notebooks,site]"
+	touch $@ $(VENV)/.installed
+site: $(VENV)/.installed-site
+	$(PY) docs/build_book.py --out _site $(if $(filter 0,$(SOLUTIONS)),--no-solutions)
 
 # JupyterLab on the lessons. Started from make, it sees VFS_CACHE_DIR and the annotation
 # folders set above (a `jupyter lab` started by hand does not: export them yourself).

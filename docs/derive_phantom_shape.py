@@ -1,7 +1,9 @@
 """Re-derive the phantom's per-level normal vertebral shape from the real v2 annotations.
 
 Prints the table ``vfs_utils.phantom.spine._NORMAL_SHAPE`` (as Python source) from the
-anchor-free-genant (v2) annotation files, so the committed numbers can be reproduced:
+anchor-free-genant (v2) annotation files of the keypoint TRAINING patients only
+(``vfs_utils.keypoints._data.split``: validation and held-out patients never shape the
+phantom), so the committed numbers can be reproduced:
 
     VFS_ANNOTATION_DIR_V2=/path/to/anchor-free-genant/annotation \
         python docs/derive_phantom_shape.py [--check]
@@ -33,11 +35,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from vfs_utils import annotation, morphometry, readings
 from vfs_utils.annotation import LEVELS
+from vfs_utils.keypoints._data import split
 
 MIN_READINGS = 20
 KEYS = ["folder", "vertebra_id"]
@@ -57,8 +61,11 @@ def _reader_sd(table, column):
 
 
 def derive(annotation_dir) -> tuple[dict, float]:
-    """``(table, endplate_shift)`` from the v2 annotation folder (see the module docstring)."""
-    frame = readings.match_vertebrae(annotation.read_annotations(annotation_dir))
+    """``(table, endplate_shift)`` from the training patients of the v2 annotation folder."""
+    anns = [annotation.load_annotation(p) for p in sorted(Path(annotation_dir).glob("*.json"))]
+    train = set(split([a.folder for a in anns])["train"])
+    frame = readings.match_vertebrae(annotation.read_annotations(
+        [a for a in anns if a.folder in train]))
     table = morphometry.morphometry_table(frame, spacing=(1.0, 1.0, 1.0))
     normal = table[table["grade"] == 0]
     sd_w = _reader_sd(normal, "wedge_index")

@@ -1,4 +1,4 @@
-"""Write the phantom pictures of the docs: docs/phantom_{wedge,biconcave,axial}.png.
+"""Write the phantom pictures of the docs: docs/phantom_{wedge,biconcave,axial,anatomy}.png.
 
 Run from the repository root: ``python docs/make_phantom_figures.py``. The studies are
 sampled with fixed seeds, so the pictures are reproducible.
@@ -96,10 +96,39 @@ def axial(seed: int, path: Path) -> None:
     _save(fig, path)
 
 
+def anatomy(seed: int, path: Path) -> None:
+    """Axial slice through Th8 (ribs), mid-sagittal and coronal views, in mm, one window."""
+    truth, _, volume = _study(seed, "wedge")
+    sp = truth.geometry.spacing
+    v = next(v for v in truth.vertebrae if v.level == "Th8")
+    r, c, k = (int(round(x)) for x in v.points.mean(axis=0))
+    rows, cols, slices = volume.shape
+    window = dict(cmap="gray", vmin=-1000, vmax=1000)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), width_ratios=[1.0, 0.8, 1.0])
+    views = [
+        (volume[:, :, k], (cols * sp[1], rows * sp[0]), "patient right \u2192 left (mm)",
+         "anterior \u2192 posterior (mm)", f"axial, slice {k} (centre of Th8): ribs"),
+        (volume[:, c, :].T, (rows * sp[0], slices * sp[2]), "anterior \u2192 posterior (mm)",
+         "head \u2192 feet (mm)", f"mid-sagittal, column {c}"),
+        (volume[r, :, :].T, (cols * sp[1], slices * sp[2]), "patient right \u2192 left (mm)",
+         "head \u2192 feet (mm)", f"coronal, row {r} (through Th8)"),
+    ]
+    for ax, (img, (width, height), xlabel, ylabel, title) in zip(axes, views):
+        im = ax.imshow(img, extent=(0, width, height, 0), **window)   # mm axes: true aspect
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="HU")
+    fig.suptitle(f"Synthetic chest CT (phantom): {sp[0]:.2f} mm pixels, {sp[2]:g} mm slices, "
+                 f"ribs Th1-{truth.lowest_rib}, lung base {truth.lung_base}", fontsize=11)
+    _save(fig, path)
+
+
 def main() -> None:
     sagittal(11, "wedge", OUT / "phantom_wedge.png")
     sagittal(12, "biconcave", OUT / "phantom_biconcave.png")
     axial(11, OUT / "phantom_axial.png")
+    anatomy(11, OUT / "phantom_anatomy.png")
 
 
 if __name__ == "__main__":

@@ -169,9 +169,9 @@ def test_model_files_that_are_not_skops(dataset, tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "ModelFileError" in err and str(not_skops) in err
     # a damaged cached default model
     monkeypatch.setenv("VFS_CACHE_DIR", str(tmp_path / "cache"))
-    cached = tmp_path / "cache" / "models" / "baseline-logistic-v1.skops"
+    cached = tmp_path / "cache" / "models" / "baseline-logistic-v2.json"
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"PK\x03\x04 damaged")
+    cached.write_bytes(b"{\"names\": damaged")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(cached) in err and "delete it" in err
@@ -243,3 +243,227 @@ def test_sigterm_during_demo_data_leaves_nothing_behind(tmp_path):
     assert len(err.strip().splitlines()) == 2            # the progress line, then that one
     assert not partial.exists() and not out.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".demo")]
+
+
+# ------------------------------------------------------------- vfs predict from the image
+P_UID = "1.2.826.0.1.3680043.10.543.4.9"
+P_FOLDER = "STUDY-0009"
+
+
+def _write_study(root, n_slices=30, spacing=(0.7, 0.7, 2.0), **kw):
+    """One small axial CT series (32 x 32 px) under root/dicom/P_FOLDER; the files."""
+    rng = np.random.default_rng(0)
+    return write_series(root / "dicom" / P_FOLDER / "s1",
+                        rng.integers(-1000, 1000, (32, 32, n_slices)).astype(np.int16),
+                        spacing=spacing, series_uid=P_UID, study_uid=P_UID + ".1",
+                        frame_of_reference_uid=P_UID + ".2", **kw)
+
+
+def _edit(files, **values):
+    """Set header elements (keyword: raw value) in every file, with pydicom (which would
+    warn and log about an invalid value)."""
+    import pydicom
+
+    with pydicom.config.disable_value_validation():
+        for path in files:
+            ds = pydicom.dcmread(path)
+            for keyword, value in values.items():
+                ds[keyword].value = value
+            ds.save_as(path)
+
+
+@pytest.fixture()
+def predict_root(tmp_path, monkeypatch):
+    """A dataset root and a cache holding a default classifier (plain numbers)."""
+    from vfs_utils.baseline import LinearModel
+    from vfs_utils.baseline.models import _DEFAULT_MODEL_FILE
+
+    cache = tmp_path / "cache"
+    LinearModel(["f_a"], [0.0], [0.0], [1.0], [1.0], 0.0).save(
+        cache / "models" / _DEFAULT_MODEL_FILE)
+    monkeypatch.setenv("VFS_CACHE_DIR", str(cache))
+    return tmp_path / "root"
+
+
+def _predict_refuses(capsys, root, fragments, *extra):
+    """`vfs predict` ends in one line naming each fragment, status 2, nothing written."""
+    out = root.parent / "out.json"
+    status = main(["predict", "--root", str(root), "--folder", P_FOLDER, "--out", str(out),
+                   *extra])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and captured.out == "", captured.err
+    assert lines[0].startswith("vfs predict: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert not out.exists() and not list(root.parent.glob(".out.json*"))
+    return lines[0]
+
+
+def test_predict_refuses_one_slice(predict_root, capsys):
+    _write_study(predict_root, n_slices=1)
+    _predict_refuses(capsys, predict_root, ["no axial series of at least 20 slices"])
+    _predict_refuses(capsys, predict_root, ["1 slice(s) cover 0 mm", "at least 40 mm"],
+                     "--series", P_UID)
+
+
+def test_predict_refuses_too_short_a_series(predict_root, capsys):
+    _write_study(predict_root, n_slices=24, spacing=(0.7, 0.7, 1.5))     # 36 mm
+    _predict_refuses(capsys, predict_root, ["24 slice(s) cover 36 mm", "at least 40 mm"])
+
+
+@pytest.mark.parametrize("spacing,fragment", [
+    ((12.0, 12.0, 2.0), "PixelSpacing (0028,0030) is 12 mm, outside (0, 10] mm"),
+    ((0.7, 0.7, 25.0), "slice spacing (from ImagePositionPatient (0020,0032)) is 25 mm"),
+])
+def test_predict_refuses_absurd_spacing(predict_root, capsys, spacing, fragment):
+    _write_study(predict_root, spacing=spacing)
+    _predict_refuses(capsys, predict_root, [fragment, "check the headers"])
+
+
+@pytest.mark.parametrize("keyword,value,fragment", [
+    ("PixelSpacing", ["0", "0.7"], "PixelSpacing value [0.0, 0.7] is not positive"),
+    ("RescaleSlope", "NaN", "RescaleSlope value 'NaN' is not a finite number"),
+    ("RescaleIntercept", "inf", "RescaleIntercept value 'inf' is not a finite number"),
+])
+def test_predict_names_the_header_fault(predict_root, capsys, keyword, value, fragment):
+    files = _write_study(predict_root)
+    _edit(files, **{keyword: value})
+    line = _predict_refuses(capsys, predict_root, [str(files[0]), fragment])
+    assert "no DICOM series" not in line and "fix or remove the file" in line
+
+
+def test_predict_refuses_another_modality(predict_root, capsys):
+    _edit(_write_study(predict_root), Modality="MR")
+    _predict_refuses(capsys, predict_root, ["Modality (0008,0060) is 'MR'", "CT only"])
+
+
+@pytest.mark.parametrize("orientation,degrees", [
+    ((0.0, 1.0, 0.0, 0.0, 0.0, -1.0), 90),                            # sagittal
+    ((1.0, 0.0, 0.0, 0.0, math.cos(math.radians(20)), -math.sin(math.radians(20))), 20),
+])
+def test_predict_refuses_a_series_that_is_not_axial(predict_root, capsys, orientation, degrees):
+    _write_study(predict_root, orientation=orientation)
+    _predict_refuses(capsys, predict_root, ["ImageOrientationPatient (0020,0037)",
+                                            f"is {degrees} degrees from axial"])
+
+
+def test_predict_names_a_missing_decoder(predict_root, capsys, monkeypatch):
+    """A JPEG 2000 series where pydicom has no decoder plugin (simulated: one is installed
+    here): the message names the transfer syntax and the packages to install."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    import vfs_utils.dicom._load as load
+
+    for path in _write_study(predict_root):
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not decodable"])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(path, enforce_file_format=True)
+    real = load._get_decoder
+
+    class Missing:
+        is_available = False
+        missing_dependencies = real(JPEG2000Lossless).missing_dependencies
+
+    monkeypatch.setattr(load, "_get_decoder", lambda uid: Missing())
+    _predict_refuses(capsys, predict_root, ["SeriesError", "JPEG 2000", "pylibjpeg-openjpeg",
+                                            "pip install"])
+
+
+def test_failed_predict_keeps_the_previous_out(predict_root, tmp_path, capsys, monkeypatch):
+    """A damaged --model, or any project error inside the run, leaves --out as it was."""
+    import vfs_utils.keypoints as keypoints
+    from vfs_utils.errors import SeriesError
+
+    _write_study(predict_root)
+    out = tmp_path / "out.json"
+    out.write_text("previous")
+    argv = ["predict", "--root", str(predict_root), "--folder", P_FOLDER, "--out", str(out)]
+    bad = tmp_path / "bad.skops"
+    bad.write_bytes(b"PK\x03\x04 damaged")
+    assert main([*argv, "--model", str(bad)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+    def no_spine(*args, **kwargs):
+        raise SeriesError("no bone column")     # as a keypoint error would end
+
+    monkeypatch.setattr(keypoints, "detect", no_spine)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "vfs predict: SeriesError: no bone column\n"
+    assert out.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad.skops", "cache", "out.json", "root"]
+    assert main([*argv[:-1], str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- commands the package tells users to run
+def _vfs_commands_in_the_package() -> list[tuple[str, str]]:
+    """(file:line, command) of every `vfs ...` quoted in a string of vfs_utils; an f-string's
+    fields become {expression}."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import vfs_utils
+
+    found = []
+    for path in sorted(Path(vfs_utils.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                text = "".join(v.value if isinstance(v, ast.Constant)
+                               else "{" + ast.unparse(v.value) + "}" for v in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            else:
+                continue
+            for command in re.findall(r"`+(vfs(?: [^`]*)?)`+", text):
+                found.append((f"{path.name}:{node.lineno}", command))
+    return found
+
+
+#: Values for the f-string fields of those commands (a new field: add it here).
+FIELDS = {"{version}": "v1", "{source.version}": "v2", "{root}": "."}
+
+
+def test_every_vfs_command_in_a_message_is_accepted_by_the_parser(capsys):
+    import shlex
+
+    from vfs_utils.cli import build_parser
+
+    commands = _vfs_commands_in_the_package()
+    assert len(commands) > 20 and ("data.py", "vfs fetch --schema {source.version}") in {
+        (where.split(":")[0], c) for where, c in commands}
+    parser = build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    for where, command in commands:
+        words = shlex.split(command)[1:]
+        if not words or words[0].isupper():      # `vfs`, `vfs COMMAND -h`: the usage itself
+            continue
+        assert words[0] in names, f"{where}: `{command}`: no such command"
+        if len(words) > 1:                        # a full command line: it must parse
+            argv = [FIELDS.get(w, w) for w in words]
+            assert not [w for w in argv if "{" in w], f"{where}: add the field to FIELDS"
+            try:
+                parser.parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"{where}: `{command}` is refused: {capsys.readouterr().err}")
+
+
+def test_predict_accepts_a_slightly_tilted_series(predict_root, capsys, monkeypatch):
+    """5 degrees of gantry tilt and 40.5 mm of slices pass the checks: the run reaches the
+    keypoint model (stubbed)."""
+    import vfs_utils.keypoints as keypoints
+    from vfs_utils.errors import VfsError
+
+    def reached(vol, **kwargs):
+        raise VfsError(f"reached the model with {vol.array.shape[2]} slices")
+
+    monkeypatch.setattr(keypoints, "detect", reached)
+    t = math.radians(5)
+    _write_study(predict_root, n_slices=27, spacing=(0.7, 0.7, 1.5),
+                 orientation=(1.0, 0.0, 0.0, 0.0, math.cos(t), -math.sin(t)))
+    _predict_refuses(capsys, predict_root, ["reached the model with 27 slices"])

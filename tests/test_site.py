@@ -4,17 +4,21 @@ The book is built once into a temporary folder from the committed notebooks and 
 from ``file://`` in Debian's chromium through playwright, with every request that is not
 ``file://`` aborted and logged: every page must render with all its images, the log must
 stay empty (no CDN script, font or widget manager), search must find "Hounsfield", the
-sidebar must list the lessons in order with their solutions under them, every lesson must
-have its Binder and Colab launch buttons and a download link to its own .ipynb, the
-bibliography must render, and the widget lesson must show its static picture.
+sidebar must list the course pages, the lessons in order and their solutions in a part of
+their own, every lesson must have its Binder and Colab launch buttons and a download link to
+its own .ipynb, the bibliography must render, the widget lesson must show its static
+picture, the landing page must be a page (not a redirect), and no code or output may run past
+the page at 1280 px. A second build without the solutions must have none of them.
 
-The table of contents is also tested without a browser, on synthetic folders.
+The table of contents, the pages gathered from the lessons (key points, glossary) and the
+syllabus's sums are also tested without a browser.
 Screenshots go to a temporary folder, or to ``docs/screenshots/`` with
 ``VFS_UPDATE_SCREENSHOTS=1``.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -80,17 +84,112 @@ def test_toc_orders_lessons_by_number_and_nests_their_solutions(tmp_path):
 
 @NEEDS_BOOK
 def test_toc_file_follows_the_notebooks_found(tmp_path):
-    nbs = _touch(tmp_path / "notebooks", "01_a.ipynb", "solutions/01_a_solutions.ipynb")
+    nbs = _touch(tmp_path / "notebooks", "01_a.ipynb", "02_b.ipynb",
+                 "solutions/01_a_solutions.ipynb")
     toc = _book_module().toc(nbs)
-    assert toc["root"] == "intro"
-    lessons, about = toc["parts"]
-    assert lessons["chapters"] == [{"file": "notebooks/01_a",
-                                    "sections": [{"file": "notebooks/solutions/01_a_solutions"}]}]
+    assert toc["root"] == "index"
+    course, lessons, solutions, about = toc["parts"]
+    assert [c["file"] for c in course["chapters"]] == [
+        "syllabus", "setup", "classroom", "instructor_notes", "key_points", "glossary"]
+    assert lessons["chapters"] == [{"file": "notebooks/01_a"}, {"file": "notebooks/02_b"}]
+    assert solutions == {"caption": "Solutions",
+                         "chapters": [{"file": "notebooks/solutions/01_a_solutions"}]}
     assert about["chapters"] == [{"file": "references"}]
+    # without the solutions, their part is gone and nothing else changes
+    assert _book_module().toc(nbs, solutions=False)["parts"] == [course, lessons, about]
     # renumbering needs no edit
     (nbs / "01_a.ipynb").rename(nbs / "03_a.ipynb")
     (nbs / "solutions" / "01_a_solutions.ipynb").rename(nbs / "solutions" / "03_a_solutions.ipynb")
-    assert _book_module().toc(nbs)["parts"][0]["chapters"][0]["file"] == "notebooks/03_a"
+    assert _book_module().toc(nbs)["parts"][1]["chapters"][-1]["file"] == "notebooks/03_a"
+
+
+@NEEDS_BOOK
+def test_every_course_page_of_the_toc_exists():
+    for page in _book_module().COURSE_PAGES + ["index", "references"]:
+        assert (REPO / "docs" / "book" / f"{page}.md").is_file(), page
+
+
+def _cells(nb: Path) -> list[str]:
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+def _bullets_after(nb: Path, heading: str) -> list[str]:
+    """The '- ' items under a heading, read line by line (independent of build_book's regex)."""
+    for text in _cells(nb):
+        lines = text.splitlines()
+        if heading not in lines:
+            continue
+        items = []
+        for line in lines[lines.index(heading) + 1:]:
+            if line.startswith("## "):
+                break
+            if line.startswith("- "):
+                items.append(line[2:])
+            elif line.startswith("  ") and items:
+                items[-1] += " " + line.strip()
+        return items
+    return []
+
+
+@NEEDS_BOOK
+def test_assembled_key_points_and_glossary_carry_the_lessons_own_words(tmp_path):
+    src = _book_module().assemble(tmp_path / "src", solutions=False)
+    key_points = " ".join((src / "key_points.md").read_text(encoding="utf-8").split())
+    assert "<!-- fill" not in key_points
+    for nb in LESSONS:
+        items = _bullets_after(nb, "## Key takeaways")
+        assert items, f"{nb.name}: no key takeaways"
+        for item in items:
+            assert " ".join(item.split()) in key_points, (nb.name, item)
+        assert f"(notebooks/{nb.name})" in key_points
+    glossary = " ".join((src / "glossary.md").read_text(encoding="utf-8").split())
+    terms = _bullets_after(NOTEBOOKS / "00_dataset.ipynb", "## Glossary")
+    assert terms and all(" ".join(t.split()) in glossary for t in terms)
+    # no solutions in the source of a build without them
+    assert not list(src.rglob("*solutions*.ipynb"))
+    assert len(list((src / "notebooks").glob("*.ipynb"))) == len(LESSONS)
+
+
+def _table(text: str, header: str) -> list[list[str]]:
+    """The body rows of the markdown table whose header row starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip().strip("*") for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_syllabus_adds_up_and_quotes_the_lessons_own_estimates():
+    text = (REPO / "docs" / "book" / "syllabus.md").read_text(encoding="utf-8")
+    times = _table(text, "| lesson | stated")
+    *lessons, total = times
+    assert [r[0].split()[0] for r in lessons] == [p.name[:2] for p in LESSONS]
+    for row, nb in zip(lessons, LESSONS):
+        front = " ".join(_cells(nb)[1].split())
+        stated = re.search(r"\*\*Estimated time:\*\* (?:about )?(\d+) minutes", front)
+        assert stated and int(row[1]) == int(stated.group(1)), (nb.name, row)
+    for col in (1, 2):
+        assert int(total[col]) == sum(int(r[col]) for r in lessons), total
+    assert float(total[3]) == pytest.approx(sum(float(r[3]) for r in lessons))
+    planned = {r[0].split()[0]: int(r[2]) for r in lessons}
+    for plan in ("| session | content | minutes |",):
+        weeks = [_table(part, plan) for part in text.split("## ")[2:] if plan in part]
+        assert len(weeks) == 2
+        for rows in weeks:
+            *sessions, grand = rows
+            assert int(grand[2]) == sum(int(r[2]) for r in sessions)
+            for r in sessions:   # the parts of a session add up to its minutes
+                parts = [int(m) for m in re.findall(r"\((\d+)\)", r[1])]
+                if parts:
+                    assert sum(parts) == int(r[2]), r
+        one_week = weeks[0]
+        booked = {m.group(1): int(m.group(2)) for r in one_week[:-1]
+                  for m in re.finditer(r"(\d\d) [a-z ]+\((\d+)\)", r[1])}
+        assert booked == planned    # every lesson once, for its planned time
 
 
 # --- the built site in chromium, network blocked ---------------------------------------
@@ -161,7 +260,8 @@ def test_every_page_renders_offline_with_its_images(site, browser_page, tmp_path
 
     page, blocked = browser_page
     pages = _pages(site)
-    expected = {"intro.html", "references.html", "search.html"} | {
+    expected = {"index.html", "references.html", "search.html"} | {
+        f"{page}.html" for page in _book_module().COURSE_PAGES} | {
         f"notebooks/{p.stem}.html" for p in LESSONS} | {
         f"notebooks/solutions/{p.stem}.html" for p in SOLUTIONS}
     assert expected <= set(pages), f"pages missing: {sorted(expected - set(pages))}"
@@ -175,8 +275,10 @@ def test_every_page_renders_offline_with_its_images(site, browser_page, tmp_path
         assert not [e for e in errors if "Traceback" in e], f"{rel}: error output {errors}"
         if rel == "notebooks/01_loading.html":
             _screenshot(page, "site_lesson", tmp_path)
-        if rel == "intro.html":
+        if rel == "index.html":
             _screenshot(page, "site_index", tmp_path)
+        if rel == "syllabus.html":
+            _screenshot(page, "site_syllabus", tmp_path)
     assert blocked == [], f"requests that would have left the machine: {sorted(set(blocked))}"
 
 
@@ -194,22 +296,108 @@ def test_search_finds_hounsfield_offline(site, browser_page, tmp_path):
     assert blocked == [], sorted(set(blocked))
 
 
+def _sidebar(page) -> list[tuple[str, list[str]]]:
+    """[(part caption, [hrefs])] of the sidebar, in order."""
+    return page.eval_on_selector_all(
+        "nav.bd-docs-nav p.caption",
+        """els => els.map(c => {
+            const links = [];
+            for (let n = c.nextElementSibling; n && !n.matches('p.caption');
+                 n = n.nextElementSibling)
+                n.querySelectorAll('a.reference.internal').forEach(
+                    a => links.push(a.getAttribute('href')));
+            return [c.innerText.trim(), links];
+        })""")
+
+
 @_browser_test
-def test_sidebar_lists_lessons_in_order_with_solutions_nested(site, browser_page):
+def test_sidebar_lists_course_lessons_and_solutions_in_their_parts(site, browser_page):
     page, _ = browser_page
-    page.goto(_url(site, "intro.html"), wait_until="load")
+    page.goto(_url(site, "index.html"), wait_until="load")
     tree = _book_module().lesson_tree(NOTEBOOKS)
-    links = page.locator("nav.bd-docs-nav a.reference.internal").evaluate_all(
+    parts = dict(_sidebar(page))
+    assert list(parts) == ["Course", "Lessons", "Solutions", "About"]
+    assert parts["Course"] == [f"{p}.html" for p in _book_module().COURSE_PAGES]
+    assert parts["Lessons"] == [f"{lesson}.html" for lesson, _ in tree]
+    assert parts["Solutions"] == [f"{s}.html" for _, group in tree for s in group]
+
+
+@_browser_test
+def test_landing_page_is_a_page_with_the_lessons(site, browser_page):
+    page, _ = browser_page
+    page.goto(_url(site, "index.html"), wait_until="load")
+    assert page.url.endswith("/index.html")          # no redirect
+    assert page.locator("meta[http-equiv='refresh']").count() == 0
+    assert page.locator("article h1").inner_text().startswith("Vertebral fractures in chest CT")
+    hrefs = page.locator("article a.reference.internal").evaluate_all(
         "els => els.map(e => e.getAttribute('href'))")
-    expected = []
-    for lesson, solutions in tree:
-        expected += [f"{lesson}.html", *[f"{s}.html" for s in solutions]]
-    assert [h for h in links if h.startswith("notebooks/")] == expected
-    for lesson, solutions in tree:
-        for sol in solutions:
-            # the solution's list item sits inside its lesson's list item
-            nested = page.locator(f'li:has(> a[href="{lesson}.html"]) a[href="{sol}.html"]')
-            assert nested.count() == 1, f"{sol} is not under {lesson} in the sidebar"
+    for nb in LESSONS:
+        assert f"notebooks/{nb.stem}.html" in hrefs, nb.stem
+    for course_page in ("syllabus", "setup", "classroom", "instructor_notes"):
+        assert f"{course_page}.html" in hrefs
+
+
+#: What is cut: code, tables and pictures that reach past the article's right edge, unless a
+#: box that scrolls sideways (itself or a parent inside the article) holds them and ends in it.
+CUT = """article => {
+    const right = article.getBoundingClientRect().right + 1;
+    const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+    const out = [];
+    for (const el of article.querySelectorAll('pre, .cell_output table, .cell_output img')) {
+        let box = el;
+        while (box !== article && !scrolls(box)) box = box.parentElement;
+        const holder = box === article ? el : box;
+        const wider = holder === el && el.scrollWidth > el.clientWidth + 1 && !scrolls(el);
+        if (holder.getBoundingClientRect().right > right || wider)
+            out.push(el.tagName + ': ' + el.innerText.slice(0, 60));
+    }
+    return out;
+}"""
+
+
+@_browser_test
+@pytest.mark.parametrize("nb", LESSONS, ids=lambda p: p.stem)
+def test_nothing_is_cut_at_1280_px(site, browser_page, nb, tmp_path):
+    page, _ = browser_page
+    page.goto(_url(site, f"notebooks/{nb.stem}.html"), wait_until="load")
+    assert page.viewport_size["width"] == 1280
+    assert page.eval_on_selector("article", CUT) == []
+    # code wraps: no input cell scrolls sideways
+    wide = page.eval_on_selector_all(
+        ".cell_input pre", "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).length")
+    assert wide == 0
+    if nb.stem == "02_matching":      # the lesson with the longest lines (an error message)
+        page.locator(".cell_output pre", has_text="SeriesError").first.scroll_into_view_if_needed()
+        _screenshot(page, "site_long_lines", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def site_without_solutions(tmp_path_factory) -> Path:
+    if not LESSONS:
+        pytest.skip("no lessons in notebooks/ yet: nothing to render")
+    work = tmp_path_factory.mktemp("book-no-solutions")
+    out = work / "html"
+    _book_module().build(out, work=work, solutions=False)
+    return out
+
+
+@_browser_test
+def test_site_built_without_solutions_has_none(site_without_solutions, browser_page, tmp_path):
+    page, blocked = browser_page
+    site = site_without_solutions
+    assert not (site / "notebooks" / "solutions").exists()
+    assert not [p for p in site.rglob("*") if "solutions" in p.name]
+    page.goto(_url(site, "index.html"), wait_until="load")
+    parts = dict(_sidebar(page))
+    assert list(parts) == ["Course", "Lessons", "About"]
+    assert not any("solutions" in h for links in parts.values() for h in links)
+    page.set_viewport_size({"width": 1280, "height": 1500})   # the whole sidebar in view
+    try:
+        page.goto(_url(site, "syllabus.html"), wait_until="load")
+        _screenshot(page, "site_without_solutions", tmp_path)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+    assert blocked == [], sorted(set(blocked))
 
 
 @_browser_test
@@ -241,7 +429,7 @@ def test_bibliography_renders_the_dataset_citations(site, browser_page):
                    "vertebral compression fractures"):
         assert needle.lower() in text.lower(), needle
     # the landing page's citations link into the bibliography
-    page.goto(_url(site, "intro.html"), wait_until="load")
+    page.goto(_url(site, "index.html"), wait_until="load")
     cites = page.locator("article a[href*='references.html#']")
     expect(cites.first).to_be_visible()
 

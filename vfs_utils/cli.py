@@ -1,4 +1,4 @@
-"""The vfs command line: fetch, prepare, demo-data, scan, index, inventory, morphometry, predict.
+"""vfs: fetch, prepare, doctor, demo-data, scan, index, inventory, morphometry, predict.
 
 The only module that prints. Every failure ends as one line on stderr: status 2 for a bad
 argument, a project exception or an OS error on a path; Ctrl-C and SIGTERM (raised as an
@@ -206,6 +206,23 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run
+
+    checks = run()
+    for c in checks:
+        print(f"{'ok' if c.ok else 'FAIL':<5} {c.name}: {c.detail}")
+        if not c.ok:
+            print(f"      fix: {c.fix}")
+    problems = sum(not c.ok for c in checks)
+    if problems:
+        print(f"vfs doctor: {problems} problem{'s' if problems > 1 else ''}; each FAIL line "
+              "has its fix", file=sys.stderr)
+        return 2
+    print("vfs doctor: ready for the lessons")
+    return 0
+
+
 def _cmd_scan(args: argparse.Namespace) -> int:
     from .dicom import scan
     from .errors import DataNotFoundError
@@ -349,33 +366,96 @@ def _say(args, text: str) -> None:
     print(text, file=sys.stderr if args.format == "csv" else sys.stdout)
 
 
+#: What ``vfs predict`` needs of a series: CT, axial within this angle, spacings up to this many
+#: mm, and this much coverage along the spine (a vertebral body and its neighbours' endplates).
+_AXIAL_DEGREES = 10.0
+_MAX_SPACING_MM = 10.0
+_MIN_COVERAGE_MM = 40.0
+
+
+def _predict_series(args: argparse.Namespace):
+    """The scan row of the series ``vfs predict`` reads; unusable files are named."""
+    from .dicom import scan
+    from .errors import SeriesError
+    from .keypoints.predict import thin_series
+
+    try:
+        return thin_series(args.root, args.folder, args.series)
+    except SeriesError as exc:
+        study = Path(args.root) / "dicom" / args.folder
+        problems = scan(study).attrs["problems"]
+        if not problems:
+            raise
+        more = f" ({len(problems) - 1} more file(s) unusable)" if len(problems) > 1 else ""
+        raise SeriesError(f"{problems[0]}{more}; without the unusable files {study} has no "
+                          "series vfs predict can read.") from exc
+
+
+def _check_predict_input(series, vol) -> None:
+    """Refuse, naming the file and tag, a series the keypoint model cannot read: not CT, not
+    axial, an absurd spacing or too few slices to hold a vertebra."""
+    import numpy as np
+
+    from .errors import SeriesError
+
+    where = f"{vol.headers.paths[0]}: series {series['series_uid']}"
+    if series["modality"] != "CT":
+        raise SeriesError(f"{where}: Modality (0008,0060) is {series['modality']!r}; vfs predict "
+                          "reads CT only. Pass --series with a CT series.")
+    iop = np.asarray(series["orientation"], dtype=float)
+    tilt = float(np.degrees(np.arccos(min(1.0, abs(np.cross(iop[:3], iop[3:])[2])))))
+    if tilt > _AXIAL_DEGREES:
+        raise SeriesError(f"{where}: ImageOrientationPatient (0020,0037) "
+                          f"[{', '.join(f'{v:g}' for v in iop)}] is "
+                          f"{tilt:.0f} degrees from axial (at most {_AXIAL_DEGREES:.0f}); vfs "
+                          "predict reads axial slices. Pass --series with an axial series.")
+    n = vol.array.shape[2]
+    spacings = [("PixelSpacing (0028,0030)", max(vol.spacing[:2]))]
+    if n > 1:
+        spacings.append(("the slice spacing (from ImagePositionPatient (0020,0032))",
+                         vol.spacing[2]))
+    for tag, mm in spacings:
+        if not 0 < mm <= _MAX_SPACING_MM:
+            raise SeriesError(f"{where}: {tag} is {mm:g} mm, outside (0, {_MAX_SPACING_MM:g}] "
+                              "mm; check the headers.")
+    coverage = n * vol.spacing[2] if n > 1 else 0.0
+    if coverage < _MIN_COVERAGE_MM:
+        raise SeriesError(f"{where}: {n} slice(s) cover {coverage:.0f} mm along the spine; vfs "
+                          f"predict needs at least {_MIN_COVERAGE_MM:g} mm (a vertebra and its "
+                          "neighbours). Pass --series with a longer series.")
+
+
 def _predict_from_image(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ._fs import atomic_file
     from .annotation import write_annotation
     from .baseline import predict_study
     from .dicom import load_series
     from .errors import UsageError
     from .keypoints import MODEL_FILE, detect, model_metadata
-    from .keypoints.predict import thin_series
     from .morphometry import morphometry_table
 
     if args.folder is None or args.out is None:
         raise UsageError("vfs predict: without --annotation, give --folder FOLDER (the study "
                          "under ROOT/dicom) and --out FILE (where the model's keypoints are "
                          "written as a v2 annotation file).")
-    series = thin_series(args.root, args.folder, args.series)
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; pass a file name (a .json file).")
+    series = _predict_series(args)
     vol = load_series(series["study_folder"], series["series_uid"])
+    _check_predict_input(series, vol)
+    model, what, _ = _load_classifier(args.model)
     det = detect(vol, folder=args.folder, series_uid=series["series_uid"])
     if not det.annotation.experts["model"]:
         raise VfsError(f"{series['study_folder']}: the keypoint model found no vertebra in "
                        f"series {series['series_uid']}; is it a CT of the chest or spine?")
-    write_annotation(det.annotation, args.out, version="v2")
     meta = model_metadata()
     morph = morphometry_table(det.frame, spacing=vol.spacing)
     del vol
-    model, what, _ = _load_classifier(args.model)
-    scores = predict_study(args.root, args.out, model=model)
+    with atomic_file(args.out) as tmp:      # --out is replaced only when the whole run succeeds
+        write_annotation(det.annotation, tmp, version="v2")
+        scores = predict_study(args.root, tmp, model=model)
     table = morph[["ha", "hm", "hp", "height_loss", "grade"]].copy()
     table.insert(0, "level", [v.level for v in det.annotation.experts["model"]])
     for c in ("ha", "hm", "hp"):
@@ -432,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="force a data mode (default: the first available)")
     p.set_defaults(func=_cmd_prepare)
 
+    p = sub.add_parser("doctor", help="check this machine for the lessons: versions, data mode, "
+                       "disk, memory, the keypoint model (exit 2 with a fix per problem)")
+    p.set_defaults(func=_cmd_doctor)
+
     p = sub.add_parser("scan", help="list the DICOM series under a study folder or dataset root")
     p.add_argument("path", type=_existing_folder, help="a study folder or a dataset root")
     p.add_argument("--format", **fmt)
@@ -470,11 +554,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the study's annotation file (default: find the keypoints in the image "
                         "with the shipped keypoint model)")
     p.add_argument("--folder", default=None,
-                   help="without --annotation: the study folder under ROOT/dicom")
+                   help="without --annotation: the study folder under ROOT/dicom (an axial CT "
+                        f"series: within {_AXIAL_DEGREES:g} degrees, spacings up to "
+                        f"{_MAX_SPACING_MM:g} mm, at least {_MIN_COVERAGE_MM:g} mm long)")
     p.add_argument("--series", default=None,
                    help="without --annotation: the SeriesInstanceUID (default: the thin series)")
     p.add_argument("--out", type=Path, default=None,
-                   help="without --annotation: write the model's keypoints here (v2 JSON)")
+                   help="without --annotation: write the model's keypoints here (v2 JSON; "
+                        "replaced only when the whole run succeeds)")
     p.add_argument("--model", type=_existing_file, default=None,
                    help="a deformity classifier saved with skops")
     p.add_argument("--format", **fmt)
@@ -495,8 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    from .dicom import quiet_uid_warnings
-    quiet_uid_warnings()
+    if args.command != "doctor":     # the doctor must run on a broken install too
+        from .dicom import quiet_uid_warnings
+        quiet_uid_warnings()
 
     def one_line_warning(message, category, filename, lineno, file=None, line=None):
         print(f"vfs {args.command}: warning: {_one_line(message)}", file=sys.stderr)

@@ -369,7 +369,7 @@ def _download(source: AnnotationSource, files: dict[str, str], target: Path,
                 raise DownloadError(
                     f"{name} ({source.version}) does not match its pinned sha256: {exc}. The "
                     f"download was corrupted or the file changed upstream; run `vfs fetch "
-                    f"--version {source.version}` again, and report it if it persists.") from exc
+                    f"--schema {source.version}` again, and report it if it persists.") from exc
             except OSError as exc:  # requests' errors (connection, timeout, HTTP) are OSErrors
                 reason = _shorten(str(exc).splitlines()[0], 160) if str(exc) else ""
                 message = (f"could not download the {source.version} annotations ({name} from "

@@ -70,3 +70,18 @@ def test_predict_study_equals_features_of_the_loaded_series(features, tiny_datas
     expected = model.predict_proba(feats[baseline.feature_columns(feats)])[:, 1]
     np.testing.assert_allclose(out["probability"].to_numpy(), expected)
     assert studies[0].kind == "synthetic" and studies[0].root == root   # read from disk
+
+
+def test_default_model_numbers_score_as_the_fitted_pipeline(features, tmp_path):
+    """LinearModel (numpy only) against scikit-learn's own predict_proba, after a JSON round
+    trip; a column missing in a vertebra is imputed the same way."""
+    pipe = baseline.train_model(features, features["label_any"], "logistic")
+    X = features[list(pipe.feature_names_in_)].copy()
+    X.iloc[0, 0] = np.nan
+    numbers = baseline.LinearModel.load(
+        baseline.LinearModel.from_pipeline(pipe).save(tmp_path / "m.json"))
+    np.testing.assert_allclose(numbers.predict_proba(X), pipe.predict_proba(X), rtol=1e-12,
+                               atol=1e-15)
+    (tmp_path / "bad.json").write_text('{"names": ["f_a"], "median": [1, 2]}')
+    with pytest.raises(baseline.ModelFileError, match="bad.json"):
+        baseline.LinearModel.load(tmp_path / "bad.json")

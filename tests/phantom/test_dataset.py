@@ -232,6 +232,7 @@ def test_exception_inside_write_study_leaves_nothing_partial(tmp_path, monkeypat
 TINY_STUDY_SHA256 = {
     1: "5ba72e9ba710a1640f1f80afe40fbd75d73e7bb8e1f08adcd832b585b0d059cd",
     2: "ae4278fbe7732edec8a5a8bf5bf4bdf196516d6c0fe1214b7fa90bd5d056ab21",  # one UID scheme
+    3: "34108d8acf834394b36021cfe5732269d837b4d217c7368cc40d58586b176bef",  # ribs, diaphragm
 }
 
 

@@ -28,6 +28,7 @@ from .leakage import Leakage, leakage, paired_bootstrap
 from .models import (
     ALLOWED_TYPES,
     MODEL_NAMES,
+    LinearModel,
     default_model,
     load_model,
     make_models,
@@ -46,7 +47,8 @@ from .studies import (
 )
 
 __all__ = ["ALLOWED_TYPES", "ANNOTATOR", "LABEL_LEVELS", "MODEL_NAMES", "PATCH_MM",
-           "PRIMARY_TARGET", "TARGETS", "Evaluation", "Leakage", "ModelFileError", "Study",
+           "PRIMARY_TARGET", "TARGETS", "Evaluation", "Leakage", "LinearModel", "ModelFileError",
+           "Study",
            "annotator_baseline", "bootstrap_ci", "brier_scores", "calibration_curves",
            "confusion", "dataset_features", "default_model", "evaluate", "feature_columns",
            "image_expert", "leakage", "load_model", "load_studies", "make_models",

@@ -1,8 +1,11 @@
 """The baseline models, skops persistence with an allow-list, and :func:`predict_study`.
-scikit-learn and skops are imported inside functions: ``import`` and the CLI stay fast."""
+scikit-learn and skops are imported inside functions, and the default model is read back as
+plain numbers (:class:`LinearModel`): ``import`` and ``vfs predict`` stay fast."""
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import zipfile
 from collections.abc import Iterable
@@ -11,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._fs import atomic_file
+from .._fs import atomic_file, write_text_atomic
 from ..annotation import load_annotation
 from ..data import cache_dir
 from ..dicom import load_series
@@ -20,15 +23,15 @@ from ..matching import match
 from .features import dataset_features, feature_columns, vertebra_features
 from .studies import sampled_studies, vertebra_table
 
-__all__ = ["ALLOWED_TYPES", "MODEL_NAMES", "default_model", "load_model", "make_models",
-           "predict_study", "save_model", "train_model"]
+__all__ = ["ALLOWED_TYPES", "MODEL_NAMES", "LinearModel", "default_model", "load_model",
+           "make_models", "predict_study", "save_model", "train_model"]
 
 log = logging.getLogger(__name__)
 
 MODEL_NAMES: tuple[str, ...] = ("prevalence", "logistic", "boosting")
 #: Studies the default model of :func:`predict_study` is trained on (sampled phantoms).
 _DEFAULT_TRAIN_STUDIES = 16
-_DEFAULT_MODEL_FILE = "baseline-logistic-v1.skops"
+_DEFAULT_MODEL_FILE = "baseline-logistic-v2.json"
 
 #: Types a model file may hold beyond skops' defaults: those :func:`make_models` needs.
 ALLOWED_TYPES: frozenset[str] = frozenset({
@@ -165,17 +168,73 @@ def load_model(path: str | os.PathLike, *, allowed: Iterable[str] = ALLOWED_TYPE
     return sio.load(path, trusted=list(untrusted))
 
 
-def default_model():
+class LinearModel:
+    """The fitted ``make_models()["logistic"]`` pipeline as plain numbers, scored with numpy:
+    median imputation, standard scaling, logistic regression (``predict_proba`` as the
+    pipeline's)."""
+
+    classes_ = np.array([False, True])
+
+    def __init__(self, names, median, mean, scale, coef, intercept: float) -> None:
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.median, self.mean, self.scale, self.coef = (
+            np.asarray(v, dtype=float) for v in (median, mean, scale, coef))
+        self.intercept = float(intercept)
+
+    @classmethod
+    def from_pipeline(cls, pipe) -> LinearModel:
+        """The numbers of a fitted impute -> scale -> classify pipeline (columns the imputer
+        dropped, all missing in training, are left out)."""
+        impute, scale, classify = (pipe.named_steps[k] for k in ("impute", "scale", "classify"))
+        if list(classify.classes_) != [False, True]:
+            raise ValueError(f"classes {list(classify.classes_)}: a LinearModel needs the "
+                             "two classes [False, True]")
+        kept = ~np.isnan(impute.statistics_)
+        return cls(np.asarray(pipe.feature_names_in_)[kept], impute.statistics_[kept],
+                   scale.mean_, scale.scale_, classify.coef_[0], classify.intercept_[0])
+
+    def predict_proba(self, X) -> np.ndarray:
+        x = np.asarray(X, dtype=float)
+        x = np.where(np.isnan(x), self.median, x)
+        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
+        p = 1.0 / (1.0 + np.exp(-z))
+        return np.column_stack([1.0 - p, p])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the numbers as JSON, atomically."""
+        doc = {"names": list(self.feature_names_in_), "intercept": self.intercept,
+               **{k: getattr(self, k).tolist() for k in ("median", "mean", "scale", "coef")}}
+        return write_text_atomic(path, json.dumps(doc))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LinearModel:
+        """Read a file written by :meth:`save` (``ModelFileError`` naming the fault)."""
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            n = len(doc["names"])
+            model = cls(doc["names"], doc["median"], doc["mean"], doc["scale"], doc["coef"],
+                        doc["intercept"])
+            values = [model.median, model.mean, model.scale, model.coef]
+            if n == 0 or any(v.shape != (n,) for v in values) or not all(
+                    np.isfinite(v).all() for v in values) or not math.isfinite(model.intercept):
+                raise ValueError(f"expected {n} finite numbers per field")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ModelFileError(f"{path}: not a LinearModel file ({type(exc).__name__}: "
+                                 f"{str(exc)[:120]}).") from None
+        return model
+
+
+def default_model() -> LinearModel:
     """The model :func:`predict_study` uses without ``model``: logistic, grade >= 1, trained
-    on sampled phantom spines on first use and cached in ``<cache>/models/``."""
+    on sampled phantom spines on first use and cached in ``<cache>/models/`` as numbers."""
     path = cache_dir() / "models" / _DEFAULT_MODEL_FILE
     if path.is_file():
-        return load_model(path)
+        return LinearModel.load(path)
     log.info("training the default baseline model on %d sampled phantom studies",
              _DEFAULT_TRAIN_STUDIES)
     frame = dataset_features(sampled_studies(_DEFAULT_TRAIN_STUDIES, 0))
-    model = train_model(frame, frame["label_any"], "logistic")
-    save_model(model, path)
+    model = LinearModel.from_pipeline(train_model(frame, frame["label_any"], "logistic"))
+    model.save(path)
     return model
 
 

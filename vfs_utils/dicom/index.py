@@ -1,6 +1,8 @@
 """The series index: each study folder's header listing, read once and kept as JSON.
 
-One file per study folder under :func:`index_path` (so read-only dataset roots work), used
+One file per study folder under :func:`index_path` (so read-only dataset roots work; a
+folder inside ``VFS_SHARED_DIR`` reads the index the instructor's build left there and
+writes none), used
 while the folder's file names, sizes, mtimes and inodes are unchanged, else rebuilt
 re-reading only changed files. Written atomically, so processes may share it; a damaged
 entry is replaced, and an unwritable cache only makes reads slower. ``index=False`` or
@@ -21,7 +23,7 @@ import pandas as pd
 from .._env import env_flag
 from .._fs import write_text_atomic
 from .._parallel import map_ordered
-from ..data import cache_dir
+from ..data import cache_dir, shared_dir
 from ..errors import DataNotFoundError
 from ._common import LOGGER
 from ._files import RECORD_VERSION, refresh
@@ -38,10 +40,19 @@ def index_path() -> Path:
     return cache_dir() / "dicom-index"
 
 
+def _shared_index(folder: Path) -> Path | None:
+    """``<VFS_SHARED_DIR>/dicom-index`` when ``folder`` lies inside the shared folder."""
+    shared = shared_dir()
+    if shared is not None and folder.is_relative_to(shared.absolute()):
+        return shared.absolute() / "dicom-index"
+    return None
+
+
 def entry_path(folder: str | os.PathLike) -> Path:
     """The index file of one study folder."""
-    key = hashlib.sha1(str(Path(folder).absolute()).encode("utf-8", "surrogateescape"))
-    return index_path() / f"{key.hexdigest()}.json"
+    folder = Path(folder).absolute()
+    key = hashlib.sha1(str(folder).encode("utf-8", "surrogateescape"))
+    return (_shared_index(folder) or index_path()) / f"{key.hexdigest()}.json"
 
 
 def index_enabled(index: bool | None = None) -> bool:
@@ -86,7 +97,7 @@ def folder_listing(folder: str | os.PathLike, *, index: bool | None = None) -> d
         return refresh(folder_path, None)[0]
     path = entry_path(folder_path)
     listing, changed = refresh(folder_path, _load(path, str(folder_path)))
-    if changed:
+    if changed and _shared_index(folder_path) is None:
         try:
             write_text_atomic(path, json.dumps({**listing, "version": RECORD_VERSION},
                                                separators=(",", ":")))

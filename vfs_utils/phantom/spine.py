@@ -27,10 +27,15 @@ _UID_SOURCE = "vfs-tutorials phantom v1"
 
 #: Attenuation of the tissues, in HU.
 HU: dict[str, float] = {
-    "air": -1000.0, "fat": -100.0, "muscle": 40.0, "soft": 35.0, "abdomen": 55.0,
+    "air": -1000.0, "fat": -100.0, "muscle": 40.0, "soft": 35.0, "abdomen": 40.0,
     "lung": -850.0, "blood": 40.0, "cortical": 700.0, "cancellous": 250.0,
-    "disc": 80.0, "csf": 10.0, "arch": 450.0, "rib": 380.0, "sternum": 320.0,
+    "disc": 80.0, "csf": 10.0, "arch": 450.0, "rib": 650.0, "sternum": 320.0,
+    "cartilage": 150.0, "liver": 62.0,
 }
+#: Levels of the lowest posterior lung recess and their probabilities (``lung_base``).
+LUNG_BASES = {"Th10": 0.08, "Th11": 0.2, "Th12": 0.4, "L1": 0.32}
+#: The lowest rib-bearing vertebra and its probability (``lowest_rib``).
+LOWEST_RIBS = {"Th12": 0.97, "Th11": 0.02, "L1": 0.01}
 _DISC_MIN_MM = 2.0  # touching endplates of a real annotation are pulled this far apart
 
 
@@ -92,6 +97,17 @@ class SpineTruth:
         Size factor of the torso.
     noise_hu, blur_px, hu_offset : float
         The study's acquisition: noise SD (HU), in-plane blur (pixels), HU offset.
+    contrast : bool
+        Contrast-enhanced study; then ``blood_hu`` is 150-300 HU.
+    blood_hu : float
+        Blood (aorta, heart) attenuation in HU.
+    lung_base : str
+        Level of the lowest posterior lung recess (:data:`LUNG_BASES`).
+    lowest_rib : str
+        The lowest rib-bearing vertebra (:data:`LOWEST_RIBS`); ribs from Th1 down to it.
+    shift_mm : (row, col) float
+        The patient's in-plane offset from the image centre (already in the keypoints of
+        sampled spines; the record of it).
     """
 
     vertebrae: tuple[VertebraTruth, ...]
@@ -105,6 +121,11 @@ class SpineTruth:
     noise_hu: float = 15.0
     blur_px: float = 0.6
     hu_offset: float = 0.0
+    contrast: bool = False
+    blood_hu: float = HU["blood"]
+    lung_base: str = "Th12"
+    lowest_rib: str = "Th12"
+    shift_mm: tuple[float, float] = (0.0, 0.0)
 
     def heights_mm(self) -> np.ndarray:
         """True anterior, middle and posterior heights in mm, shape (n_vertebrae, 3)."""
@@ -125,29 +146,30 @@ _GRADE_RANGE = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
 NON_FRACTURE_DEFORMITIES: tuple[str, str, str] = ("schmorl_node", "osteophyte", "short_vertebra")
 
 #: Normal vertebral shape per level, printed by ``docs/derive_phantom_shape.py`` from the
-#: real v2 annotations. Columns: n normal readings; Ha/Hp median, quartiles; Hm/Hp median,
-#: quartiles; one reader's SD of Ha/Hp and of Hm/Hp around the readers' mean.
+#: v2 annotations of the 65 keypoint training patients. Columns: n normal readings; Ha/Hp
+#: median, quartiles; Hm/Hp median, quartiles; one reader's SD of Ha/Hp and of Hm/Hp around
+#: the readers' mean.
 _NORMAL_SHAPE: dict[str, tuple[float, ...]] = {
-    'C6': (30, 0.945, 0.900, 1.025, 0.882, 0.848, 0.934, 0.052, 0.035),
-    'C7': (101, 0.991, 0.952, 1.034, 0.879, 0.848, 0.914, 0.031, 0.032),
-    'Th1': (216, 0.958, 0.913, 0.991, 0.865, 0.838, 0.899, 0.036, 0.037),
-    'Th2': (236, 0.966, 0.938, 1.007, 0.865, 0.838, 0.894, 0.029, 0.027),
-    'Th3': (211, 0.955, 0.922, 0.990, 0.856, 0.834, 0.881, 0.025, 0.024),
-    'Th4': (216, 0.938, 0.909, 0.970, 0.858, 0.834, 0.882, 0.024, 0.025),
-    'Th5': (200, 0.920, 0.887, 0.954, 0.860, 0.836, 0.884, 0.025, 0.025),
-    'Th6': (184, 0.889, 0.856, 0.928, 0.855, 0.831, 0.885, 0.025, 0.024),
-    'Th7': (171, 0.887, 0.860, 0.920, 0.859, 0.834, 0.886, 0.026, 0.028),
-    'Th8': (205, 0.907, 0.873, 0.937, 0.857, 0.835, 0.882, 0.022, 0.021),
-    'Th9': (232, 0.927, 0.887, 0.965, 0.863, 0.838, 0.889, 0.027, 0.023),
-    'Th10': (234, 0.952, 0.912, 0.984, 0.870, 0.847, 0.898, 0.026, 0.023),
-    'Th11': (207, 0.923, 0.883, 0.960, 0.863, 0.841, 0.889, 0.024, 0.023),
-    'Th12': (198, 0.937, 0.894, 0.965, 0.867, 0.843, 0.892, 0.023, 0.025),
-    'L1': (142, 0.950, 0.900, 0.977, 0.871, 0.844, 0.895, 0.021, 0.024),
-    'L2': (42, 0.960, 0.935, 1.011, 0.859, 0.839, 0.889, 0.016, 0.022),
+    'C6': (25, 0.949, 0.904, 1.038, 0.891, 0.865, 0.953, 0.054, 0.036),
+    'C7': (70, 0.996, 0.954, 1.034, 0.880, 0.852, 0.915, 0.032, 0.033),
+    'Th1': (142, 0.963, 0.918, 0.994, 0.861, 0.839, 0.892, 0.036, 0.035),
+    'Th2': (158, 0.973, 0.945, 1.006, 0.865, 0.840, 0.890, 0.028, 0.024),
+    'Th3': (144, 0.957, 0.918, 0.990, 0.856, 0.836, 0.881, 0.026, 0.022),
+    'Th4': (144, 0.936, 0.907, 0.968, 0.853, 0.832, 0.879, 0.023, 0.023),
+    'Th5': (135, 0.919, 0.886, 0.951, 0.858, 0.835, 0.884, 0.027, 0.024),
+    'Th6': (129, 0.887, 0.859, 0.917, 0.852, 0.828, 0.882, 0.021, 0.024),
+    'Th7': (106, 0.886, 0.860, 0.914, 0.858, 0.834, 0.877, 0.023, 0.026),
+    'Th8': (133, 0.907, 0.877, 0.933, 0.856, 0.835, 0.882, 0.022, 0.020),
+    'Th9': (151, 0.925, 0.894, 0.957, 0.859, 0.836, 0.890, 0.029, 0.024),
+    'Th10': (151, 0.954, 0.913, 0.993, 0.871, 0.849, 0.897, 0.028, 0.023),
+    'Th11': (135, 0.930, 0.890, 0.971, 0.865, 0.841, 0.897, 0.025, 0.024),
+    'Th12': (127, 0.943, 0.898, 0.976, 0.863, 0.840, 0.893, 0.025, 0.025),
+    'L1': (89, 0.962, 0.921, 0.998, 0.868, 0.844, 0.895, 0.024, 0.024),
+    'L2': (21, 0.976, 0.948, 1.045, 0.859, 0.844, 0.894, 0.016, 0.023),
 }
 #: SD of a reader's whole-endplate placement along the height, in posterior heights
 #: (same script).
-_ENDPLATE_SHIFT = 0.0181
+_ENDPLATE_SHIFT = 0.018
 #: SD (mm) of a reader's point along the endplate (anterior-posterior placement).
 _ALONG_MM = 0.6
 _IQR_PER_SD = 1.349          # interquartile range of a normal distribution, in SD
@@ -234,6 +256,15 @@ def draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
     """One study's acquisition (the ``SpineTruth`` fields ``noise_hu, blur_px, hu_offset``)."""
     return {"noise_hu": float(rng.uniform(10, 28)), "blur_px": float(rng.uniform(0.4, 1.1)),
             "hu_offset": float(np.clip(rng.normal(0, 6), -15, 15))}
+
+
+def draw_patient(rng: np.random.Generator) -> dict:
+    """One study's ``contrast``, ``blood_hu``, ``lung_base`` and ``lowest_rib``."""
+    contrast = bool(rng.random() < 0.2)
+    blood = float(rng.uniform(150, 300)) if contrast else float(rng.uniform(30, 50))
+    return {"contrast": contrast, "blood_hu": blood,
+            "lung_base": str(rng.choice(list(LUNG_BASES), p=list(LUNG_BASES.values()))),
+            "lowest_rib": str(rng.choice(list(LOWEST_RIBS), p=list(LOWEST_RIBS.values())))}
 
 
 def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
@@ -358,8 +389,16 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                                        detail=dict(detail)))
     geometry = Geometry((rows, cols, n_slices), (pixel, pixel, slice_sp),
                         (-pixel * cols / 2, -pixel * rows / 2 + 30.0, -40.0))
+    torso_scale = float(rng.normal(1.0, 0.05))
+    patient = draw_patient(rng)
+    # the patient off-centre (row, col) mm: up to 30 mm in a full field of view
+    limit = min(30.0, 0.08 * min(rows, cols) * pixel)
+    shift = np.clip(rng.normal(0.0, limit / 3, 2), -limit, limit)
+    vertebrae = [VertebraTruth(v.points + [shift[0] / pixel, shift[1] / pixel, 0.0], v.level,
+                               v.grade, v.deformity, detail=v.detail) for v in vertebrae]
     return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, folder, series_uid,
-                      torso_scale=float(rng.normal(1.0, 0.05)), **acquisition)
+                      torso_scale=torso_scale, shift_mm=(float(shift[0]), float(shift[1])),
+                      **acquisition, **patient)
 
 
 def _reader_points(v: VertebraTruth, sp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -545,8 +584,8 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     at_labels = np.array([lvl is None or lvl in LABEL_LEVELS for lvl in levels])
     deformed = bool((grades[at_labels] >= 2).any())
     digest = hashlib.sha256(ann.folder.encode()).digest()
-    bone, osteoporotic = _patient_bone(deformed, np.random.default_rng(
-        [int.from_bytes(digest[:4], "little"), 5]))
+    rng = np.random.default_rng([int.from_bytes(digest[:4], "little"), 5])
+    bone, osteoporotic = _patient_bone(deformed, rng)
     return SpineTruth(tuple(vertebrae), geometry, bone, osteoporotic, ann.folder,
-                      ann.series_uid, dict(ann.experts), 1.0)
+                      ann.series_uid, dict(ann.experts), 1.0, **draw_patient(rng))
 
