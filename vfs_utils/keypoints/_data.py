@@ -81,23 +81,35 @@ def truth_of(annotation: Annotation, expert: str, seed: int = 0) -> SpineTruth:
                              np.random.default_rng([seed, digest, 19]))
 
 
-def synthetic_truth(seed: int, i: int) -> SpineTruth:
-    """A sampled spine (fractures with the phantom dataset's prevalence)."""
-    return sample_spine(np.random.default_rng([seed, i, 19]), folder=f"KP{seed}-{i:03d}")
+def synthetic_truth(seed: int, i: int, *, lumbar: bool = False) -> SpineTruth:
+    """A sampled spine (fractures with the phantom dataset's prevalence); ``lumbar``: one
+    from Th6-Th9 down to L5, as an abdominal CT shows it (the annotations end at L3)."""
+    rng = np.random.default_rng([seed, i, 19])
+    if not lumbar:
+        return sample_spine(rng, folder=f"KP{seed}-{i:03d}")
+    first = LEVELS[LEVELS.index("Th6") + int(rng.integers(0, 4))]
+    n = LEVELS.index("L5") - LEVELS.index(first) + 1
+    return sample_spine(rng, n_vertebrae=n, first=first, folder=f"KL{seed}-{i:03d}")
 
 
-def variant(truth: SpineTruth, rng: np.random.Generator) -> tuple[SpineTruth, dict]:
-    """The same anatomy on another voxel grid, and the render kwargs of a random appearance."""
+def regrid(truth: SpineTruth, spacing) -> SpineTruth:
+    """The same anatomy (mm) on another voxel grid of ``spacing`` (row, col, slice) mm."""
     old = np.asarray(truth.geometry.spacing, float)
-    pixel = float(rng.uniform(*PIXEL_MM))
-    new = np.array([pixel, pixel, rng.uniform(*SLICE_MM)])
+    new = np.asarray(spacing, float)
     f = old / new
     shape = tuple(int(np.ceil(n * k)) for n, k in zip(truth.geometry.shape, f))
     verts = tuple(dataclasses.replace(v, points=v.points * f) for v in truth.vertebrae)
     geom = Geometry(shape, tuple(float(x) for x in new), truth.geometry.origin)
-    truth = _with_acquisition(dataclasses.replace(truth, vertebrae=verts, geometry=geom,
-                                                  readings={}), rng)
-    return truth, random_appearance(rng)
+    return dataclasses.replace(truth, vertebrae=verts, geometry=geom, readings={})
+
+
+def variant(truth: SpineTruth, rng: np.random.Generator) -> tuple[SpineTruth, dict]:
+    """The same anatomy as another scanner could show it: a grid drawn from
+    :data:`PIXEL_MM` and :data:`SLICE_MM`, the study's acquisition and patient drawn again,
+    and the render kwargs of a random appearance."""
+    pixel = float(rng.uniform(*PIXEL_MM))
+    truth = regrid(truth, (pixel, pixel, float(rng.uniform(*SLICE_MM))))
+    return _with_acquisition(truth, rng), random_appearance(rng)
 
 
 def render_box(truth: SpineTruth, half_mm: float = SEARCH_HALF_MM + _PAD_MM):
@@ -159,6 +171,7 @@ def render_example(truth: SpineTruth, *, expert: str | None = None, lungs: bool 
 
 # --------------------------------------------------------------------------- whole splits
 SYNTH_TRAIN = 60           # synthetic spines in the training set (both modes)
+SYNTH_LUMBAR = 30          # and sampled spines down to L5
 SYNTH_EVAL = 25            # synthetic evaluation spines (synthetic mode)
 
 
@@ -179,6 +192,7 @@ def _jobs(mode: str, part: str, files) -> list[tuple]:
                 jobs.append(("annotation", str(ann.path), e, part == "heldout"))
     if part == "train":
         jobs += [("synthetic", (SYNTH_SEED, i), None, False) for i in range(SYNTH_TRAIN)]
+        jobs += [("lumbar", (SYNTH_SEED, i), None, False) for i in range(SYNTH_LUMBAR)]
         jobs = [(*j, v) for j in jobs for v in range(VARIANTS + 1)]
     elif part == "heldout" and mode == "synthetic":
         jobs += [("synthetic", (HELDOUT_SEED, i), None, True) for i in range(SYNTH_EVAL)]
@@ -192,7 +206,7 @@ def _run_job(job) -> Example:
     if kind == "annotation":
         truth = truth_of(load_annotation(arg), expert)
     else:
-        truth = synthetic_truth(*arg)
+        truth = synthetic_truth(*arg, lumbar=kind == "lumbar")
     appearance = None
     if var and var[0]:
         digest = hashlib.sha256(f"{truth.folder}|{expert}|{var[0]}".encode()).digest()[:4]
