@@ -17,6 +17,7 @@ the network's input never reaches beyond it, so the result equals the full volum
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,10 @@ from ..annotation import LEVELS, Annotation, load_annotation
 from ..baseline.studies import image_expert
 from ..data import annotation_dir, cache_dir
 from ..phantom import (
+    Geometry,
     SpineTruth,
     cache_key,
+    random_appearance,
     render_volume,
     sample_spine,
     spine_from_annotation,
@@ -43,7 +46,13 @@ HELDOUT_COUNT = 25
 VALIDATION_COUNT = 10
 SYNTH_SEED = 1901          # synthetic training spines
 HELDOUT_SEED = 1977        # synthetic evaluation spines (never trained on)
-DATA_VERSION = 1           # raise when the rendered examples change (the cache key has it)
+DATA_VERSION = 2           # raise when the rendered examples change (the cache key has it)
+#: Every training spine is also rendered this many times more as another scanner could show
+#: it (SynthSeg-style, Billot et al. 2023): spacing, tissue intensities, contrast, noise,
+#: blur, bias and HU offset drawn at random per image.
+VARIANTS = 2
+PIXEL_MM = (0.6, 1.0)      # the pixel and slice spacings the variants are drawn from
+SLICE_MM = (0.6, 3.0)
 _PAD_MM = 6.0              # rendered columns beyond the search window (the slab's width)
 
 
@@ -72,9 +81,35 @@ def truth_of(annotation: Annotation, expert: str, seed: int = 0) -> SpineTruth:
                              np.random.default_rng([seed, digest, 19]))
 
 
-def synthetic_truth(seed: int, i: int) -> SpineTruth:
-    """A sampled spine (fractures with the phantom dataset's prevalence)."""
-    return sample_spine(np.random.default_rng([seed, i, 19]), folder=f"KP{seed}-{i:03d}")
+def synthetic_truth(seed: int, i: int, *, lumbar: bool = False) -> SpineTruth:
+    """A sampled spine (fractures with the phantom dataset's prevalence); ``lumbar``: one
+    from Th6-Th9 down to L5, as an abdominal CT shows it (the annotations end at L3)."""
+    rng = np.random.default_rng([seed, i, 19])
+    if not lumbar:
+        return sample_spine(rng, folder=f"KP{seed}-{i:03d}")
+    first = LEVELS[LEVELS.index("Th6") + int(rng.integers(0, 4))]
+    n = LEVELS.index("L5") - LEVELS.index(first) + 1
+    return sample_spine(rng, n_vertebrae=n, first=first, folder=f"KL{seed}-{i:03d}")
+
+
+def regrid(truth: SpineTruth, spacing) -> SpineTruth:
+    """The same anatomy (mm) on another voxel grid of ``spacing`` (row, col, slice) mm."""
+    old = np.asarray(truth.geometry.spacing, float)
+    new = np.asarray(spacing, float)
+    f = old / new
+    shape = tuple(int(np.ceil(n * k)) for n, k in zip(truth.geometry.shape, f))
+    verts = tuple(dataclasses.replace(v, points=v.points * f) for v in truth.vertebrae)
+    geom = Geometry(shape, tuple(float(x) for x in new), truth.geometry.origin)
+    return dataclasses.replace(truth, vertebrae=verts, geometry=geom, readings={})
+
+
+def variant(truth: SpineTruth, rng: np.random.Generator) -> tuple[SpineTruth, dict]:
+    """The same anatomy as another scanner could show it: a grid drawn from
+    :data:`PIXEL_MM` and :data:`SLICE_MM`, the study's acquisition and patient drawn again,
+    and the render kwargs of a random appearance."""
+    pixel = float(rng.uniform(*PIXEL_MM))
+    truth = regrid(truth, (pixel, pixel, float(rng.uniform(*SLICE_MM))))
+    return _with_acquisition(truth, rng), random_appearance(rng)
 
 
 def render_box(truth: SpineTruth, half_mm: float = SEARCH_HALF_MM + _PAD_MM):
@@ -117,11 +152,12 @@ def _levels(truth: SpineTruth) -> list:
 
 
 def render_example(truth: SpineTruth, *, expert: str | None = None, lungs: bool = False,
-                   seed: int = 0) -> Example:
+                   seed: int = 0, appearance: dict | None = None) -> Example:
     """Render ``truth`` (a column block; wide enough for the lungs with ``lungs``), build
-    the 2D input and the pixel coordinates of its vertebrae."""
+    the 2D input and the pixel coordinates of its vertebrae (``appearance``: render kwargs)."""
     box = render_box(truth, 115.0 if lungs else SEARCH_HALF_MM + _PAD_MM)
-    vol = render_volume(truth, rng=np.random.default_rng([seed, 7]), box=box)
+    vol = render_volume(truth, rng=np.random.default_rng([seed, 7]), box=box,
+                        **(appearance or {}))
     c0 = box[1][0]
     full = truth.geometry.shape[1]
     sag = sagittal_input(vol, truth.geometry.spacing, col_offset=c0, full_cols=full)
@@ -135,6 +171,7 @@ def render_example(truth: SpineTruth, *, expert: str | None = None, lungs: bool 
 
 # --------------------------------------------------------------------------- whole splits
 SYNTH_TRAIN = 60           # synthetic spines in the training set (both modes)
+SYNTH_LUMBAR = 30          # and sampled spines down to L5
 SYNTH_EVAL = 25            # synthetic evaluation spines (synthetic mode)
 
 
@@ -155,6 +192,8 @@ def _jobs(mode: str, part: str, files) -> list[tuple]:
                 jobs.append(("annotation", str(ann.path), e, part == "heldout"))
     if part == "train":
         jobs += [("synthetic", (SYNTH_SEED, i), None, False) for i in range(SYNTH_TRAIN)]
+        jobs += [("lumbar", (SYNTH_SEED, i), None, False) for i in range(SYNTH_LUMBAR)]
+        jobs = [(*j, v) for j in jobs for v in range(VARIANTS + 1)]
     elif part == "heldout" and mode == "synthetic":
         jobs += [("synthetic", (HELDOUT_SEED, i), None, True) for i in range(SYNTH_EVAL)]
     elif part == "validation" and mode == "synthetic":
@@ -163,12 +202,17 @@ def _jobs(mode: str, part: str, files) -> list[tuple]:
 
 
 def _run_job(job) -> Example:
-    kind, arg, expert, lungs = job
+    kind, arg, expert, lungs, *var = job
     if kind == "annotation":
         truth = truth_of(load_annotation(arg), expert)
     else:
-        truth = synthetic_truth(*arg)
-    return render_example(truth, expert=expert, lungs=lungs)
+        truth = synthetic_truth(*arg, lumbar=kind == "lumbar")
+    appearance = None
+    if var and var[0]:
+        digest = hashlib.sha256(f"{truth.folder}|{expert}|{var[0]}".encode()).digest()[:4]
+        truth, appearance = variant(truth, np.random.default_rng(
+            [SYNTH_SEED, int.from_bytes(digest, "little")]))
+    return render_example(truth, expert=expert, lungs=lungs, appearance=appearance)
 
 
 def build(mode: str, part: str, files=(), *, workers: int = 1) -> list[Example]:

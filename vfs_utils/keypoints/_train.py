@@ -10,11 +10,12 @@ import time
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from ._decode import OFFSET_SCALE, STRIDE, cell_centres
 
-__all__ = ["KeypointNet", "export_onnx", "targets", "train"]
+__all__ = ["KeypointNet", "augment", "export_onnx", "targets", "train"]
 
 CROP = (96, 128)           # training crops (rows = the whole input height, columns along)
 SIGMA_CELLS = 0.8          # width of the centre heatmap's Gaussian (cells)
@@ -80,18 +81,49 @@ def _focal(logit, heat):
     return (lp.sum() + ln.sum()) / pos.sum().clamp(min=1)
 
 
-def _batch(examples, rng, size):
+def _deformed(ex) -> np.ndarray:
+    """Indices of an example's vertebrae with a height loss >= 0.2 (min of Ha, Hm over Hp)."""
+    sp = np.asarray(ex.sag.spacing, float)
+    mm = np.asarray(ex.voxels, float) * sp
+    h = np.linalg.norm(mm[:, 1::2] - mm[:, 0::2], axis=2)          # (n, 3): Ha, Hm, Hp
+    loss = 1 - np.minimum(h[:, 0], h[:, 1]) / np.maximum(h[:, 2], 1e-6)
+    return np.nonzero(loss >= 0.2)[0]
+
+
+def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Appearance a scanner could give the same anatomy (applied to the normalised input):
+    thicker slices or coarser pixels (a Gaussian blur along either axis), a contrast and
+    offset change (+-0.2 is +-80 HU), extra noise; each drawn per crop."""
+    if rng.random() < 0.6:
+        crop = ndimage.gaussian_filter(crop, (rng.uniform(0, 1.2), rng.uniform(0, 1.5)),
+                                       truncate=2.5)
+    crop = crop * np.float32(rng.uniform(0.8, 1.25)) + np.float32(rng.uniform(-0.2, 0.2))
+    if rng.random() < 0.5:
+        crop = crop + rng.normal(0, rng.uniform(0, 0.08), crop.shape).astype(np.float32)
+    return crop.astype(np.float32)
+
+
+def _batch(examples, rng, size, deformed):
     xs, hs, os_, ws = [], [], [], []
+    with_deformed = [k for k, d in enumerate(deformed) if len(d)]
     for _ in range(size):
-        ex = examples[rng.integers(len(examples))]
+        # deformed vertebrae oversampled: half the crops are centred near one of them
+        focus = with_deformed and rng.random() < 0.5
+        k = with_deformed[rng.integers(len(with_deformed))] if focus \
+            else int(rng.integers(len(examples)))
+        ex = examples[k]
         img = ex.sag.image
         n = img.shape[1]
-        j0 = int(rng.integers(0, max(n - CROP[1], 0) + 1))
+        if focus:
+            d = deformed[k][rng.integers(len(deformed[k]))]
+            j_c = float(ex.points[d, :, 1].mean())
+            j0 = int(np.clip(j_c - rng.uniform(24, CROP[1] - 24), 0, max(n - CROP[1], 0)))
+        else:
+            j0 = int(rng.integers(0, max(n - CROP[1], 0) + 1))
         crop = np.full(CROP, img.min(), np.float32)
         part = img[:CROP[0], j0:j0 + CROP[1]]
         crop[:part.shape[0], :part.shape[1]] = part
-        # brightness/contrast jitter: acquisitions differ
-        crop = crop * np.float32(rng.uniform(0.9, 1.1)) + np.float32(rng.normal(0, 0.05))
+        crop = augment(crop, rng)
         pts = ex.points - np.array([0.0, j0])
         h, o, w = targets(pts, CROP)
         xs.append(crop[None])
@@ -111,6 +143,7 @@ def train(examples, *, steps: int = 1500, batch: int = 16, lr: float = 3e-3, see
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(seed)
     net = KeypointNet(width)
+    deformed = [_deformed(ex) for ex in examples]
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
                                                 pct_start=0.15)
@@ -118,7 +151,7 @@ def train(examples, *, steps: int = 1500, batch: int = 16, lr: float = 3e-3, see
     net.train()
     hist = []
     for step in range(steps):
-        x, h, o, w = _batch(examples, rng, batch)
+        x, h, o, w = _batch(examples, rng, batch, deformed)
         out = net(x)
         lh = _focal(out[:, 0], h)
         lo = (torch.nn.functional.smooth_l1_loss(out[:, 1:], o, reduction="none", beta=0.05)

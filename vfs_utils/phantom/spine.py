@@ -270,7 +270,8 @@ def draw_patient(rng: np.random.Generator) -> dict:
 def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
                  fractures: Sequence[tuple[str, int]] | None = None,
                  shape: tuple[int, int] = (512, 512), folder: str = "PHANTOM",
-                 series_uid: str = "", non_fracture: bool = True) -> SpineTruth:
+                 series_uid: str = "", non_fracture: bool = True,
+                 first: str | None = None) -> SpineTruth:
     """Sample a fully synthetic thoracic and upper lumbar spine.
 
     Normal vertebrae get the per-level shape of :data:`_NORMAL_SHAPE`; non-fractured
@@ -291,6 +292,8 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
         Stored on the result.
     non_fracture : bool
         Place non-fracture deformities.
+    first : str, optional
+        The top vertebra's level (default: C7, Th1 or Th2, drawn).
 
     Returns
     -------
@@ -302,6 +305,8 @@ def sample_spine(rng: np.random.Generator, *, n_vertebrae: int | None = None,
     if not 1 <= n <= 20:
         raise ValueError(f"n_vertebrae={n}: use 1-20")
     start = LEVELS.index("Th1") + int(rng.integers(-1, 2))
+    if first is not None:
+        start = LEVELS.index(first)
     start = min(start, len(LEVELS) - n)
     levels = LEVELS[start:start + n]
     pixel = float(rng.choice([0.703125, 0.742188, 0.78125]))
