@@ -101,7 +101,7 @@ def test_setup_says_what_it_writes_once(env, small_builds, capsys):
     first = tutorial.setup()
     err = capsys.readouterr().err
     assert err == (f"Writing the synthetic demo data (1 study, about 0.2 GB) into "
-                   f"{env / 'cache' / 'demo' / 'synthetic'}: once, up to a few minutes...\n")
+                   f"{env / 'cache' / 'demo' / 'synthetic'}: once, then reused\n")
     assert tutorial.setup().root == first.root
     assert capsys.readouterr().err == ""                   # built already: silent
 

@@ -482,14 +482,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so that ``finally``/``except`` cleanups run."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the ``vfs`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -502,9 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfs {args.command}: warning: {_one_line(message)}", file=sys.stderr)
 
     shown, warnings.showwarning = warnings.showwarning, one_line_warning
-    previous = None
+    from ._fs import Terminated, _stop, request_stop
+
+    previous = {}
     with contextlib.suppress(ValueError):     # only the main thread may set handlers
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, request_stop)
     try:
         return args.func(args)
     except VfsError as exc:
@@ -518,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfs {args.command}: {type(exc).__name__}: {where}{exc.strerror or exc}. Check "
               "the folder (and VFS_CACHE_DIR) is writable and has space.", file=sys.stderr)
         return 2
-    except _Terminated:
+    except Terminated:
         print(f"vfs {args.command}: terminated (SIGTERM); partial output removed",
               file=sys.stderr)
         return 143
@@ -527,8 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = shown
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _stop.clear()            # a later main() in this process starts afresh
 
 
 def _one_line(exc: BaseException) -> str:
