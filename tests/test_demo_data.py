@@ -92,8 +92,10 @@ def test_demo_data_with_the_lessons_parameters_writes_the_lessons_folder(env, mo
     assert all(c[1]["replace_stale"] for c in calls)
     assert main(["demo-data", "--seed", "1"]) == 0           # other parameters: their own
     assert calls[-1][0] is None and calls[-1][1]["replace_stale"] is False
+    assert all(callable(c[1]["progress"]) for c in calls)
+    calls[0][1]["progress"](0, 4, "A", lessons)          # what the build calls first
     err = capsys.readouterr().err
-    assert f"vfs demo-data: writing 4 studies (about 1.0 GB) into {lessons}" in err
+    assert err.startswith(f"vfs demo-data: writing 4 studies (about 1.0 GB) into {lessons}")
 
 
 # ---------------------------------------------------------------------- progress, damage, deletion

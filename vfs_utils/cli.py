@@ -169,11 +169,10 @@ def _remove_dead_partials(folder: Path) -> None:
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .data import demo_dir
-    from .phantom import DEFAULT_STUDIES, build_dataset
+    from .phantom import build_dataset
     from .tutorial import lesson_demo_name
 
     out, replace = args.out, False
-    n = args.studies or DEFAULT_STUDIES
     if args.from_annotations is not None:
         files = sorted(args.from_annotations.glob("*.json"))
         n = len(files) if args.studies is None else min(args.studies, len(files))
@@ -189,12 +188,17 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     parent = out.absolute().parent if out is not None else demo_dir("x").parent
     _remove_dead_partials(parent)
     parent.mkdir(parents=True, exist_ok=True)     # an unusable folder: one line, no progress
-    if out is None or not (out / "manifest.json").is_file():
-        where = out if out is not None else demo_dir("").parent
-        print(f"vfs demo-data: writing {n} studies (about {n * _STUDY_GB:.1f} GB) into {where}; "
-              "this takes a while...", file=sys.stderr, flush=True)
+
+    def progress(k: int, todo: int, folder: str, where: Path) -> None:
+        if k == 0:
+            print(f"vfs demo-data: writing {todo} studies (about {todo * _STUDY_GB:.1f} GB) "
+                  f"into {where}; this takes a while...", file=sys.stderr, flush=True)
+        else:
+            print(f"  {k}/{todo} written", file=sys.stderr, flush=True)
+
     root = build_dataset(out, studies=args.studies, seed=args.seed,
-                         annotation_dir=args.from_annotations, replace_stale=replace)
+                         annotation_dir=args.from_annotations, replace_stale=replace,
+                         progress=progress)
     print(root)
     return 0
 
