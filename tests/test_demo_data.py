@@ -4,6 +4,7 @@ repaired, a deleted demo folder explained; and the CLI's help and output polish.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -232,3 +233,108 @@ def test_a_remembered_failure_is_not_cut_mid_word(env):
     reason = message.split(" (remembered ")[0]
     assert reason.endswith("...")
     assert reason[:-3].split() == words[:len(reason[:-3].split())]
+
+
+# ---------------------------------------------------------------------- on demand
+@pytest.fixture
+def three_small(monkeypatch):
+    """setup() builds a three-study, 96-pixel synthetic dataset instead of the full one."""
+    real = tutorial.build_dataset
+    monkeypatch.setattr(tutorial, "build_dataset",
+                        lambda out, **kw: real(out, studies=3, image_size=SMALL, **kw))
+
+
+def test_setup_builds_only_the_studies_a_lesson_asks_for_then_reuses_them(env, three_small,
+                                                                          capsys):
+    first = tutorial.setup(studies=1)
+    folders = [f"SYNTH0000-00{i}_PHANTOM" for i in (1, 2, 3)]     # the synthetic naming
+    assert first.studies == folders[:1]
+    assert sorted(p.name for p in (first.root / "dicom").iterdir()) == folders[:1]
+    manifest = json.loads((first.root / "manifest.json").read_text())
+    assert manifest["folders"] == folders
+    assert [rec["folder"] for rec in manifest["studies"]] == folders[:1]
+    assert "(1 study, about 0.2 GB)" in capsys.readouterr().err
+    stamp = (first.root / "dicom" / folders[0] / "series-001").stat().st_mtime_ns
+    everything = tutorial.setup()                          # vfs prepare: the other two
+    assert everything.studies == folders
+    assert "(2 studies, about 0.5 GB)" in capsys.readouterr().err
+    assert (first.root / "dicom" / folders[0] / "series-001").stat().st_mtime_ns == stamp
+    assert tutorial.setup(studies=1).studies == folders[:1]   # still the lesson's one study
+    assert capsys.readouterr().err == ""
+    assert tutorial.damage(first.root) == []
+    assert sorted(p.name for p in (first.root / "annotation_v2").iterdir()) == [
+        f"{f}.json" for f in folders]
+
+
+_BUILD = """
+import sys
+from vfs_utils import phantom
+written = []
+phantom.build_dataset(sys.argv[1], studies=2, image_size=64,
+                      progress=lambda k, n, folder, out: written.append(folder))
+print(len(written))
+"""
+
+
+def test_two_concurrent_builds_of_one_folder_write_each_study_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ds"
+    env = {**os.environ, "VFS_CACHE_DIR": str(tmp_path / "cache")}
+    run = [sys.executable, "-c", _BUILD, str(out)]
+    first = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    partial = out / "dicom" / f".SYNTH0000-001_PHANTOM.partial-{first.pid}"
+    while not partial.is_dir() and first.poll() is None:   # the first is writing a study
+        time.sleep(0.02)
+    second = subprocess.run(run, capture_output=True, text=True, env=env)
+    out1, err1 = first.communicate()
+    assert (first.returncode, second.returncode) == (0, 0), err1 + second.stderr
+    assert int(out1) + int(second.stdout) == 2               # each study written once
+    assert [rec["folder"] for rec in json.loads((out / "manifest.json").read_text())[
+        "studies"]] == ["SYNTH0000-001_PHANTOM", "SYNTH0000-002_PHANTOM"]
+    assert tutorial.damage(out) == []
+
+
+# ---------------------------------------------------------------------- errors as one line
+def test_a_bad_data_root_reaches_a_notebook_as_one_line(env, monkeypatch):
+    monkeypatch.setenv(data.ENV_DATA_ROOT, str(env / "nowhere"))
+    with pytest.raises(DataNotFoundError) as info:
+        tutorial.setup()
+    lines = info.value._render_traceback_()          # what IPython shows instead of a traceback
+    assert lines == [f"DataNotFoundError: {data.ENV_DATA_ROOT}={env / 'nowhere'}: no folder "
+                     f"{env / 'nowhere' / 'dicom'}. Point {data.ENV_DATA_ROOT} at the "
+                     "CTLungCa-500 root that holds dicom/<Folder>/..., or unset it to use the "
+                     "phantom."]
+
+
+def test_an_unusable_cache_reaches_a_notebook_as_one_line_naming_the_variable(env, monkeypatch):
+    blocker = env / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(data.ENV_CACHE_DIR, str(blocker))
+    with pytest.raises(tutorial.SetupError) as info:
+        tutorial.setup()
+    (line,) = info.value._render_traceback_()
+    assert line.startswith(f"SetupError: {blocker}") and "Point VFS_CACHE_DIR at a writable" in line
+    assert blocker.read_text() == "not a folder"
+
+
+# ---------------------------------------------------------------------- outside the Makefile
+def test_a_checkout_gets_the_makefiles_data_settings(monkeypatch, tmp_path):
+    checkout = Path(tutorial.__file__).resolve().parents[1]
+    settings = data.checkout_settings()
+    assert settings[data.ENV_CACHE_DIR] == checkout / ".cache"        # as `make` exports
+    shared = checkout.parent / "shared" / "data"
+    assert (data.ENV_ANNOTATION_DIR in settings) == (
+        shared / "vertebral-fractures-severity" / "annotation").is_dir()
+    # in a kernel started by hand, setup() fills in only what is unset
+    monkeypatch.setattr(data, "checkout_settings", lambda: {data.ENV_CACHE_DIR: tmp_path / "c",
+                                                            data.ENV_OFFLINE: "1"})
+    monkeypatch.setenv(data.ENV_OFFLINE, "0")
+    monkeypatch.delenv(data.ENV_CACHE_DIR, raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "ipykernel", object())
+    assert tutorial._checkout_defaults() == [data.ENV_CACHE_DIR]
+    assert os.environ[data.ENV_CACHE_DIR] == str(tmp_path / "c")
+    assert os.environ[data.ENV_OFFLINE] == "0"
