@@ -113,7 +113,7 @@ def _real_annotations() -> tuple[Path, Path] | None:
         if not data.offline():
             log.info("no annotation copy: %s", exc)
             warnings.warn("no annotation copy at hand and the download failed (`vfs fetch` says "
-                          "why): falling back to the fully synthetic dataset", stacklevel=3)
+                          "why): falling back to the fully synthetic dataset", stacklevel=4)
         return None
 
 
@@ -136,7 +136,7 @@ def _demo(name: str, only: int | None, **params) -> tuple[Path, tuple[str, ...]]
         if lost:
             warnings.warn(f"{shared}: the shared demo dataset is damaged ({'; '.join(lost[:3])}); "
                           "using a copy in the cache. Tell whoever keeps the shared folder.",
-                          stacklevel=3)
+                          stacklevel=4)
         else:
             log.info("%s lacks the studies asked for (or has other parameters); using the "
                      "cache", shared)
@@ -147,9 +147,10 @@ def _demo(name: str, only: int | None, **params) -> tuple[Path, tuple[str, ...]]
 
 def _folders(root: Path, only: int | None) -> tuple[str, ...]:
     try:
-        folders = read_manifest(root / "manifest.json").get("folders") or []
+        manifest = read_manifest(root / "manifest.json")
     except (VfsError, OSError):
         return ()
+    folders = manifest.get("folders") or [r.get("folder") for r in manifest.get("studies", [])]
     return tuple(folders if only is None else folders[:max(int(only), 1)])
 
 

@@ -486,6 +486,7 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
     wanted = _wanted(plan, only)
     _check_target(out, plan.params, replace_stale)     # refuse before any lock or write
     with _lock(out):
+        existed = out.is_dir()                        # an empty folder given: kept, emptied
         created, records = _open(out, plan, replace_stale)
         lost = {f: _study_damage(out, records[f]) for f in wanted if f in records}
         lost = {f: lines for f, lines in lost.items() if lines}
@@ -513,6 +514,8 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
         except BaseException:
             if created:          # this call made the root: nothing of it is left
                 shutil.rmtree(out, ignore_errors=True)
+                if existed:
+                    out.mkdir(exist_ok=True)
             raise
     if todo:
         log.info("phantom dataset written to %s", out)
