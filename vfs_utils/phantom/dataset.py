@@ -465,7 +465,7 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
         Write only the first ``only`` studies now (the others on a later call); default all.
     progress : callable, optional
         Called as ``progress(k, n, folder, out)`` before the k-th (0-based) of the n studies
-        this call writes.
+        this call writes, and as ``progress(n, n, "", out)`` after the last.
 
     Returns
     -------
@@ -518,6 +518,8 @@ def build_dataset(out: str | os.PathLike | None = None, *, studies: int | None =
                     out.mkdir(exist_ok=True)
             raise
     if todo:
+        if progress is not None:
+            progress(len(todo), len(todo), "", out)
         log.info("phantom dataset written to %s", out)
     return out
 
