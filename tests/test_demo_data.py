@@ -340,3 +340,34 @@ def test_a_checkout_gets_the_makefiles_data_settings(monkeypatch, tmp_path):
     assert tutorial._checkout_defaults() == [data.ENV_CACHE_DIR]
     assert os.environ[data.ENV_CACHE_DIR] == str(tmp_path / "c")
     assert os.environ[data.ENV_OFFLINE] == "0"
+
+
+def test_a_stop_request_is_honoured_inside_a_study_and_between_studies(tmp_path, monkeypatch):
+    import signal
+
+    from vfs_utils import _fs
+
+    real = dataset.render_volume
+    rendered = []
+
+    def render_then_stop(*args, **kwargs):     # as if SIGTERM came (and was swallowed) here
+        rendered.append(1)
+        volume = real(*args, **kwargs)
+        if len(rendered) == 2:
+            _fs._stop.append(signal.SIGTERM)
+        return volume
+
+    monkeypatch.setattr(dataset, "render_volume", render_then_stop)
+    monkeypatch.setattr(_fs, "_stop", [])
+    monkeypatch.setenv(data.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    kept = phantom.build_dataset(tmp_path / "kept", studies=3, image_size=64, only=1)
+    with pytest.raises(_fs.Terminated):
+        phantom.build_dataset(kept, studies=3, image_size=64)   # stops in the second study
+    assert len(rendered) == 2
+    assert sorted(p.name for p in (kept / "dicom").iterdir()) == ["SYNTH0000-001_PHANTOM"]
+    assert [r["folder"] for r in json.loads((kept / "manifest.json").read_text())["studies"]] \
+        == ["SYNTH0000-001_PHANTOM"] and tutorial.damage(kept) == []
+    with pytest.raises(_fs.Terminated):                          # a new root: nothing left
+        phantom.build_dataset(tmp_path / "new", studies=3, image_size=64)
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "kept"]
