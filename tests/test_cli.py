@@ -216,8 +216,11 @@ def test_demo_data_warns_before_rendering_every_file_and_removes_dead_leftovers(
     assert not leftover.exists() and alive.exists()
     assert main(["demo-data", "--out", str(out), "--from-annotations", str(ann),
                  "--studies", "2"]) == 0
+    assert capsys.readouterr().err == ""           # the build (faked) wrote nothing
+    calls[-1]["progress"](0, 2, "S0", out)         # what a build calls before its first study
+    calls[-1]["progress"](1, 2, "S1", out)
     assert capsys.readouterr().err == (f"vfs demo-data: writing 2 studies (about 0.5 GB) into "
-                                       f"{out}; this takes a while...\n")
+                                       f"{out}; this takes a while...\n  1/2 written\n")
 
 
 def test_sigterm_during_demo_data_leaves_nothing_behind(tmp_path):
@@ -230,18 +233,18 @@ def test_sigterm_during_demo_data_leaves_nothing_behind(tmp_path):
     env = {**os.environ, "VFS_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "vfs_utils", "demo-data", "--out", str(out),
                              "--studies", "20"], stderr=subprocess.PIPE, text=True, env=env)
-    partial = tmp_path / f".demo.partial-{proc.pid}"
-    # wait for the condition (the build has started writing), not for a time
+    partial = tmp_path / "demo" / "dicom" / f".SYNTH0000-001_PHANTOM.partial-{proc.pid}"
+    # wait for the condition (the first study is being written), not for a time
     while not partial.is_dir() and proc.poll() is None:
         time.sleep(0.05)        # a poll interval, not a synchronisation by time
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate()                      # the exit is the condition waited for
     assert proc.returncode == 143, err
-    assert err.strip().splitlines()[-1] == ("vfs demo-data: terminated (SIGTERM); partial "
-                                            "output removed")
-    assert len(err.strip().splitlines()) == 2            # the progress line, then that one
-    assert not partial.exists() and not out.exists()
+    lines = err.strip().splitlines()
+    assert lines[-1] == "vfs demo-data: terminated (SIGTERM); partial output removed"
+    assert lines[0].startswith("vfs demo-data: writing 20 studies")
+    assert not out.exists()            # made by this run: nothing of it is left
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".demo")]
 
 

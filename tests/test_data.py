@@ -288,10 +288,11 @@ def test_shared_dir_is_looked_in_and_never_written(monkeypatch, tmp_path, v1_dir
         assert main(["fetch"]) == 0
         # demo datasets: a matching shared build is used as it is ...
         assert data.shared_demo_dir("tiny") == shared / "demo" / "tiny"
-        assert tutorial._demo("tiny", **tiny) == shared / "demo" / "tiny"
+        assert tutorial._demo("tiny", None, **tiny)[0] == shared / "demo" / "tiny"
         # ... one with other parameters is built in the cache instead
-        other = tutorial._demo("tiny", **{**tiny, "seed": 4})
+        other, folders = tutorial._demo("tiny", None, **{**tiny, "seed": 4})
         assert other == data.demo_dir("tiny") and (other / "manifest.json").is_file()
+        assert [p.name for p in (other / "dicom").iterdir()] == list(folders)
         assert data.shared_demo_dir("missing") is None
         assert _snapshot(shared) == before
     finally:

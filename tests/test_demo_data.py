@@ -4,6 +4,7 @@ repaired, a deleted demo folder explained; and the CLI's help and output polish.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -92,16 +93,20 @@ def test_demo_data_with_the_lessons_parameters_writes_the_lessons_folder(env, mo
     assert all(c[1]["replace_stale"] for c in calls)
     assert main(["demo-data", "--seed", "1"]) == 0           # other parameters: their own
     assert calls[-1][0] is None and calls[-1][1]["replace_stale"] is False
+    assert all(callable(c[1]["progress"]) for c in calls)
+    calls[0][1]["progress"](0, 4, "A", lessons)          # what the build calls first
     err = capsys.readouterr().err
-    assert f"vfs demo-data: writing 4 studies (about 1.0 GB) into {lessons}" in err
+    assert err.startswith(f"vfs demo-data: writing 4 studies (about 1.0 GB) into {lessons}")
 
 
 # ---------------------------------------------------------------------- progress, damage, deletion
 def test_setup_says_what_it_writes_once(env, small_builds, capsys):
     first = tutorial.setup()
     err = capsys.readouterr().err
-    assert err == (f"Writing the synthetic demo data (1 study, about 0.2 GB) into "
-                   f"{env / 'cache' / 'demo' / 'synthetic'}: once, up to a few minutes...\n")
+    first_line, done = err.splitlines()
+    assert first_line == (f"Writing the synthetic demo data (1 study, about 0.2 GB) into "
+                          f"{env / 'cache' / 'demo' / 'synthetic'}: once, then reused")
+    assert re.fullmatch(r"  1/1 written \(\d+ s\)", done)
     assert tutorial.setup().root == first.root
     assert capsys.readouterr().err == ""                   # built already: silent
 
@@ -230,3 +235,139 @@ def test_a_remembered_failure_is_not_cut_mid_word(env):
     reason = message.split(" (remembered ")[0]
     assert reason.endswith("...")
     assert reason[:-3].split() == words[:len(reason[:-3].split())]
+
+
+# ---------------------------------------------------------------------- on demand
+@pytest.fixture
+def three_small(monkeypatch):
+    """setup() builds a three-study, 96-pixel synthetic dataset instead of the full one."""
+    real = tutorial.build_dataset
+    monkeypatch.setattr(tutorial, "build_dataset",
+                        lambda out, **kw: real(out, studies=3, image_size=SMALL, **kw))
+
+
+def test_setup_builds_only_the_studies_a_lesson_asks_for_then_reuses_them(env, three_small,
+                                                                          capsys):
+    first = tutorial.setup(studies=1)
+    folders = [f"SYNTH0000-00{i}_PHANTOM" for i in (1, 2, 3)]     # the synthetic naming
+    assert first.studies == folders[:1]
+    assert sorted(p.name for p in (first.root / "dicom").iterdir()) == folders[:1]
+    manifest = json.loads((first.root / "manifest.json").read_text())
+    assert manifest["folders"] == folders
+    assert [rec["folder"] for rec in manifest["studies"]] == folders[:1]
+    assert "(1 study, about 0.2 GB)" in capsys.readouterr().err
+    stamp = (first.root / "dicom" / folders[0] / "series-001").stat().st_mtime_ns
+    everything = tutorial.setup()                          # vfs prepare: the other two
+    assert everything.studies == folders
+    assert "(2 studies, about 0.5 GB)" in capsys.readouterr().err
+    assert (first.root / "dicom" / folders[0] / "series-001").stat().st_mtime_ns == stamp
+    assert tutorial.setup(studies=1).studies == folders[:1]   # still the lesson's one study
+    assert capsys.readouterr().err == ""
+    assert tutorial.damage(first.root) == []
+    assert sorted(p.name for p in (first.root / "annotation_v2").iterdir()) == [
+        f"{f}.json" for f in folders]
+
+
+_BUILD = """
+import sys
+from vfs_utils import phantom
+written = []
+phantom.build_dataset(sys.argv[1], studies=2, image_size=64,
+                      progress=lambda k, n, folder, out: folder and written.append(folder))
+print(len(written))
+"""
+
+
+def test_two_concurrent_builds_of_one_folder_write_each_study_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ds"
+    env = {**os.environ, "VFS_CACHE_DIR": str(tmp_path / "cache")}
+    run = [sys.executable, "-c", _BUILD, str(out)]
+    first = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    partial = out / "dicom" / f".SYNTH0000-001_PHANTOM.partial-{first.pid}"
+    while not partial.is_dir() and first.poll() is None:   # the first is writing a study
+        time.sleep(0.02)
+    second = subprocess.run(run, capture_output=True, text=True, env=env)
+    out1, err1 = first.communicate()
+    assert (first.returncode, second.returncode) == (0, 0), err1 + second.stderr
+    assert int(out1) + int(second.stdout) == 2               # each study written once
+    assert [rec["folder"] for rec in json.loads((out / "manifest.json").read_text())[
+        "studies"]] == ["SYNTH0000-001_PHANTOM", "SYNTH0000-002_PHANTOM"]
+    assert tutorial.damage(out) == []
+
+
+# ---------------------------------------------------------------------- errors as one line
+def test_a_bad_data_root_reaches_a_notebook_as_one_line(env, monkeypatch):
+    monkeypatch.setenv(data.ENV_DATA_ROOT, str(env / "nowhere"))
+    with pytest.raises(DataNotFoundError) as info:
+        tutorial.setup()
+    lines = info.value._render_traceback_()          # what IPython shows instead of a traceback
+    assert lines == [f"DataNotFoundError: {data.ENV_DATA_ROOT}={env / 'nowhere'}: no folder "
+                     f"{env / 'nowhere' / 'dicom'}. Point {data.ENV_DATA_ROOT} at the "
+                     "CTLungCa-500 root that holds dicom/<Folder>/..., or unset it to use the "
+                     "phantom."]
+
+
+def test_an_unusable_cache_reaches_a_notebook_as_one_line_naming_the_variable(env, monkeypatch):
+    blocker = env / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(data.ENV_CACHE_DIR, str(blocker))
+    with pytest.raises(tutorial.SetupError) as info:
+        tutorial.setup()
+    (line,) = info.value._render_traceback_()
+    assert line.startswith(f"SetupError: {blocker}") and "Point VFS_CACHE_DIR at a writable" in line
+    assert blocker.read_text() == "not a folder"
+
+
+# ---------------------------------------------------------------------- outside the Makefile
+def test_a_checkout_gets_the_makefiles_data_settings(monkeypatch, tmp_path):
+    checkout = Path(tutorial.__file__).resolve().parents[1]
+    settings = data.checkout_settings()
+    assert settings[data.ENV_CACHE_DIR] == checkout / ".cache"        # as `make` exports
+    shared = checkout.parent / "shared" / "data"
+    assert (data.ENV_ANNOTATION_DIR in settings) == (
+        shared / "vertebral-fractures-severity" / "annotation").is_dir()
+    # in a kernel started by hand, setup() fills in only what is unset
+    monkeypatch.setattr(data, "checkout_settings", lambda: {data.ENV_CACHE_DIR: tmp_path / "c",
+                                                            data.ENV_OFFLINE: "1"})
+    monkeypatch.setenv(data.ENV_OFFLINE, "0")
+    monkeypatch.delenv(data.ENV_CACHE_DIR, raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "ipykernel", object())
+    assert tutorial._checkout_defaults() == [data.ENV_CACHE_DIR]
+    assert os.environ[data.ENV_CACHE_DIR] == str(tmp_path / "c")
+    assert os.environ[data.ENV_OFFLINE] == "0"
+
+
+def test_a_stop_request_is_honoured_inside_a_study_and_between_studies(tmp_path, monkeypatch):
+    import signal
+
+    from vfs_utils import _fs
+
+    real = dataset.render_volume
+    rendered = []
+
+    def render_then_stop(*args, **kwargs):     # as if SIGTERM came (and was swallowed) here
+        rendered.append(1)
+        volume = real(*args, **kwargs)
+        if len(rendered) == 2:
+            _fs._stop.append(signal.SIGTERM)
+        return volume
+
+    monkeypatch.setattr(dataset, "render_volume", render_then_stop)
+    monkeypatch.setattr(_fs, "_stop", [])
+    monkeypatch.setenv(data.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    kept = phantom.build_dataset(tmp_path / "kept", studies=3, image_size=64, only=1)
+    with pytest.raises(_fs.Terminated):
+        phantom.build_dataset(kept, studies=3, image_size=64)   # stops in the second study
+    assert len(rendered) == 2
+    assert sorted(p.name for p in (kept / "dicom").iterdir()) == ["SYNTH0000-001_PHANTOM"]
+    assert [r["folder"] for r in json.loads((kept / "manifest.json").read_text())["studies"]] \
+        == ["SYNTH0000-001_PHANTOM"] and tutorial.damage(kept) == []
+    with pytest.raises(_fs.Terminated):                          # a new root: nothing left
+        phantom.build_dataset(tmp_path / "new", studies=3, image_size=64)
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "kept"]

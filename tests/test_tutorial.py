@@ -29,7 +29,8 @@ def builds(monkeypatch):
     """Record the demo builds setup() asks for; each makes a root with one study folder."""
     calls = []
 
-    def fake_build(out, **kwargs):
+    def fake_build(out, *, only=None, progress=None, **kwargs):
+        assert only is None and callable(progress)   # every study, with a progress line
         calls.append((Path(out), kwargs))
         (Path(out) / "dicom" / "STUDY").mkdir(parents=True, exist_ok=True)
         return Path(out)
@@ -134,7 +135,7 @@ def test_forced_modes_that_cannot_be_had_are_errors(env, builds, no_download):
     with pytest.raises(DataNotFoundError, match=f"mode 'real' needs {data.ENV_DATA_ROOT}"):
         tutorial.setup("real")
     with pytest.raises(DataNotFoundError, match="mode 'phantom' needs the real annotations"), \
-            pytest.warns(UserWarning, match="no v1 annotations here"):
+            pytest.warns(UserWarning, match="falling back to the fully synthetic dataset"):
         tutorial.setup("phantom")
     with pytest.raises(ValueError, match="unknown data mode 'images'"):
         tutorial.setup("images")

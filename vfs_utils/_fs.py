@@ -1,11 +1,12 @@
 """Small private helpers with one home each: atomic writes of files and folders (built under
-a temporary sibling, then renamed), the dataset layout ``<root>/dicom/<Folder>``, and the
-folder-name and spacing checks."""
+a temporary sibling, then renamed), the stop request of a long writer (SIGTERM, Ctrl-C), the
+dataset layout ``<root>/dicom/<Folder>``, and the folder-name and spacing checks."""
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -14,11 +15,34 @@ import numpy as np
 
 from .errors import DataNotFoundError, UsageError
 
-__all__ = ["atomic_file", "atomic_folder", "check_folder_name", "check_spacing", "dicom_root",
-           "folder_name_problem", "partial_name", "remove_stale_partials", "study_dir",
-           "write_text_atomic"]
+__all__ = ["Terminated", "atomic_file", "atomic_folder", "check_folder_name", "check_spacing",
+           "check_stop", "dicom_root", "folder_name_problem", "partial_name",
+           "remove_stale_partials", "request_stop", "study_dir", "write_text_atomic"]
 
 _PARTIAL = ".partial-"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM asked this process to stop (raised where it is, so that cleanups run)."""
+
+
+_stop: list[int] = []       # the signal numbers received, until the process ends
+
+
+def request_stop(signum: int, frame=None) -> None:
+    """A signal handler: remember the request and raise it here; :func:`check_stop` raises
+    it again wherever a long writer checks, in case the first raise was swallowed (in a
+    ``__del__`` or a callback)."""
+    _stop.append(signum)
+    check_stop()
+
+
+def check_stop() -> None:
+    """Raise :class:`Terminated` (SIGTERM) or ``KeyboardInterrupt`` once a stop was asked."""
+    if _stop:
+        if _stop[0] == signal.SIGTERM:
+            raise Terminated()
+        raise KeyboardInterrupt()
 
 
 @contextlib.contextmanager

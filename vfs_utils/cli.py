@@ -174,11 +174,10 @@ def _remove_dead_partials(folder: Path) -> None:
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .data import demo_dir
-    from .phantom import DEFAULT_STUDIES, build_dataset
+    from .phantom import build_dataset
     from .tutorial import lesson_demo_name
 
     out, replace = args.out, False
-    n = args.studies or DEFAULT_STUDIES
     if args.from_annotations is not None:
         files = sorted(args.from_annotations.glob("*.json"))
         n = len(files) if args.studies is None else min(args.studies, len(files))
@@ -194,12 +193,17 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     parent = out.absolute().parent if out is not None else demo_dir("x").parent
     _remove_dead_partials(parent)
     parent.mkdir(parents=True, exist_ok=True)     # an unusable folder: one line, no progress
-    if out is None or not (out / "manifest.json").is_file():
-        where = out if out is not None else demo_dir("").parent
-        print(f"vfs demo-data: writing {n} studies (about {n * _STUDY_GB:.1f} GB) into {where}; "
-              "this takes a while...", file=sys.stderr, flush=True)
+
+    def progress(k: int, todo: int, folder: str, where: Path) -> None:
+        if k == 0:
+            print(f"vfs demo-data: writing {todo} studies (about {todo * _STUDY_GB:.1f} GB) "
+                  f"into {where}; this takes a while...", file=sys.stderr, flush=True)
+        else:
+            print(f"  {k}/{todo} written", file=sys.stderr, flush=True)
+
     root = build_dataset(out, studies=args.studies, seed=args.seed,
-                         annotation_dir=args.from_annotations, replace_stale=replace)
+                         annotation_dir=args.from_annotations, replace_stale=replace,
+                         progress=progress)
     print(root)
     return 0
 
@@ -601,14 +605,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so that ``finally``/``except`` cleanups run."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the ``vfs`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -622,9 +618,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfs {args.command}: warning: {_one_line(message)}", file=sys.stderr)
 
     shown, warnings.showwarning = warnings.showwarning, one_line_warning
-    previous = None
+    from ._fs import Terminated, _stop, request_stop
+
+    previous = {}
     with contextlib.suppress(ValueError):     # only the main thread may set handlers
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, request_stop)
     try:
         return args.func(args)
     except VfsError as exc:
@@ -638,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfs {args.command}: {type(exc).__name__}: {where}{exc.strerror or exc}. Check "
               "the folder (and VFS_CACHE_DIR) is writable and has space.", file=sys.stderr)
         return 2
-    except _Terminated:
+    except Terminated:
         print(f"vfs {args.command}: terminated (SIGTERM); partial output removed",
               file=sys.stderr)
         return 143
@@ -647,8 +646,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = shown
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _stop.clear()            # a later main() in this process starts afresh
 
 
 def _one_line(exc: BaseException) -> str:

@@ -26,7 +26,8 @@ from .errors import AnnotationError, DataNotFoundError, DownloadError, UsageErro
 
 __all__ = ["ENV_ANNOTATION_DIR", "ENV_ANNOTATION_DIR_V2", "ENV_DATA_ROOT", "ENV_CACHE_DIR",
            "ENV_OFFLINE", "ENV_SHARED_DIR", "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRY_AFTER",
-           "SOURCES", "AnnotationSource", "annotation_dir", "cache_dir", "data_root", "demo_dir",
+           "SOURCES", "AnnotationSource", "annotation_dir", "cache_dir", "checkout_settings",
+           "data_root", "demo_dir",
            "fetch", "folder_schema", "offline", "registry", "shared_demo_dir", "shared_dir"]
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,22 @@ def shared_dir() -> Path | None:
     """The read-only shared data folder from ``VFS_SHARED_DIR``, or None when it is not set."""
     value = os.environ.get(ENV_SHARED_DIR, "").strip()
     return Path(value).expanduser() if value else None
+
+
+def checkout_settings() -> dict[str, Path]:
+    """The Makefile's data settings when this package runs from a checkout of vfs-tutorials
+    (``VFS_CACHE_DIR``: its ``.cache``; the annotation copies in ``../shared/data`` when
+    there), else ``{}``."""
+    checkout = Path(__file__).resolve().parents[1]
+    if not ((checkout / "Makefile").is_file() and (checkout / "notebooks").is_dir()):
+        return {}
+    found = {ENV_CACHE_DIR: checkout / ".cache"}
+    shared = checkout.parent / "shared" / "data"
+    for env, sub in ((ENV_ANNOTATION_DIR, "vertebral-fractures-severity"),
+                     (ENV_ANNOTATION_DIR_V2, "anchor-free-genant")):
+        if _has_json(shared / sub / "annotation"):
+            found[env] = shared / sub / "annotation"
+    return found
 
 
 def demo_dir(name: str) -> Path:

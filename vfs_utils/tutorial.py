@@ -3,28 +3,31 @@
 Three data modes, tried in this order: ``real`` (``VFS_DATA_ROOT`` points at a
 CTLungCa-500 download); ``phantom`` (the real annotations over phantom images rendered to
 match them; also offline when a copy is at hand); ``synthetic`` (images and annotations
-simulated; when no annotation copy can be had). Demo datasets are built in the cache on
-first use (or by ``vfs prepare``) and rebuilt when the phantom changes or files are lost.
+simulated; when no annotation copy can be had). Demo studies are built in the cache on
+demand (a lesson asks for the studies it reads; ``vfs prepare`` builds them all), once each,
+and written again when the phantom changes or files are lost. Every error of the setup
+step reaches a notebook as one line that says what to do.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
+import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import data
-from ._fs import dicom_root, partial_name, study_dir
+from ._fs import dicom_root, study_dir
 from ._modes import MODES
 from .dicom import quiet_uid_warnings
-from .errors import DataNotFoundError, DatasetExistsError, VfsError
+from .errors import DataNotFoundError, UsageError, VfsError
 from .phantom import build_dataset
-from .phantom.dataset import DEFAULT_STUDIES, read_manifest
+from .phantom.dataset import DEFAULT_STUDIES, damage, missing_studies, read_manifest
 
-__all__ = ["MODES", "DataSource", "PHANTOM_STUDIES", "damage", "lesson_demo_name", "setup"]
+__all__ = ["MODES", "DataSource", "PHANTOM_STUDIES", "SetupError", "damage", "lesson_demo_name",
+           "setup"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class DataSource:
     annotation_dir_v2: Path
     #: Why this mode (e.g. "VFS_OFFLINE is set, no annotation copy at hand"); may be empty.
     note: str = ""
+    #: The demo study folders the lesson asked for (empty: every folder under ``root/dicom``).
+    folders: tuple[str, ...] = ()
 
     def _check_demo(self) -> None:
         if self.mode != "real" and not (self.root / "dicom").is_dir():
@@ -62,9 +67,12 @@ class DataSource:
 
     @property
     def studies(self) -> list[str]:
-        """Names of the study folders under ``root/dicom``."""
+        """Names of the study folders under ``root/dicom`` (of a demo: those asked for)."""
         self._check_demo()
-        return sorted(p.name for p in dicom_root(self.root).iterdir() if p.is_dir())
+        if self.folders:
+            return list(self.folders)
+        return sorted(p.name for p in dicom_root(self.root).iterdir()
+                      if p.is_dir() and not p.name.startswith("."))
 
     def study_dir(self, folder: str) -> Path:
         """The study folder ``root/dicom/<folder>``, checked to exist."""
@@ -103,7 +111,9 @@ def _real_annotations() -> tuple[Path, Path] | None:
         return data.annotation_dir("v1"), data.annotation_dir("v2")
     except DataNotFoundError as exc:
         if not data.offline():
-            warnings.warn(f"falling back to the fully synthetic dataset: {exc}", stacklevel=3)
+            log.info("no annotation copy: %s", exc)
+            warnings.warn("no annotation copy at hand and the download failed (`vfs fetch` says "
+                          "why): falling back to the fully synthetic dataset", stacklevel=4)
         return None
 
 
@@ -115,113 +125,117 @@ def lesson_demo_name(*, studies: int | None = None, seed: int = 0,
     return None
 
 
-def damage(root: str | Path) -> list[str]:
-    """What a demo dataset lost since it was written (file counts against ``manifest.json``):
-    one line per damaged series."""
-    root = Path(root)
-    try:
-        studies = read_manifest(root / "manifest.json").get("studies", [])
-    except (VfsError, OSError):
-        return []
-    problems = []
-    for rec in studies:
-        counts = rec.get("files") if isinstance(rec, dict) else None
-        if not isinstance(counts, dict):
-            continue
-        study = root / "dicom" / str(rec.get("folder"))
-        for series, expected in sorted(counts.items()):
-            folder = study / series
-            try:
-                found = sum(1 for p in folder.iterdir() if p.is_file())
-            except OSError:
-                found = 0
-            if found != expected:
-                problems.append(f"{study.name}/{series}: {found} of {expected} files")
-    return problems
-
-
-def _demo(name: str, **params) -> Path:
-    """A demo dataset: a matching intact build in VFS_SHARED_DIR, else built in the cache
-    (a damaged one there is written again, with a warning)."""
+def _demo(name: str, only: int | None, **params) -> tuple[Path, tuple[str, ...]]:
+    """A demo dataset holding (at least) its first ``only`` studies, and their folders: an
+    intact build in VFS_SHARED_DIR, else built in the cache (damaged studies written again)."""
     shared = data.shared_demo_dir(name)
     if shared is not None:
-        try:   # a complete build there: returned when its parameters match, else refused
-            root = build_dataset(shared, replace_stale=False, **params)
-        except DatasetExistsError:
-            log.info("%s holds a demo build with other parameters; using the cache", shared)
-        else:
-            lost = damage(root)
-            if not lost:
-                return root
-            warnings.warn(f"{root}: the shared demo dataset is damaged ({'; '.join(lost[:3])}); "
+        if not missing_studies(shared, only=only, **params):
+            return shared, _folders(shared, only)
+        lost = damage(shared)
+        if lost:
+            warnings.warn(f"{shared}: the shared demo dataset is damaged ({'; '.join(lost[:3])}); "
                           "using a copy in the cache. Tell whoever keeps the shared folder.",
-                          stacklevel=3)
+                          stacklevel=4)
+        else:
+            log.info("%s lacks the studies asked for (or has other parameters); using the "
+                     "cache", shared)
     out = data.demo_dir(name)
-    lost = damage(out)
-    if lost:
-        warnings.warn(f"{out}: the demo dataset lost files since it was written "
-                      f"({'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}); "
-                      "writing it again.", stacklevel=3)
-        trash = partial_name(out.parent / f"{out.name}.damaged")
-        out.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    with _announced(name, out):
-        return build_dataset(out, replace_stale=True, **params)
+    root = build_dataset(out, replace_stale=True, only=only, progress=_Progress(name), **params)
+    return root, _folders(root, only)
 
 
-class _FirstRender(logging.Handler):
-    """Prints the progress line when the build starts rendering (not when it is reused)."""
-
-    def __init__(self, what: str, out: Path, passed_on: int | None):
-        super().__init__(logging.INFO)
-        self.what, self.out, self.passed_on, self.done = what, out, passed_on, False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not self.done and record.msg.startswith("rendering study"):
-            self.done = True
-            studies = record.args[1] if len(record.args or ()) >= 2 else "the"
-            size = (f", about {studies * STUDY_GB:.1f} GB" if isinstance(studies, int) else "")
-            noun = "study" if studies == 1 else "studies"
-            print(f"Writing the {self.what} demo data ({studies} {noun}{size}) into "
-                  f"{self.out}: once, up to a few minutes...", file=sys.stderr, flush=True)
-        if (self.passed_on is not None and record.levelno >= self.passed_on
-                and logging.getLogger(record.name).parent is not None):
-            logging.getLogger(record.name).parent.handle(record)
-
-
-@contextlib.contextmanager
-def _announced(what: str, out: Path):
-    """Say what is written where, and how big, once the phantom starts writing."""
-    logger = logging.getLogger("vfs_utils.phantom.dataset")
-    quiet = not logger.isEnabledFor(logging.INFO)
-    handler = _FirstRender(what, out, logger.getEffectiveLevel() if quiet else None)
-    saved = logger.level, logger.propagate
-    if quiet:       # hear INFO here; pass on only what the user's handlers would have had
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    logger.addHandler(handler)
+def _folders(root: Path, only: int | None) -> tuple[str, ...]:
     try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.level, logger.propagate = saved
+        manifest = read_manifest(root / "manifest.json")
+    except (VfsError, OSError):
+        return ()
+    folders = manifest.get("folders") or [r.get("folder") for r in manifest.get("studies", [])]
+    return tuple(folders if only is None else folders[:max(int(only), 1)])
 
 
-def setup(mode: str | None = None) -> DataSource:
+class _Progress:
+    """Says what is written, how much and where, then one line per study (with its time)."""
+
+    def __init__(self, what: str):
+        self.what, self.start = what, None
+
+    def __call__(self, k: int, n: int, folder: str, out: Path) -> None:
+        now = time.perf_counter()
+        if k == 0:
+            noun = "study" if n == 1 else "studies"
+            print(f"Writing the {self.what} demo data ({n} {noun}, about {n * STUDY_GB:.1f} GB) "
+                  f"into {out}: once, then reused", file=sys.stderr, flush=True)
+        else:
+            print(f"  {k}/{n} written ({now - self.start:.0f} s)", file=sys.stderr, flush=True)
+        self.start = now
+
+
+class SetupError(VfsError, OSError):
+    """The demo data could not be written (an unwritable or full cache): what to do."""
+
+
+def _one_line(exc: BaseException) -> BaseException:
+    """``exc`` (an OSError: as a :class:`SetupError`) shown by IPython as its one line."""
+    if not isinstance(exc, VfsError):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        exc = SetupError(f"{where}{getattr(exc, 'strerror', None) or exc}. Point "
+                         f"{data.ENV_CACHE_DIR} at a writable folder with space (about "
+                         f"{STUDY_GB:.2f} GB per demo study), then re-run this cell.")
+    line = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    exc._render_traceback_ = lambda: [line]          # IPython shows these lines, no traceback
+    return exc
+
+
+def _checkout_defaults() -> list[str]:
+    """In a notebook kernel started outside the Makefile, from a checkout: the Makefile's data
+    settings (the checkout's ``.cache``, ``../shared/data``) for the variables that are unset;
+    the names of those set."""
+    if "ipykernel" not in sys.modules:
+        return []
+    set_now = []
+    for name, value in data.checkout_settings().items():
+        if name not in os.environ:
+            os.environ[name] = str(value)
+            set_now.append(name)
+    return set_now
+
+
+def setup(mode: str | None = None, *, studies: int | None = None) -> DataSource:
     """Find (and on first use build) the data a lesson runs on.
 
     Parameters
     ----------
     mode : {"real", "phantom", "synthetic"}, optional
         Force a mode; default: the first that is available (see the module doc).
+    studies : int, optional
+        The demo studies the lesson reads: the first ``studies`` (default all). Only those
+        are built now; ``DataSource.studies`` lists them. No effect in the ``real`` mode.
 
     Returns
     -------
     DataSource
+
+    Raises
+    ------
+    VfsError
+        Any project error (a file-system one as :class:`SetupError`), shown in a notebook as
+        one line that says what to do.
     """
+    try:
+        return _setup(mode, studies)
+    except (VfsError, OSError) as exc:
+        shown = _one_line(exc)
+        if shown is exc:
+            raise
+        raise shown from None
+
+
+def _setup(mode: str | None, studies: int | None) -> DataSource:
     quiet_uid_warnings()
+    _checkout_defaults()
     if mode is not None and mode not in MODES:
-        raise ValueError(f"unknown data mode {mode!r}: use one of {', '.join(map(repr, MODES))}")
+        raise UsageError(f"unknown data mode {mode!r}: use one of {', '.join(map(repr, MODES))}")
     offline = data.offline()          # a bad VFS_OFFLINE value is refused here, first
     root = data.data_root()
     if mode == "real" or (mode is None and root is not None):
@@ -233,10 +247,10 @@ def setup(mode: str | None = None) -> DataSource:
         found = _real_annotations()
         if found is not None:
             v1, v2 = found
-            demo = _demo("phantom", studies=PHANTOM_STUDIES, annotation_dir=v2)
+            demo, folders = _demo("phantom", studies, studies=PHANTOM_STUDIES, annotation_dir=v2)
             note = (f"{data.ENV_OFFLINE} is set: nothing downloaded, the annotation copy at hand "
                     "is used") if offline else ""
-            return DataSource("phantom", demo, v1, v2, note)
+            return DataSource("phantom", demo, v1, v2, note, folders)
         if mode == "phantom":
             raise DataNotFoundError("mode 'phantom' needs the real annotations: run `vfs fetch` "
                                     f"or set {data.ENV_ANNOTATION_DIR} and "
@@ -247,5 +261,6 @@ def setup(mode: str | None = None) -> DataSource:
         note = f"no annotation copy at hand, and {data.ENV_OFFLINE} is set"
     else:
         note = "no annotation copy at hand and the download failed"
-    demo = _demo("synthetic", seed=0)
-    return DataSource("synthetic", demo, demo / "annotation", demo / "annotation_v2", note)
+    demo, folders = _demo("synthetic", studies, seed=0)
+    return DataSource("synthetic", demo, demo / "annotation", demo / "annotation_v2", note,
+                      folders)
