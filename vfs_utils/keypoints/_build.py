@@ -21,7 +21,7 @@ from ._decode import MIN_DIST_PX, OFFSET_SCALE, STRIDE, THRESHOLD
 from ._input import GRID_MM, HALF_ROWS_MM, SEARCH_HALF_MM
 from ._onnx import MODEL_FILE
 
-STEPS = 800
+STEPS = 3000
 BATCH = 8
 SEED = 19
 
@@ -47,7 +47,7 @@ def build_model(out: Path = MODEL_FILE, *, steps: int = STEPS, mode: str = "phan
         "task": "vertebra centre heatmap + offsets to the six keypoints (CenterNet-like)",
         "target": "six keypoints per vertebral body (anterior, middle, posterior height "
                   "pairs) on a straightened sagittal image; levels are counted from the "
-                  "lung base, not predicted",
+                  "ribs (the lowest rib-bearing vertebra is Th12), not predicted",
         "input": {"grid_mm": GRID_MM, "rows_mm": [-HALF_ROWS_MM, HALF_ROWS_MM],
                   "search_half_mm": SEARCH_HALF_MM, "hu_scale": "(clip(HU,-300,1200)-200)/400"},
         "output": {"stride": STRIDE, "offset_scale_px": OFFSET_SCALE,
@@ -65,6 +65,11 @@ def build_model(out: Path = MODEL_FILE, *, steps: int = STEPS, mode: str = "phan
                   "heldout_sha256": hashlib.sha256("\n".join(parts.get("heldout", []))
                                                    .encode()).hexdigest()},
         "training_images": len(train),
+        "training_variants": {
+            "per_spine": _data.VARIANTS, "pixel_mm": list(_data.PIXEL_MM),
+            "slice_mm": list(_data.SLICE_MM),
+            "appearance": "vfs_utils.phantom.random_appearance (SynthSeg-style)",
+            "skipped": len(_data._jobs(mode, "train", files)) - len(train)},
         "training": record,
         "data_seconds": round(t_data, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -27,6 +27,7 @@ import numpy as np
 from ..annotation import LEVELS, Annotation, load_annotation
 from ..baseline.studies import image_expert
 from ..data import annotation_dir, cache_dir
+from ..errors import NoSpineError
 from ..phantom import (
     Geometry,
     SpineTruth,
@@ -38,6 +39,8 @@ from ..phantom import (
 )
 from ..phantom import with_acquisition as _with_acquisition
 from ._input import SEARCH_HALF_MM, SagittalInput, lung_profile, sagittal_input
+from ._levels import rib_slices
+from ._spine import hu_offset
 
 __all__ = ["HELDOUT_COUNT", "HELDOUT_SEED", "SYNTH_SEED", "VALIDATION_COUNT", "Example",
            "render_box", "render_example", "split", "synthetic_truth", "truth_of"]
@@ -138,6 +141,7 @@ class Example:
     levels: list
     annotated: np.ndarray
     lungs: np.ndarray | None = None
+    ribs: np.ndarray | None = None
 
 
 def _levels(truth: SpineTruth) -> list:
@@ -163,10 +167,14 @@ def render_example(truth: SpineTruth, *, expert: str | None = None, lungs: bool 
     sag = sagittal_input(vol, truth.geometry.spacing, col_offset=c0, full_cols=full)
     vox = np.stack([v.points for v in truth.vertebrae]).astype(float)
     pix = sag.to_pixels(vox)
-    prof = lung_profile(vol, truth.geometry.spacing, sag.rows, sag.cols, col_offset=c0) \
-        if lungs else None
+    prof = ribs = None
+    if lungs:   # the block is wide enough for the level rules too
+        off = hu_offset(vol)
+        prof = lung_profile(vol, truth.geometry.spacing, sag.rows, sag.cols, col_offset=c0,
+                            hu_offset=off)
+        ribs = rib_slices(vol, truth.geometry.spacing, sag.rows, sag.cols - c0, hu_offset=off)
     return Example(truth.folder, expert, sag, pix, vox, _levels(truth),
-                   np.array([v.annotated for v in truth.vertebrae]), prof)
+                   np.array([v.annotated for v in truth.vertebrae]), prof, ribs)
 
 
 # --------------------------------------------------------------------------- whole splits
@@ -212,7 +220,12 @@ def _run_job(job) -> Example:
         digest = hashlib.sha256(f"{truth.folder}|{expert}|{var[0]}".encode()).digest()[:4]
         truth, appearance = variant(truth, np.random.default_rng(
             [SYNTH_SEED, int.from_bytes(digest, "little")]))
-    return render_example(truth, expert=expert, lungs=lungs, appearance=appearance)
+    try:
+        return render_example(truth, expert=expert, lungs=lungs, appearance=appearance)
+    except NoSpineError:
+        if appearance is None:       # the phantom's own look must always be found
+            raise
+        return None                  # a drawn look the spine search cannot read: skipped
 
 
 def build(mode: str, part: str, files=(), *, workers: int = 1) -> list[Example]:
@@ -223,8 +236,10 @@ def build(mode: str, part: str, files=(), *, workers: int = 1) -> list[Example]:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers) as pool:
-            return list(pool.map(_run_job, jobs, chunksize=4))
-    return [_run_job(j) for j in jobs]
+            done = list(pool.map(_run_job, jobs, chunksize=4))
+    else:
+        done = [_run_job(j) for j in jobs]
+    return [ex for ex in done if ex is not None]
 
 
 def save_examples(examples: list[Example], path) -> None:
@@ -243,6 +258,8 @@ def save_examples(examples: list[Example], path) -> None:
         arrays[p + "meta"] = np.array([ex.folder, ex.expert or ""])
         if ex.lungs is not None:
             arrays[p + "lungs"] = ex.lungs
+        if ex.ribs is not None:
+            arrays[p + "ribs"] = ex.ribs
     arrays["count"] = np.array(len(examples))
     np.savez_compressed(path, **arrays)
 
@@ -258,7 +275,8 @@ def load_examples(path) -> list[Example]:
             folder, expert = (str(s) for s in z[p + "meta"])
             out.append(Example(folder, expert or None, sag, z[p + "points"], z[p + "voxels"],
                                [str(s) or None for s in z[p + "levels"]], z[p + "annotated"],
-                               z[p + "lungs"] if p + "lungs" in z else None))
+                               z[p + "lungs"] if p + "lungs" in z else None,
+                               z[p + "ribs"] if p + "ribs" in z else None))
     return out
 
 
@@ -269,7 +287,8 @@ def cached_examples(mode: str, part: str, *, workers: int = 2, files=None) -> li
         files = sorted(annotation_dir("v2").glob("*.json")) if mode == "phantom" else []
     here = Path(__file__)
     key = hashlib.sha256(("|".join([mode, part, cache_key(), str(DATA_VERSION),
-                                    here.with_name("_input.py").read_text()]
+                                    here.with_name("_input.py").read_text(),
+                                    here.with_name("_spine.py").read_text()]
                                    + [Path(f).name for f in files])).encode()).hexdigest()[:12]
     path = cache_dir() / "keypoints" / f"{mode}-{part}-{key}.npz"
     if path.is_file():

@@ -37,14 +37,16 @@ def rib_slices(array: np.ndarray, spacing, rows: np.ndarray, cols: np.ndarray, *
     d = max(1, int(round(2.0 / sp[0])))
     dc = max(1, int(round(2.0 / sp[1])))
     ds = max(1, int(round(2.0 / sp[2])))
-    sub = array[::d, ::dc, ::ds].astype(np.float32) - hu_offset
-    n_r, n_c, n_s = sub.shape
+    # bone on a ~2 mm grid: a block is bone when any of its voxels is (a strided sample
+    # breaks a 6 mm rib into pieces)
+    n_r, n_c, n_s = (n // k for n, k in zip(array.shape, (d, dc, ds)))
+    block = array[:n_r * d, :n_c * dc, :n_s * ds] > _BONE_HU + hu_offset
+    bone = block.reshape(n_r, d, n_c, dc, n_s, ds).any(axis=(1, 3, 5))
     ks = np.arange(n_s) * ds
     c_line = (np.asarray(cols, float)[ks]) / dc
     r_line = (np.asarray(rows, float)[ks]) / d
     lat = (np.arange(n_c)[None, :] - c_line[:, None]) * dc * sp[1]       # (slices, cols) mm
     front = (np.arange(n_r)[:, None] - r_line[None, :]) * d * sp[0]      # (rows, slices) mm
-    bone = sub > _BONE_HU
     bone &= (np.abs(lat).T[None, :, :] > RIB_CUT_MM)
     bone &= (front[:, None, :] > -40.0)          # behind the body's front: no sternum, cartilage
     out = []
