@@ -175,7 +175,7 @@ def _remove_dead_partials(folder: Path) -> None:
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .data import demo_dir
     from .phantom import build_dataset
-    from .tutorial import lesson_demo_name
+    from .tutorial import Progress, lesson_demo_name
 
     out, replace = args.out, False
     if args.from_annotations is not None:
@@ -194,16 +194,9 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     _remove_dead_partials(parent)
     parent.mkdir(parents=True, exist_ok=True)     # an unusable folder: one line, no progress
 
-    def progress(k: int, todo: int, folder: str, where: Path) -> None:
-        if k == 0:
-            print(f"vfs demo-data: writing {todo} studies (about {todo * _STUDY_GB:.1f} GB) "
-                  f"into {where}; this takes a while...", file=sys.stderr, flush=True)
-        else:
-            print(f"  {k}/{todo} written", file=sys.stderr, flush=True)
-
     root = build_dataset(out, studies=args.studies, seed=args.seed,
                          annotation_dir=args.from_annotations, replace_stale=replace,
-                         progress=progress)
+                         progress=Progress("the phantom"))
     print(root)
     return 0
 

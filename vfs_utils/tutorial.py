@@ -141,7 +141,7 @@ def _demo(name: str, only: int | None, **params) -> tuple[Path, tuple[str, ...]]
             log.info("%s lacks the studies asked for (or has other parameters); using the "
                      "cache", shared)
     out = data.demo_dir(name)
-    root = build_dataset(out, replace_stale=True, only=only, progress=_Progress(name), **params)
+    root = build_dataset(out, replace_stale=True, only=only, progress=Progress(name), **params)
     return root, _folders(root, only)
 
 
@@ -154,21 +154,23 @@ def _folders(root: Path, only: int | None) -> tuple[str, ...]:
     return tuple(folders if only is None else folders[:max(int(only), 1)])
 
 
-class _Progress:
-    """Says what is written, how much and where, then one line per study (with its time)."""
+class Progress:
+    """A progress bar (tqdm, on stderr) over the studies a build writes: what, how many
+    and where; the ``progress`` callback of :func:`~vfs_utils.phantom.build_dataset`."""
 
     def __init__(self, what: str):
-        self.what, self.start = what, None
+        self.what, self.bar = what, None
 
     def __call__(self, k: int, n: int, folder: str, out: Path) -> None:
-        now = time.perf_counter()
+        from tqdm import tqdm
+
         if k == 0:
-            noun = "study" if n == 1 else "studies"
-            print(f"Writing the {self.what} demo data ({n} {noun}, about {n * STUDY_GB:.1f} GB) "
-                  f"into {out}: once, then reused", file=sys.stderr, flush=True)
-        else:
-            print(f"  {k}/{n} written ({now - self.start:.0f} s)", file=sys.stderr, flush=True)
-        self.start = now
+            self.bar = tqdm(total=n, unit="study", file=sys.stderr, dynamic_ncols=True,
+                            desc=f"{self.what} demo data ({n * STUDY_GB:.1f} GB, once) -> {out}")
+        elif self.bar is not None:
+            self.bar.update(1)
+            if k == n:
+                self.bar.close()
 
 
 class SetupError(VfsError, OSError):
