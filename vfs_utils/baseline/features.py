@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .._fs import check_spacing, study_dir
+from .._fs import check_spacing
 from .._parallel import map_ordered
-from ..dicom import load_series
 from ..errors import DataNotFoundError
 from ..morphometry import LABEL_LEVELS
-from ..phantom import render_volume
-from .studies import Study, load_studies, noise_seed, vertebra_table
+from .studies import Study, load_studies, vertebra_table
+from .studies import slab_box as _slab_box  # noqa: F401  (benchmarks/bench_baseline.py)
 
 __all__ = ["PATCH_MM", "dataset_features", "feature_columns", "study_features",
            "vertebra_features"]
@@ -266,30 +265,6 @@ def vertebra_features(volume_or_slab, centres, spacing: Sequence[float] | None =
     return (frame, patches) if return_patches else frame
 
 
-def _slab_box(truth, margin_mm: float = _HALF * math.sqrt(2) + 3.0, lateral_mm: float = 3.5):
-    """Voxel box around the annotated centres wide enough for every patch."""
-    sp = np.asarray(truth.geometry.spacing, float)
-    pts = np.stack([v.points.mean(axis=0) for v in truth.vertebrae if v.annotated])
-    m = np.array([margin_mm, lateral_mm, margin_mm]) / sp
-    lo = np.floor(pts.min(axis=0) - m).astype(int)
-    hi = np.ceil(pts.max(axis=0) + m).astype(int) + 1
-    shape = truth.geometry.shape
-    return tuple((max(int(a), 0), min(int(b), s)) for a, b, s in zip(lo, hi, shape))
-
-
-def _study_image(study: Study):
-    """(array, spacing, offset) of the study's image (or its rendered slab)."""
-    if study.root is not None:
-        vol = load_series(study_dir(study.root, study.folder), study.annotation.series_uid)
-        return vol.array, tuple(vol.spacing), np.zeros(3)
-    if study.truth is not None:
-        box = _slab_box(study.truth)
-        slab = render_volume(study.truth, rng=np.random.default_rng(
-            noise_seed(study.folder, study.seed)), box=box)
-        return slab, tuple(study.truth.geometry.spacing), np.array([b[0] for b in box], float)
-    raise ValueError(f"study {study.folder}: neither a dataset root nor a phantom truth")
-
-
 def study_features(study: Study, *, return_patches: bool = False,
                    threshold_hu: float | None = None, table: pd.DataFrame | None = None,
                    levels: Sequence[str] | None = LABEL_LEVELS):
@@ -322,7 +297,7 @@ def study_features(study: Study, *, return_patches: bool = False,
 
 
 def _image_features(study: Study, table: pd.DataFrame, threshold_hu: float | None):
-    array, spacing, offset = _study_image(study)
+    array, spacing, offset = study.image()
     centres = table[["centre_row", "centre_col", "centre_slice"]].to_numpy(float) - offset
     feats, patches = vertebra_features(array, centres, spacing, threshold_hu=threshold_hu,
                                        return_patches=True)

@@ -1,5 +1,5 @@
 """Pooling readers: consensus grades, study labels, prevalence, keypoint scatter, and the
-rule-name -> grade-column mapping shared with :mod:`.reader_agreement` and :mod:`.rounds`.
+rule-name -> grade-column mapping shared with :mod:`vfs_utils.agreement`.
 """
 from __future__ import annotations
 
@@ -307,7 +307,7 @@ def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
 
     The pooled within-vertebra SD per axis of one expert's point (pairs ordered by
     row, as in :func:`heights`) around the experts' mean, over vertebrae read by >= 2
-    experts: the sigma of :func:`grade_flip_rate`.
+    experts: the sigma of :func:`vfs_utils.agreement.grade_flip_rate`.
 
     Parameters
     ----------

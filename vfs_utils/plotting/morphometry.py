@@ -177,7 +177,7 @@ def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
     Parameters
     ----------
     pairwise : DataFrame
-        E.g. :attr:`vfs_utils.morphometry.Agreement.pairwise`.
+        E.g. :attr:`vfs_utils.agreement.GradeAgreement.pairwise`.
     ax, title : Axes, str, optional
     value : str
         Column to show (``"kappa"`` or ``"exact"``).
@@ -223,7 +223,7 @@ def plot_flip_rate(curves: Mapping[str, pd.DataFrame], *, ax: Axes | None = None
     Parameters
     ----------
     curves : mapping label -> DataFrame
-        From :func:`vfs_utils.morphometry.grade_flip_rate`.
+        From :func:`vfs_utils.agreement.grade_flip_rate`.
     ax, title, xlabel : Axes, str, str, optional
     """
     if ax is None:
