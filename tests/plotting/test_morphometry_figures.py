@@ -24,10 +24,10 @@ def _labelled(ax) -> None:
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
 
 
-def test_draw_vertebra_heights_on_a_slice_in_mm():
+def test_plot_vertebra_heights_on_a_slice_in_mm():
     pts = np.array([[50, 20, 60], [50, 20, 80], [60, 20, 62], [60, 20, 78], [70, 20, 60],
                     [70, 20, 80]], float)
-    ax = plotting.draw_vertebra_heights(pts, SPACING, volume=make_volume(np.zeros(SHAPE, np.int16)))
+    ax = plotting.plot_vertebra_heights(pts, SPACING, volume=make_volume(np.zeros(SHAPE, np.int16)))
     _labelled(ax)
     assert "mm" in ax.get_xlabel() and "mm" in ax.get_ylabel()
     texts = " ".join(t.get_text() for t in ax.texts) + " ".join(

@@ -21,20 +21,20 @@ from ._style import (
     SERIES_COLORS,
     TITLE_SIZE,
 )
-from .sagittal import show_sagittal
+from .sagittal import plot_sagittal
 
 _HEIGHT_NAMES = ("Ha", "Hm", "Hp")
 
-__all__ = ["draw_vertebra_heights", "plot_distributions", "plot_flip_rate",
+__all__ = ["plot_vertebra_heights", "plot_distributions", "plot_flip_rate",
            "plot_grade_prevalence", "plot_kappa_heatmap"]
 
 
-def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
+def plot_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
                           volume: Any = None, ax: Axes | None = None, margin_mm: float = 15.0,
                           title: str | None = None) -> Axes:
     """One vertebra's six keypoints and its three heights Ha, Hm, Hp, in mm.
 
-    In the sagittal plane of :func:`show_sagittal`; the pair of smallest row is anterior.
+    In the sagittal plane of :func:`plot_sagittal`; the pair of smallest row is anterior.
 
     Parameters
     ----------
@@ -60,7 +60,7 @@ def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.0), layout="constrained")
     if volume is not None:
-        show_sagittal(volume, float(pts[:, 1].mean()), ax=ax)
+        plot_sagittal(volume, float(pts[:, 1].mean()), ax=ax)
     colors = (OKABE_ITO["orange"], OKABE_ITO["bluish green"], OKABE_ITO["sky blue"])
     for k in range(3):
         (x0, y0), (x1, y1) = xy[k]
