@@ -33,7 +33,7 @@ def test_wilson_edges():
 
 @pytest.mark.parametrize("fn", [A.bootstrap_groups, A.group_weights, baseline.bootstrap_ci,
                                 baseline.paired_bootstrap, baseline.evaluate,
-                                baseline.summarize, baseline.leakage, A.grade_agreement,
+                                baseline.evaluation.summarize, baseline.leakage, A.grade_agreement,
                                 A.grade_alpha])
 def test_every_bootstrap_default_is_at_least_1000(fn):
     assert inspect.signature(fn).parameters["n_boot"].default >= 1000

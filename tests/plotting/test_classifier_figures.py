@@ -62,5 +62,5 @@ def test_plot_patches_one_titled_panel_per_patch_in_mm():
 
 
 def test_model_colours_cover_the_baseline_models_and_reader():
-    assert set(baseline.MODEL_NAMES) | {baseline.ANNOTATOR} <= set(_style.MODEL_COLORS)
+    assert set(baseline.models.MODEL_NAMES) | {baseline.ANNOTATOR} <= set(_style.MODEL_COLORS)
     assert set(_style.MODEL_COLORS.values()) <= set(plotting.OKABE_ITO.values())

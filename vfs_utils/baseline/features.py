@@ -1,5 +1,5 @@
-"""Image features of each vertebra, from its centre and the image alone: :func:`vertebra_features`,
-run over one study or a dataset by :func:`study_features` and :func:`dataset_features`."""
+"""Image features of each vertebra, from its centre and the image alone (:func:`vertebra_features`,
+on a Volume or an array and its spacing), run over a dataset by :func:`dataset_features`."""
 from __future__ import annotations
 
 import logging
@@ -19,8 +19,7 @@ from ..morphometry import LABEL_LEVELS
 from .studies import Study, load_studies, vertebra_table
 from .studies import slab_box as _slab_box  # noqa: F401  (benchmarks/bench_baseline.py)
 
-__all__ = ["PATCH_MM", "dataset_features", "feature_columns", "study_features",
-           "vertebra_features"]
+__all__ = ["dataset_features", "feature_columns", "vertebra_features"]
 
 log = logging.getLogger(__name__)
 
@@ -265,37 +264,6 @@ def vertebra_features(volume_or_slab, centres, spacing: Sequence[float] | None =
     return (frame, patches) if return_patches else frame
 
 
-def study_features(study: Study, *, return_patches: bool = False,
-                   threshold_hu: float | None = None, table: pd.DataFrame | None = None,
-                   levels: Sequence[str] | None = LABEL_LEVELS):
-    """Labels and image features of every vertebra of one study.
-
-    Parameters
-    ----------
-    study : Study
-    return_patches, threshold_hu
-        See :func:`vertebra_features`.
-    table : DataFrame, optional
-        The study's :func:`vertebra_table` when already computed.
-    levels : sequence of str or None
-        Label levels, see :func:`vertebra_table`.
-
-    Returns
-    -------
-    DataFrame or (DataFrame, ndarray)
-        :func:`vertebra_table` columns, ``kind`` and the ``f_*`` features of every
-        vertebra of the image.
-    """
-    if table is None:
-        table = vertebra_table(study.annotation, study.spacing,
-                               exclude={study.folder: study.expert}, levels=levels)
-    feats, patches = _image_features(study, table, threshold_hu)
-    table = table.reset_index(drop=True)
-    table.insert(2, "kind", study.kind)
-    out = pd.concat([table, feats], axis=1)
-    return (out, patches) if return_patches else out
-
-
 def _image_features(study: Study, table: pd.DataFrame, threshold_hu: float | None):
     array, spacing, offset = study.image()
     centres = table[["centre_row", "centre_col", "centre_slice"]].to_numpy(float) - offset
@@ -335,7 +303,7 @@ def dataset_features(source_or_annotation_dir, *, root: str | os.PathLike | None
     Returns
     -------
     DataFrame or (DataFrame, ndarray)
-        As :func:`study_features`, studies in order.
+        :func:`vertebra_table` columns, ``kind`` and the ``f_*`` features, studies in order.
     """
     studies = load_studies(source_or_annotation_dir, root=root, min_studies=min_studies,
                            seed=seed, limit=limit)
