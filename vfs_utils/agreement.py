@@ -19,12 +19,6 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "MIN_GROUPS",
-    "N_BOOT",
-    "TOO_FEW",
-    "CountDisagreement",
-    "GradeAgreement",
-    "RoundComparison",
     "bland_altman",
     "bootstrap_groups",
     "cohen_kappa",

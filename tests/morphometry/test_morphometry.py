@@ -321,17 +321,6 @@ def test_consensus_needs_vertebra_id_and_unique_readings():
         M.consensus(dup)
 
 
-def test_study_labels():
-    t = pd.concat([grade_table({"a": [0, 2, 1], "b": [0, 2, 2]}, folder="S1"),
-                   grade_table({"a": [0, 1], "b": [0, 0]}, folder="S2"),
-                   grade_table({"a": [1, 0], "b": [1, 0]}, folder="S3")], ignore_index=True)
-    s = M.study_labels(t, method="lower_median").set_index("folder")
-    assert s["worst_grade"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
-    assert s["label_any"].to_dict() == {"S1": True, "S2": False, "S3": True}
-    assert s["label_moderate"].to_dict() == {"S1": True, "S2": False, "S3": False}
-    assert s["n_deformed"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
-
-
 # --------------------------------------------------------------------------- agreement
 def test_kappas_on_a_hand_worked_example():
     # a = 0 0 1 2, b = 0 1 1 2, c = 0 0 1 0 (four vertebrae, three experts).
@@ -509,9 +498,6 @@ def test_real_v1_agreement_uses_every_expert_pair_of_shared_vertebrae(v1_dir):
     cons = M.consensus(table)
     # every reading belongs to exactly one consensus vertebra
     assert cons["n_experts"].sum() == len(table)
-    labels = M.study_labels(table)
-    assert len(labels) == 100
-    assert (labels["label_moderate"] <= labels["label_any"]).all()
 
 
 # --------------------------------------------------------------------------- spacing from a dataset

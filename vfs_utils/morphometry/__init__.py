@@ -4,12 +4,12 @@ The six keypoints of a reading give heights in mm (Ha, Hm, Hp), shape indices an
 **quantitative-morphometry (QM) deformity grades** (not a radiologist's fracture
 diagnosis) by three rules: within-vertebra and neighbour (Genant's bands) and SD scores
 against a level-normal reference (Eastell et al. 1991). Then consensus across readers and
-study labels. Agreement between readers lives in :mod:`vfs_utils.agreement`. Everything
+prevalence. Agreement between readers lives in :mod:`vfs_utils.agreement`. Everything
 public is re-exported here; use ``morphometry.<name>``.
 """
 from __future__ import annotations
 
-from .grading import DEFORMITIES, GRADE_THRESHOLDS, GRADE_TOLERANCE, GRADES, genant_grade, heights
+from .grading import GRADE_THRESHOLDS, genant_grade, heights
 from .pooling import (
     consensus,
     keypoint_scatter,
@@ -17,12 +17,9 @@ from .pooling import (
     prevalence,
     prevalence_intervals,
     rate_by_readers,
-    study_labels,
 )
 from .reference import (
     LABEL_LEVELS,
-    RATIOS,
-    SD_THRESHOLDS,
     distinct_readings,
     label_levels,
     level_reference,
@@ -31,13 +28,8 @@ from .reference import (
 from .table import dataset_spacing, morphometry_table
 
 __all__ = [
-    "DEFORMITIES",
-    "GRADES",
     "GRADE_THRESHOLDS",
-    "GRADE_TOLERANCE",
     "LABEL_LEVELS",
-    "RATIOS",
-    "SD_THRESHOLDS",
     "consensus",
     "dataset_spacing",
     "distinct_readings",
@@ -52,7 +44,6 @@ __all__ = [
     "prevalence_intervals",
     "rate_by_readers",
     "sd_scores",
-    "study_labels",
 ]
 
 

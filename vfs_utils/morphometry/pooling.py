@@ -1,4 +1,4 @@
-"""Pooling readers: consensus grades, study labels, prevalence, keypoint scatter, and the
+"""Pooling readers: consensus grades, prevalence, keypoint scatter, and the
 rule-name -> grade-column mapping shared with :mod:`vfs_utils.agreement`.
 """
 from __future__ import annotations
@@ -22,7 +22,6 @@ __all__ = [
     "rate_by_readers",
     "keypoint_scatter",
     "prevalence",
-    "study_labels",
 ]
 
 
@@ -165,43 +164,6 @@ def rate_by_readers(table: pd.DataFrame, *, n_readers: int = 3, min_grade: int =
     series.index.name = "readers"
     series.attrs["vertebrae"] = int(len(x))
     return series
-
-
-def study_labels(table: pd.DataFrame, *, rule: str = "genant",
-                 method: str = "mean") -> pd.DataFrame:
-    """Study-level deformity labels from the per-vertebra consensus.
-
-    Parameters
-    ----------
-    table : DataFrame
-        From :func:`morphometry_table`, with ``vertebra_id``.
-    rule : {"genant", "neighbour", "sd"}
-    method : {"mean", "lower_median"}
-        See :func:`consensus`.
-
-    Returns
-    -------
-    DataFrame
-        One row per study: ``n_vertebrae``, ``n_deformed`` (consensus QM grade >= 1),
-        ``worst_grade`` (Int64),
-        ``label_any`` (worst >= 1), ``label_moderate`` (worst >= 2) (boolean, <NA>
-        without grades).
-    """
-    column = grade_column(rule)
-    cons = consensus(table, method=method)
-    if column not in cons.columns:
-        raise ValueError(f"study_labels(rule={rule!r}) needs the column {column!r}; for 'sd' "
-                         "pass the table through sd_scores() first")
-    keys = study_keys(cons)
-    g = cons[keys].assign(_g=cons[column].astype("Float64").astype(float)).groupby(
-        keys, sort=True, dropna=False)["_g"]
-    out = pd.DataFrame({"n_vertebrae": g.size(),
-                        "n_deformed": g.agg(lambda s: int((s >= 1).sum())),
-                        "worst_grade": g.max().round().astype("Int64")})
-    worst = out["worst_grade"]
-    out["label_any"] = (worst >= 1).astype("boolean")
-    out["label_moderate"] = (worst >= 2).astype("boolean")
-    return out.reset_index()
 
 
 def prevalence(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None = None

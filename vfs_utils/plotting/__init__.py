@@ -27,9 +27,7 @@ from .keypoints import (
                      show_keypoint_predictions,
 )
 from .morphometry import (
-                     plot_distributions,
-                     plot_flip_rate,
-                     plot_grade_prevalence,
+                                                       plot_grade_prevalence,
                      plot_kappa_heatmap,
                      plot_vertebra_heights,
 )
@@ -48,8 +46,6 @@ __all__ = [
     "plot_bland_altman",
     "plot_calibration",
     "plot_curved_reformation",
-    "plot_distributions",
-    "plot_flip_rate",
     "plot_flip_rate_vs_observed",
     "plot_grade_prevalence",
     "plot_kappa_heatmap",
