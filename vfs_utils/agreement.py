@@ -6,7 +6,8 @@ generator). On morphometry tables (:func:`vfs_utils.morphometry.morphometry_tabl
 experts' agreement on QM grades (:func:`grade_agreement`, :func:`grade_alpha`), on the number
 of vertebrae (:func:`count_disagreement`), between the two annotation rounds
 (:func:`compare_rounds`) and under keypoint noise (:func:`grade_flip_rate`). Those import
-:mod:`vfs_utils.morphometry` when called, since morphometry uses the statistics here.
+:mod:`vfs_utils.morphometry` when called, since morphometry uses the statistics here. One
+piece: one home for every agreement statistic.
 """
 from __future__ import annotations
 
