@@ -282,7 +282,7 @@ def test_agreement_statistics_and_bootstrap_intervals():
                              "vertebra_id": v, "height_loss": loss})
     t = pd.DataFrame(rows)
     t["grade"] = M.genant_grade(t["height_loss"])
-    stats = M.agreement_statistics(t, n_boot=100, seed=0)
+    stats = A.grade_alpha(t, n_boot=100, seed=0)
     wide = t.pivot_table(index=["folder", "vertebra_id"], columns="expert",
                          values="height_loss").to_numpy().T
     assert stats.loc["alpha, interval height_loss", "estimate"] == pytest.approx(
@@ -294,7 +294,7 @@ def test_agreement_statistics_and_bootstrap_intervals():
     assert (stats["ci_low"] <= stats["estimate"]).all()
     assert (stats["estimate"] <= stats["ci_high"]).all()
     assert (stats["studies"] == 30).all() and (stats["vertebrae"] == 240).all()
-    ag = M.agreement(t, n_boot=50)
+    ag = A.grade_agreement(t, n_boot=50)
     assert {"ci_low", "ci_high", "n_studies"} <= set(ag.pairwise.columns)
     ab = ag.pairwise.set_index(["expert_a", "expert_b"]).loc[("a", "b")]
     assert ab["n_studies"] == 30 and ab["ci_low"] <= ab["kappa"] <= ab["ci_high"]

@@ -33,8 +33,8 @@ def test_wilson_edges():
 
 @pytest.mark.parametrize("fn", [A.bootstrap_groups, A.group_weights, baseline.bootstrap_ci,
                                 baseline.paired_bootstrap, baseline.evaluate,
-                                baseline.summarize, baseline.leakage, M.agreement,
-                                M.agreement_statistics])
+                                baseline.evaluation.summarize, baseline.leakage, A.grade_agreement,
+                                A.grade_alpha])
 def test_every_bootstrap_default_is_at_least_1000(fn):
     assert inspect.signature(fn).parameters["n_boot"].default >= 1000
 
@@ -72,7 +72,7 @@ def _two_pair_table():
 
 def test_pairwise_table_says_too_few_studies_and_mean_kappa_is_weighted_by_vertebrae():
     t = _two_pair_table()
-    ag = M.agreement(t, seed=0)
+    ag = A.grade_agreement(t, seed=0)
     pw = ag.pairwise.set_index(["expert_a", "expert_b"])
     assert pw.loc[("a", "c"), "interval"] == A.TOO_FEW == "too few studies"
     assert math.isnan(pw.loc[("a", "c"), "ci_low"])
@@ -84,8 +84,10 @@ def test_pairwise_table_says_too_few_studies_and_mean_kappa_is_weighted_by_verte
     assert A.mean_pairwise_kappa([0.8, 0.2, np.nan], [30, 10, 5]) == pytest.approx(0.65)
 
 
-def test_fleiss_kappa_lives_with_the_agreement_statistics():
-    assert M.fleiss_kappa is A.fleiss_kappa
+def test_agreement_has_one_home():
+    for name in ("fleiss_kappa", "agreement", "agreement_statistics", "compare_rounds",
+                 "grade_flip_rate"):
+        assert not hasattr(M, name)
     # Fleiss (1971)-style table by hand: 2 items, 3 raters, 2 categories
     # P_1 = (9 - 3) / 6 = 1, P_2 = (1 + 4 - 3) / 6 = 1/3; p = (4/6, 2/6); Pe = 5/9
     assert A.fleiss_kappa([[3, 0], [1, 2]]) == pytest.approx((2 / 3 - 5 / 9) / (1 - 5 / 9))
@@ -197,13 +199,13 @@ def test_flip_rate_axis_scale_puts_the_noise_on_one_axis():
     # one reading of a box: pairs along the slice axis, so row noise hardly changes heights
     pts = np.array([[[10, 5, 0], [10, 5, 20], [25, 5, 0], [25, 5, 20], [40, 5, 0],
                      [40, 5, 20]]], float).repeat(200, axis=0)
-    both = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0)
-    same = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
+    both = A.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0)
+    same = A.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
                              axis_scale=(1.0, 1.0))
     assert both["flip_rate"].iloc[0] == same["flip_rate"].iloc[0]
-    row_only = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
+    row_only = A.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
                                  axis_scale=(1.0, 0.0))
-    slice_only = M.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
+    slice_only = A.grade_flip_rate(pts, (1, 1, 1), sigmas_mm=(2.0,), n_draws=5, seed=0,
                                    axis_scale=(0.0, 1.0))
     # row noise lengthens a 20-voxel height only to second order (sqrt(20^2 + d^2)), far
     # inside the 20 % band; slice noise changes a height one for one

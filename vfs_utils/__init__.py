@@ -6,8 +6,9 @@ baseline classifier. One module per concept::
 
     errors, data       exception types; where annotations and datasets live
     annotation, dicom  the v1/v2 schemas; header scan, load_series, write_series
-    matching, readings annotation <-> series; vertebrae across readings
-    morphometry, agreement  heights, indices, Genant grades; reader agreement, intervals
+    matching, readings annotation <-> series; vertebrae across readings, their centres
+    reformation        the spine straightened along its centre line
+    morphometry, agreement  heights, indices, Genant grades; all reader agreement, intervals
     quality            readings off the spine line, overlapping, or with levels out of order
     phantom/, plotting/     the synthetic CT and demo dataset; every figure
     baseline/, keypoints/   a deformity classifier; keypoints found in the image

@@ -1,26 +1,37 @@
-"""Reader-agreement statistics on plain arrays: Krippendorff's alpha, Cohen's and Fleiss'
-kappa, ICC, Bland-Altman limits, the Wilson interval and the cluster bootstrap
-(:func:`group_weights`, the package's one generator). Nothing here knows about vertebrae;
-:mod:`vfs_utils.morphometry` builds the tables.
+"""Reader agreement, in one place.
+
+On plain arrays: Krippendorff's alpha, Cohen's and Fleiss' kappa, ICC, Bland-Altman limits,
+the Wilson interval and the cluster bootstrap (:func:`group_weights`, the package's one
+generator). On morphometry tables (:func:`vfs_utils.morphometry.morphometry_table`): the
+experts' agreement on QM grades (:func:`grade_agreement`, :func:`grade_alpha`), on the number
+of vertebrae (:func:`count_disagreement`), between the two annotation rounds
+(:func:`compare_rounds`) and under keypoint noise (:func:`grade_flip_rate`). Those import
+:mod:`vfs_utils.morphometry` when called, since morphometry uses the statistics here. One
+piece: one home for every agreement statistic.
 """
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
-    "MIN_GROUPS",
-    "N_BOOT",
-    "TOO_FEW",
     "bland_altman",
     "bootstrap_groups",
     "cohen_kappa",
+    "compare_rounds",
+    "count_disagreement",
     "fleiss_kappa",
+    "grade_agreement",
+    "grade_alpha",
+    "grade_flip_rate",
     "group_weights",
     "icc",
     "krippendorff_alpha",
-    "mean_pairwise_kappa",
     "wilson_interval",
 ]
 
@@ -419,3 +430,406 @@ def percentile_interval(estimate: float, values, level: float) -> tuple[float, f
     alpha = (1.0 - level) / 2
     lo, hi = np.quantile(vals, [alpha, 1 - alpha])
     return estimate, float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class GradeAgreement:
+    """Inter-expert agreement on per-vertebra QM grades.
+
+    Attributes
+    ----------
+    pairwise : DataFrame
+        One row per expert pair with common vertebrae: ``expert_a``, ``expert_b``,
+        ``n_vertebrae``, ``n_studies``, ``kappa`` (linear weights), ``exact`` (fraction
+        with equal grades), and with a bootstrap ``ci_low``, ``ci_high``, ``interval``.
+    mean_kappa : float
+        Mean of the pairwise kappas weighted by ``n_vertebrae``.
+    fleiss_kappa : float
+        Fleiss' kappa over the vertebrae read by exactly ``fleiss_raters`` experts (the
+        most common number >= 2).
+    fleiss_raters, fleiss_items : int
+        That number of raters and the number of vertebrae used.
+    exact : float
+        Fraction of vertebrae read by >= 2 experts on which all give the same grade.
+    n_vertebrae : int
+        Number of vertebrae read by >= 2 experts.
+    """
+
+    pairwise: pd.DataFrame
+    mean_kappa: float
+    fleiss_kappa: float
+    fleiss_raters: int
+    fleiss_items: int
+    exact: float
+    n_vertebrae: int
+
+
+def _wide(table: pd.DataFrame, column: str, what: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Units (study, vertebra_id) x experts table of ``column`` and the units' folders."""
+    from .morphometry._inputs import require_columns, study_keys
+    from .morphometry.pooling import check_unique
+
+    require_columns(table, ["expert", "vertebra_id", column], what)
+    keys = [*study_keys(table), "vertebra_id"]
+    check_unique(table, keys, what)
+    values = table[[*keys, "expert"]].assign(_v=table[column].astype("Float64").astype(float)
+                                             if str(table[column].dtype) == "Int64"
+                                             else table[column].astype(float))
+    values = values[values["_v"].notna()]
+    wide = values.set_index([*keys, "expert"])["_v"].unstack("expert")
+    folders = wide.index.get_level_values("folder").to_numpy() if "folder" in keys else \
+        wide.index.get_level_values(keys[0]).to_numpy()
+    return wide, folders
+
+
+def grade_agreement(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = N_BOOT,
+                    seed: int = 0) -> GradeAgreement:
+    """Agreement of the experts' QM grades on the vertebrae they read in common.
+
+    This is the reproducibility of the experts' *keypoints* seen through a grading rule,
+    not agreement of visual (SQ) fracture grades. Pairwise Cohen's kappa is linearly
+    weighted over the grades; Fleiss' kappa (nominal) is not comparable with it;
+    Krippendorff's alpha (:func:`grade_alpha`) uses every vertebra.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`morphometry_table`, with ``vertebra_id``.
+    rule : {"genant", "neighbour", "sd"}
+    n_boot : int
+        When > 0, 95 % bootstrap intervals of each kappa over studies
+        (:data:`TOO_FEW` below :data:`MIN_GROUPS` studies).
+    seed : int
+
+    Returns
+    -------
+    GradeAgreement
+    """
+    from .morphometry.grading import GRADES
+    from .morphometry.pooling import grade_column
+
+    column = grade_column(rule)
+    wide, folders = _wide(table, column, "grade_agreement")
+    values = wide.to_numpy(dtype=float)
+    experts = list(wide.columns)
+
+    rows = []
+    for a, b in itertools.combinations(range(len(experts)), 2):
+        both = ~np.isnan(values[:, a]) & ~np.isnan(values[:, b])
+        if not both.any():
+            continue
+        ga, gb = values[both, a], values[both, b]
+
+        kappa = kappa_replicates(ga, gb, categories=GRADES if column != "sd_grade"
+                                         else (0, 1, 2), weights="linear")
+        n_studies = int(len(np.unique(folders[both])))
+        row = {"expert_a": experts[a], "expert_b": experts[b], "n_vertebrae": int(both.sum()),
+               "n_studies": n_studies,
+               "kappa": float(kappa(np.ones((1, len(ga))))[0]), "exact": float(np.mean(ga == gb))}
+        if n_boot > 0:
+            _, row["ci_low"], row["ci_high"] = bootstrap_groups(
+                kappa, folders[both], n_boot=n_boot, seed=seed, weighted=True)
+            row["interval"] = (TOO_FEW if n_studies < MIN_GROUPS
+                               else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+        rows.append(row)
+    columns = ["expert_a", "expert_b", "n_vertebrae", "n_studies", "kappa", "exact"]
+    pairwise = pd.DataFrame(rows, columns=columns + (["ci_low", "ci_high", "interval"]
+                                                     if n_boot > 0 else []))
+
+    raters = np.sum(~np.isnan(values), axis=1)
+    multi = raters >= 2
+    counts = np.stack([np.sum(values == g, axis=1) for g in GRADES], axis=1)
+    if multi.any():
+        n_values, n_items = np.unique(raters[multi], return_counts=True)
+        m = int(n_values[n_items == n_items.max()].max())
+        kappa_f = fleiss_kappa(counts[raters == m])
+        n_f = int(np.sum(raters == m))
+        spread = np.nanmax(values[multi], axis=1) - np.nanmin(values[multi], axis=1)
+        exact = float(np.mean(spread == 0))
+    else:
+        m, kappa_f, n_f, exact = 0, float("nan"), 0, float("nan")
+    mean_kappa = mean_pairwise_kappa(pairwise["kappa"], pairwise["n_vertebrae"])
+    return GradeAgreement(pairwise=pairwise, mean_kappa=mean_kappa, fleiss_kappa=kappa_f,
+                     fleiss_raters=m, fleiss_items=n_f, exact=exact,
+                     n_vertebrae=int(multi.sum()))
+
+
+def grade_alpha(table: pd.DataFrame, *, rule: str = "genant", n_boot: int = N_BOOT,
+                seed: int = 0) -> pd.DataFrame:
+    """Krippendorff's alpha of the grades and of the continuous measure, with intervals.
+
+    Every vertebra read by >= 2 experts counts. Three versions: the grades as ordinal
+    and as nominal categories, and the measure behind the rule (interval metric); 95 %
+    bootstrap intervals over studies.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`morphometry_table` (and :func:`sd_scores` for ``"sd"``).
+    rule : {"genant", "neighbour", "sd"}
+    n_boot : int
+        Bootstrap resamples (0: no interval).
+    seed : int
+
+    Returns
+    -------
+    DataFrame
+        Index ``statistic``; columns ``estimate``, ``ci_low``, ``ci_high``,
+        ``vertebrae`` (with >= 2 readers), ``studies``.
+    """
+    from .morphometry.grading import GRADES
+    from .morphometry.pooling import MEASURES, grade_column
+
+    column = grade_column(rule)
+    measure = MEASURES[column][0]
+    cats = GRADES if column != "sd_grade" else (0, 1, 2)
+    rows = {}
+    for label, col, level in ((f"alpha, ordinal {column}", column, "ordinal"),
+                              (f"alpha, nominal {column}", column, "nominal"),
+                              (f"alpha, interval {measure}", measure, "interval")):
+        wide, folders = _wide(table, col, "grade_alpha")
+        x = wide.to_numpy(dtype=float)
+        keep = np.sum(~np.isnan(x), axis=1) >= 2
+        x, folders = x[keep], folders[keep]
+
+        alpha = alpha_replicates(x, level, categories=None
+                                         if level == "interval" else cats)
+        est, low, high = bootstrap_groups(alpha, folders, n_boot=n_boot, seed=seed,
+                                                 weighted=True)
+        rows[label] = {"estimate": est, "ci_low": low, "ci_high": high, "vertebrae": len(x),
+                       "studies": int(len(np.unique(folders)))}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "statistic"
+    return out
+
+
+@dataclass(frozen=True)
+class CountDisagreement:
+    """Files in which the experts drew different numbers of vertebrae.
+
+    Attributes
+    ----------
+    files : DataFrame
+        One row per file: ``counts`` (``"expert1:17 expert2:16"``), ``n_experts``,
+        ``n_min``, ``n_max``, ``disagree``.
+    n_files, n_disagree : int
+        Number of files, and of files with ``n_min != n_max``.
+    fraction : float
+        ``n_disagree / n_files``.
+    """
+
+    files: pd.DataFrame
+    n_files: int
+    n_disagree: int
+    fraction: float
+
+
+def count_disagreement(frame: pd.DataFrame) -> CountDisagreement:
+    """How often the experts of one file disagree on the number of vertebrae.
+
+    An expert who drew no vertebra in a file is not counted.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        From :func:`vfs_utils.annotation.read_annotations` (or a morphometry table).
+
+    Returns
+    -------
+    CountDisagreement
+    """
+    from .morphometry._inputs import require_columns, study_keys
+
+    require_columns(frame, ["folder", "expert"], "count_disagreement")
+    keys = study_keys(frame)
+    per = frame.groupby([*keys, "expert"], sort=True, dropna=False).size().rename("n")
+    per = per.reset_index()
+    g = per.groupby(keys, sort=True, dropna=False)
+    files = pd.DataFrame({
+        "counts": g.apply(lambda d: " ".join(f"{e}:{k}" for e, k in zip(d["expert"], d["n"])),
+                          include_groups=False),
+        "n_experts": g.size(),
+        "n_min": g["n"].min(),
+        "n_max": g["n"].max(),
+    })
+    files["disagree"] = files["n_min"] != files["n_max"]
+    files = files.reset_index()
+    n_files, n_dis = len(files), int(files["disagree"].sum())
+    return CountDisagreement(files=files, n_files=n_files, n_disagree=n_dis,
+                             fraction=n_dis / n_files if n_files else float("nan"))
+
+
+@dataclass(frozen=True)
+class RoundComparison:
+    """Consensus grades of the same vertebrae in two annotation rounds.
+
+    Attributes
+    ----------
+    pairs : DataFrame
+        One row per matched vertebra: ``folder``, ``vertebra_id_a``,
+        ``vertebra_id_b``, ``level`` (from round b when it has one),
+        ``centre_slice_a``, ``centre_slice_b``, ``grade_a``, ``grade_b``,
+        ``changed``.
+    crosstab : DataFrame
+        Counts, rows = round-a consensus grade 0..3, columns = round-b grade 0..3.
+    n_matched, n_unmatched_a, n_unmatched_b : int
+        Matched consensus vertebrae, and those of each round left without a partner.
+    changed : float
+        Fraction of matched vertebrae whose consensus grade differs.
+    """
+
+    pairs: pd.DataFrame
+    crosstab: pd.DataFrame
+    n_matched: int
+    n_unmatched_a: int
+    n_unmatched_b: int
+    changed: float
+
+
+def compare_rounds(v1_table: pd.DataFrame, v2_table: pd.DataFrame, *, tolerance: float = 5.0,
+                   rule: str = "genant") -> RoundComparison:
+    """How often the consensus grade of a vertebra changes between two rounds.
+
+    Consensus vertebrae (:func:`consensus`) of a folder are matched one-to-one by centre
+    slice (least total distance, pairs within ``tolerance``); a folder whose
+    ``series_uid`` differs between the rounds is skipped with a warning.
+
+    Parameters
+    ----------
+    v1_table, v2_table : DataFrame
+        From :func:`morphometry_table` with ``vertebra_id`` (round a, round b).
+    tolerance : float
+        Largest accepted distance between matched centres, in slices.
+    rule : {"genant", "neighbour"}
+
+    Returns
+    -------
+    RoundComparison
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from .morphometry.grading import GRADES
+    from .morphometry.pooling import consensus, grade_column
+
+    column = grade_column(rule)
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be a positive number of slices, not {tolerance!r}")
+    a, b = consensus(v1_table), consensus(v2_table)
+    for name, t in (("v1_table", a), ("v2_table", b)):
+        if "centre_slice" not in t.columns:
+            raise ValueError(f"compare_rounds: {name} lacks centre_slice; build it with "
+                             "morphometry_table()")
+    rows = []
+    by_b = dict(tuple(b.groupby("folder", sort=False)))
+    for folder, ga in a.groupby("folder", sort=True):
+        gb = by_b.get(folder)
+        if gb is None:
+            continue
+        if "series_uid" in ga.columns and "series_uid" in gb.columns and \
+                set(ga["series_uid"]) != set(gb["series_uid"]):
+            warnings.warn(f"compare_rounds: folder {folder} has different series in the two "
+                          "rounds; skipped", stacklevel=2)
+            continue
+        sa, sb = ga["centre_slice"].to_numpy(float), gb["centre_slice"].to_numpy(float)
+        cost = np.abs(sa[:, None] - sb[None, :])
+        ia, ib = linear_sum_assignment(cost)
+        keep = cost[ia, ib] <= tolerance
+        for i, j in zip(ia[keep], ib[keep]):
+            ra, rb = ga.iloc[i], gb.iloc[j]
+            level = rb.get("level")
+            if level is None or pd.isna(level):
+                level = ra.get("level")
+            rows.append({"folder": folder, "vertebra_id_a": ra["vertebra_id"],
+                         "vertebra_id_b": rb["vertebra_id"],
+                         "level": None if level is None or pd.isna(level) else level,
+                         "centre_slice_a": sa[i], "centre_slice_b": sb[j],
+                         "grade_a": ra[column], "grade_b": rb[column]})
+    pairs = pd.DataFrame(rows, columns=["folder", "vertebra_id_a", "vertebra_id_b", "level",
+                                        "centre_slice_a", "centre_slice_b", "grade_a", "grade_b"])
+    pairs["level"] = pairs["level"].astype(object)
+    pairs["grade_a"] = pairs["grade_a"].astype("Int64")
+    pairs["grade_b"] = pairs["grade_b"].astype("Int64")
+    pairs["changed"] = (pairs["grade_a"] != pairs["grade_b"]).astype("boolean")
+    both = pairs.dropna(subset=["grade_a", "grade_b"])
+    crosstab = pd.crosstab(both["grade_a"].astype(int), both["grade_b"].astype(int)).reindex(
+        index=list(GRADES), columns=list(GRADES), fill_value=0)
+    crosstab.index.name, crosstab.columns.name = "grade_a", "grade_b"
+    n = len(pairs)
+    return RoundComparison(pairs=pairs, crosstab=crosstab, n_matched=n,
+                           n_unmatched_a=len(a) - n, n_unmatched_b=len(b) - n,
+                           changed=float(both["grade_a"].ne(both["grade_b"]).mean())
+                           if len(both) else float("nan"))
+
+
+def grade_flip_rate(frame, spacing, sigmas_mm: Sequence[float] = (0.5, 1.0, 2.0),
+                    n_draws: int = 50, seed: int = 0,
+                    axis_scale: Sequence[float] = (1.0, 1.0)) -> pd.DataFrame:
+    """How often keypoint noise changes the within-vertebra QM grade (Genant's bands).
+
+    Every keypoint moves by Gaussian noise of SD ``sigma * axis_scale`` mm along row and
+    slice; the same standard-normal draws serve every sigma, so rates are comparable.
+
+    Parameters
+    ----------
+    frame : DataFrame or array_like of shape (n, 6, 3)
+        Vertebra readings (see :func:`heights`).
+    spacing : sequence of 3 floats, array (n, 3) or mapping folder -> 3 floats
+        Voxel spacing (row, col, slice) in mm.
+    sigmas_mm : sequence of float
+        Noise standard deviations in mm (>= 0).
+    n_draws, seed : int
+        Monte Carlo draws per sigma; seed of :func:`numpy.random.default_rng`.
+    axis_scale : (row, slice) pair of float
+        Per-axis factors of ``sigma`` (``sigmas_mm=(1,)`` and the measured per-axis SDs).
+
+    Returns
+    -------
+    DataFrame
+        One row per sigma: ``sigma_mm``, ``n_readings`` (with a grade), ``n_draws``,
+        ``flip_rate`` (mean fraction of readings whose grade changes), ``flip_rate_sd``
+        (across draws), ``up_rate``, ``down_rate``.
+    """
+    from .morphometry._inputs import as_points, spacing_rows
+    from .morphometry.grading import grade_codes, within_loss
+
+    pts = as_points(frame)
+    n = len(pts)
+    sp = spacing_rows(spacing, n, frame if isinstance(frame, pd.DataFrame) else None)
+    sigmas = np.asarray(sigmas_mm, dtype=float).reshape(-1)
+    if not (np.isfinite(sigmas).all() and (sigmas >= 0).all()):
+        raise ValueError(f"sigmas_mm must be finite and >= 0, not {sigmas_mm!r}")
+    if int(n_draws) < 1:
+        raise ValueError(f"n_draws must be at least 1, not {n_draws!r}")
+    n_draws = int(n_draws)
+    scale = np.asarray(axis_scale, dtype=float).reshape(2)
+    mm = pts * sp[:, None, :]
+    pairs = mm.reshape(n, 3, 2, 3)
+    base_diff = pairs[:, :, 1, :] - pairs[:, :, 0, :]               # (n, 3, 3) mm
+    base = grade_codes(within_loss(np.sqrt(np.sum(base_diff ** 2, axis=-1))))
+    valid = base >= 0
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n_draws, n, 3, 2, 2))                  # pair, point, (row, slice)
+    dz = z[:, :, :, 1, :] - z[:, :, :, 0, :]                         # noise of the differences
+    rows = []
+    n_valid = int(valid.sum())
+    for sigma in sigmas:
+        flips = np.empty(n_draws)
+        up = np.empty(n_draws)
+        down = np.empty(n_draws)
+        chunk = max(1, 4_000_000 // max(1, n * 9))
+        for start in range(0, n_draws, chunk):
+            d = np.broadcast_to(base_diff, (min(chunk, n_draws - start), n, 3, 3)).copy()
+            d[..., [0, 2]] += sigma * scale * dz[start:start + len(d)]
+            codes = grade_codes(within_loss(np.sqrt(np.sum(d * d, axis=-1))))
+            with np.errstate(invalid="ignore"):
+                sl = slice(start, start + len(d))
+                denom = max(n_valid, 1)
+                flips[sl] = np.sum((codes != base) & valid, axis=1) / denom
+                up[sl] = np.sum((codes > base) & valid, axis=1) / denom
+                down[sl] = np.sum((codes < base) & valid & (codes >= 0), axis=1) / denom
+        rows.append({"sigma_mm": float(sigma), "n_readings": n_valid, "n_draws": n_draws,
+                     "flip_rate": float(flips.mean()) if n_valid else float("nan"),
+                     "flip_rate_sd": float(flips.std(ddof=1)) if n_draws > 1 else float("nan"),
+                     "up_rate": float(up.mean()) if n_valid else float("nan"),
+                     "down_rate": float(down.mean()) if n_valid else float("nan")})
+    return pd.DataFrame(rows)

@@ -1,5 +1,6 @@
 """Readings across experts: which readings of different experts (or of the v1 and v2
-rounds) are the same vertebra. Tables only: no image, no series."""
+rounds) are the same vertebra, where a file's vertebrae are (centres, sagittal columns).
+Tables only: no image, no series."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,8 @@ from scipy.optimize import linear_sum_assignment
 from .annotation import LEVELS, MAX_COORDINATE, POINT_COLUMNS, points
 from .errors import AnnotationError, UsageError
 
-__all__ = ["carry_levels", "match_vertebrae"]
+__all__ = ["carry_levels", "match_vertebrae", "sagittal_column", "vertebra_centres",
+           "vertebra_columns"]
 
 
 def _checked_points(frame: pd.DataFrame, what: str = "frame") -> np.ndarray:
@@ -172,4 +174,55 @@ def carry_levels(v1_frame: pd.DataFrame, v2_frame: pd.DataFrame) -> pd.DataFrame
         names = per_level.index.to_numpy()
         levels[idx] = [names[h] if h >= 0 else None for h in hit]
     out["level"] = pd.Series(levels, index=out.index, dtype=object)
+    return out
+
+
+def one_file(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise ValueError(f"{what}: the frame has no readings; select a file with readings, "
+                         "e.g. frame[frame['file'] == name].")
+    if "file" in frame.columns:
+        files = pd.unique(frame["file"])
+        if len(files) > 1:
+            raise ValueError(f"{what}: the frame holds readings of {len(files)} files "
+                             f"({', '.join(map(str, files[:3]))}...); the readings of one image "
+                             "are drawn at a time: select one with frame[frame['file'] == name].")
+    return frame
+
+
+def sagittal_column(frame: pd.DataFrame) -> int:
+    """The rounded mean ``column`` of one file's readings: one slice showing them all roughly.
+
+    Each vertebra was drawn on its own column (:func:`vertebra_columns`).
+    """
+    one_file(frame, "sagittal_column")
+    return int(round(float(frame["column"].mean())))
+
+
+def vertebra_columns(frame: pd.DataFrame) -> pd.Series:
+    """The sagittal column (rounded ``column``, int64) each reading was drawn on."""
+    return frame["column"].round().astype("int64").rename("column")
+
+
+def vertebra_centres(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per vertebra of a file: its centre averaged over the experts.
+
+    Returns
+    -------
+    DataFrame
+        ``vertebra_id`` (:func:`match_vertebrae`), ``level`` (None
+        in v1), ``row``, ``col``, ``slice`` (voxels), ``n_readings``; head -> feet.
+    """
+    one_file(frame, "vertebra_centres")
+    matched = match_vertebrae(frame)
+    centre = points(matched).mean(axis=1)
+    table = pd.DataFrame({"vertebra_id": matched["vertebra_id"].to_numpy(),
+                          "level": matched["level"].to_numpy(dtype=object),
+                          "row": centre[:, 0], "col": centre[:, 1], "slice": centre[:, 2]})
+    out = table.groupby("vertebra_id", sort=True).agg(
+        level=("level", lambda s: s.dropna().mode().iloc[0] if s.notna().any() else None),
+        row=("row", "mean"), col=("col", "mean"), slice=("slice", "mean"),
+        n_readings=("row", "size"))
+    out = out.reset_index().sort_values("slice", kind="stable").reset_index(drop=True)
+    out["level"] = out["level"].astype(object).where(out["level"].notna(), None)
     return out

@@ -7,7 +7,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from vfs_utils import baseline
+from vfs_utils import baseline, morphometry
 from vfs_utils.baseline import evaluation
 
 
@@ -62,7 +62,7 @@ def test_patient_level_is_max_over_vertebrae():
         "label": [False, True, False, False, False, False],
         "score": [0.1, 0.9, 0.3, 0.2, 0.8, 0.05]})
     pred["predicted"] = pred["score"] >= 0.5
-    s = baseline.summarize(pred, n_boot=20).set_index("level")
+    s = evaluation.summarize(pred, n_boot=20).set_index("level")
     assert s.loc["patient", "n"] == 3 and s.loc["patient", "positives"] == 1
     # patient scores a: 0.9 (pos), b: 0.3, c: 0.8 -> AUC 1; predicted a and c -> 1 TP, 1 FP
     assert s.loc["patient", "roc_auc"] == pytest.approx(1.0)
@@ -102,7 +102,7 @@ def test_annotator_baseline_compares_each_expert_with_the_others(studies):
     assert len(rd) == n_readings * len(baseline.TARGETS)
     assert set(rd["unit"].str.split("/").str[1]) <= {f"expert{i}" for i in range(1, 5)}
     # at the label levels only the T4-L4 readings are compared
-    in_levels = sum(v.level in baseline.LABEL_LEVELS for s in studies
+    in_levels = sum(v.level in morphometry.LABEL_LEVELS for s in studies
                     for vs in s.annotation.experts.values() for v in vs)
     assert len(baseline.annotator_baseline(studies)) == in_levels * len(baseline.TARGETS)
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from vfs_utils import baseline, phantom
+from vfs_utils import baseline, morphometry, phantom
 from vfs_utils.annotation import Annotation, Vertebra, write_annotation
 
 _BANDS = (0.20, 0.25, 0.40)     # Genant's bands, written out here on purpose
@@ -96,8 +96,8 @@ def test_labels_do_not_change_with_the_reading_the_image_is_rendered_from(files)
     new = baseline.Study(other, study.spacing, "phantom", None,
                          phantom.spine_from_annotation(other, expert=study.expert),
                          study.seed, study.expert)
-    loss_before = baseline.study_features(study)["f_loss"].median()
-    loss_after = baseline.study_features(new)["f_loss"].median()
+    loss_before = baseline.dataset_features([study])["f_loss"].median()
+    loss_after = baseline.dataset_features([new])["f_loss"].median()
     assert loss_after > loss_before + 0.15
 
 
@@ -132,10 +132,10 @@ def test_rows_are_the_labelled_vertebrae_at_the_label_levels(files):
     folder, anns = files
     studies = baseline.load_studies(folder)
     feats = baseline.dataset_features(studies)
-    assert feats["level"].isin(baseline.LABEL_LEVELS).all() and feats["in_levels"].all()
+    assert feats["level"].isin(morphometry.LABEL_LEVELS).all() and feats["in_levels"].all()
     everything = baseline.dataset_features(studies, levels=None)
-    assert set(everything["level"]) - set(baseline.LABEL_LEVELS)     # C7..Th3 are read
-    inside = everything[everything["level"].isin(baseline.LABEL_LEVELS)]
+    assert set(everything["level"]) - set(morphometry.LABEL_LEVELS)     # C7..Th3 are read
+    inside = everything[everything["level"].isin(morphometry.LABEL_LEVELS)]
     # the features of a vertebra do not depend on which levels are labelled
     cols = baseline.feature_columns(feats)
     np.testing.assert_allclose(inside[cols].to_numpy(float), feats[cols].to_numpy(float))

@@ -9,7 +9,7 @@ import pytest
 
 from vfs_utils import baseline
 from vfs_utils.cli import main
-from vfs_utils.errors import DataNotFoundError
+from vfs_utils.errors import DataNotFoundError, ModelFileError
 
 
 def test_save_load_predict_round_trip(tmp_path, features):
@@ -33,10 +33,10 @@ def test_load_model_refuses_types_outside_the_allow_list(tmp_path):
     model = make_pipeline(FunctionTransformer(operator.neg), LogisticRegression())
     model.fit(np.arange(10.0)[:, None], np.arange(10) > 4)
     sio.dump(model, tmp_path / "odd.skops")
-    with pytest.raises(baseline.ModelFileError, match="_operator.neg"):
+    with pytest.raises(ModelFileError, match="_operator.neg"):
         baseline.load_model(tmp_path / "odd.skops")
     (tmp_path / "junk.skops").write_bytes(b"not a zip file")
-    with pytest.raises(baseline.ModelFileError, match="not a skops"):
+    with pytest.raises(ModelFileError, match="not a skops"):
         baseline.load_model(tmp_path / "junk.skops")
     with pytest.raises(DataNotFoundError):
         baseline.load_model(tmp_path / "missing.skops")
@@ -83,5 +83,5 @@ def test_default_model_numbers_score_as_the_fitted_pipeline(features, tmp_path):
     np.testing.assert_allclose(numbers.predict_proba(X), pipe.predict_proba(X), rtol=1e-12,
                                atol=1e-15)
     (tmp_path / "bad.json").write_text('{"names": ["f_a"], "median": [1, 2]}')
-    with pytest.raises(baseline.ModelFileError, match="bad.json"):
+    with pytest.raises(ModelFileError, match="bad.json"):
         baseline.LinearModel.load(tmp_path / "bad.json")

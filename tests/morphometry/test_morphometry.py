@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vfs_utils import agreement as A
 from vfs_utils import morphometry as M
 from vfs_utils.annotation import POINT_COLUMNS, read_annotations
 
@@ -320,17 +321,6 @@ def test_consensus_needs_vertebra_id_and_unique_readings():
         M.consensus(dup)
 
 
-def test_study_labels():
-    t = pd.concat([grade_table({"a": [0, 2, 1], "b": [0, 2, 2]}, folder="S1"),
-                   grade_table({"a": [0, 1], "b": [0, 0]}, folder="S2"),
-                   grade_table({"a": [1, 0], "b": [1, 0]}, folder="S3")], ignore_index=True)
-    s = M.study_labels(t, method="lower_median").set_index("folder")
-    assert s["worst_grade"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
-    assert s["label_any"].to_dict() == {"S1": True, "S2": False, "S3": True}
-    assert s["label_moderate"].to_dict() == {"S1": True, "S2": False, "S3": False}
-    assert s["n_deformed"].to_dict() == {"S1": 2, "S2": 0, "S3": 1}
-
-
 # --------------------------------------------------------------------------- agreement
 def test_kappas_on_a_hand_worked_example():
     # a = 0 0 1 2, b = 0 1 1 2, c = 0 0 1 0 (four vertebrae, three experts).
@@ -341,7 +331,7 @@ def test_kappas_on_a_hand_worked_example():
     # Fleiss (3 raters): P_i = 1, 1/3, 1, 1/3 -> P = 2/3; p_j = 1/2, 1/3, 1/6 ->
     # Pe = 7/18; kappa = (2/3 - 7/18) / (11/18) = 5/11.
     t = grade_table({"a": [0, 0, 1, 2], "b": [0, 1, 1, 2], "c": [0, 0, 1, 0]})
-    ag = M.agreement(t)
+    ag = A.grade_agreement(t)
     pw = ag.pairwise.set_index(["expert_a", "expert_b"])
     assert pw.loc[("a", "b"), "kappa"] == pytest.approx(5 / 7)
     assert pw.loc[("a", "c"), "kappa"] == pytest.approx(1 / 3)
@@ -350,14 +340,14 @@ def test_kappas_on_a_hand_worked_example():
     assert ag.fleiss_kappa == pytest.approx(5 / 11)
     assert (ag.fleiss_raters, ag.fleiss_items, ag.n_vertebrae) == (3, 4, 4)
     assert ag.exact == pytest.approx(1 / 2)
-    assert float(Fraction(5, 11)) == pytest.approx(M.fleiss_kappa(
+    assert float(Fraction(5, 11)) == pytest.approx(A.fleiss_kappa(
         [[3, 0, 0, 0], [2, 1, 0, 0], [0, 3, 0, 0], [1, 0, 2, 0]]))
 
 
 def test_fleiss_needs_a_common_rater_count():
     with pytest.raises(ValueError, match="same number"):
-        M.fleiss_kappa([[2, 0], [1, 2]])
-    assert math.isnan(M.fleiss_kappa([[3, 0], [3, 0]]))
+        A.fleiss_kappa([[2, 0], [1, 2]])
+    assert math.isnan(A.fleiss_kappa([[3, 0], [3, 0]]))
 
 
 def test_count_disagreement_on_hand_frame():
@@ -365,7 +355,7 @@ def test_count_disagreement_on_hand_frame():
                  folder="A")
     b = frame_of({"e1": [vertebra(20, 20, 20)] * 2, "e2": [vertebra(20, 20, 20)] * 2},
                  folder="B")
-    cd = M.count_disagreement(pd.concat([a, b], ignore_index=True))
+    cd = A.count_disagreement(pd.concat([a, b], ignore_index=True))
     assert (cd.n_files, cd.n_disagree, cd.fraction) == (2, 1, 0.5)
     assert cd.files.set_index("folder").loc["A", "counts"] == "e1:3 e2:2"
 
@@ -375,14 +365,14 @@ def test_compare_rounds_matches_by_centre_slice_within_tolerance():
     r1 = grade_table({"a": [0, 1, 2, 0], "b": [0, 1, 2, 0]})          # centres 0, 20, 40, 60
     r2 = grade_table({"x": [None, 0, 2, None, 3], "y": [None, 0, 2, None, 3]}, version="v2")
     r2["centre_slice"] = r2["centre_slice"] + 3.0                      # 23, 43, 83
-    cmp = M.compare_rounds(r1, r2, tolerance=5)
+    cmp = A.compare_rounds(r1, r2, tolerance=5)
     assert cmp.n_matched == 2 and cmp.n_unmatched_a == 2 and cmp.n_unmatched_b == 1
     assert cmp.pairs["vertebra_id_a"].tolist() == [1, 2]
     assert cmp.pairs["vertebra_id_b"].tolist() == [1, 2]
     assert cmp.crosstab.loc[1, 0] == 1 and cmp.crosstab.loc[2, 2] == 1
     assert int(cmp.crosstab.to_numpy().sum()) == 2
     assert cmp.changed == pytest.approx(0.5)
-    assert M.compare_rounds(r1, r2, tolerance=2).n_matched == 0
+    assert A.compare_rounds(r1, r2, tolerance=2).n_matched == 0
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -391,13 +381,13 @@ def test_grade_flip_rate_is_deterministic_and_sensible():
     far = [vertebra(30, 30, 30, sp), vertebra(15, 30, 30, sp)]   # loss 0 and 0.5
     edge = [vertebra(24, 30, 30, sp)]                              # loss exactly 0.20
     pts = np.stack(far + edge)
-    one = M.grade_flip_rate(pts, sp, sigmas_mm=(0.0, 0.1, 1.0), n_draws=200, seed=3)
-    two = M.grade_flip_rate(pts, sp, sigmas_mm=(0.0, 0.1, 1.0), n_draws=200, seed=3)
+    one = A.grade_flip_rate(pts, sp, sigmas_mm=(0.0, 0.1, 1.0), n_draws=200, seed=3)
+    two = A.grade_flip_rate(pts, sp, sigmas_mm=(0.0, 0.1, 1.0), n_draws=200, seed=3)
     pd.testing.assert_frame_equal(one, two)
     assert one["flip_rate"].iloc[0] == 0
-    far_only = M.grade_flip_rate(np.stack(far), sp, sigmas_mm=(0.1,), n_draws=200)
+    far_only = A.grade_flip_rate(np.stack(far), sp, sigmas_mm=(0.1,), n_draws=200)
     assert far_only["flip_rate"].iloc[0] == 0
-    edge_only = M.grade_flip_rate(np.stack(edge), sp, sigmas_mm=(0.1,), n_draws=400)
+    edge_only = A.grade_flip_rate(np.stack(edge), sp, sigmas_mm=(0.1,), n_draws=400)
     # Loss ~ 1 - (24 + e1) / (30 + max(e2, e3)), e ~ N(0, s^2) per height: it falls below
     # 20 % when e1 - 0.8 max(e2, e3) > 0, whose mean is -0.8 * 0.564 s and sd about
     # s * sqrt(1 + 0.64 * 0.682) = 1.2 s: P = Phi(-0.375) = 0.35. Reaching 25 % needs ~8 sd.
@@ -405,7 +395,7 @@ def test_grade_flip_rate_is_deterministic_and_sensible():
     assert edge_only["up_rate"].iloc[0] == 0
     assert edge_only["down_rate"].iloc[0] == edge_only["flip_rate"].iloc[0]
     with pytest.raises(ValueError, match="sigmas_mm"):
-        M.grade_flip_rate(pts, sp, sigmas_mm=(-1.0,))
+        A.grade_flip_rate(pts, sp, sigmas_mm=(-1.0,))
 
 
 # --------------------------------------------------------------------------- real data
@@ -493,7 +483,7 @@ def test_real_v1_count_disagreement_is_42_of_100(v1_dir):
         counts = {len(v) for v in json.loads(path.read_text())["Annotation"].values()}
         disagree += len(counts) > 1
     assert (len(files), disagree) == (100, 42)
-    cd = M.count_disagreement(read_annotations(v1_dir))
+    cd = A.count_disagreement(read_annotations(v1_dir))
     assert (cd.n_files, cd.n_disagree) == (100, 42)
     assert cd.fraction == pytest.approx(0.42)
 
@@ -502,15 +492,12 @@ def test_real_v1_agreement_uses_every_expert_pair_of_shared_vertebrae(v1_dir):
     from vfs_utils.readings import match_vertebrae
 
     table = M.morphometry_table(match_vertebrae(read_annotations(v1_dir)), spacing=(1, 1, 1))
-    ag = M.agreement(table)
+    ag = A.grade_agreement(table)
     assert ag.pairwise["kappa"].between(-1, 1).all()
     assert -1 <= ag.fleiss_kappa <= 1
     cons = M.consensus(table)
     # every reading belongs to exactly one consensus vertebra
     assert cons["n_experts"].sum() == len(table)
-    labels = M.study_labels(table)
-    assert len(labels) == 100
-    assert (labels["label_moderate"] <= labels["label_any"]).all()
 
 
 # --------------------------------------------------------------------------- spacing from a dataset
@@ -582,7 +569,7 @@ def test_real_v2_experts_always_agree_on_the_vertebra_count(v2_dir):
     disagree = sum(len({len(v) for v in json.loads(p.read_text())["Annotation"].values()}) > 1
                    for p in files)
     assert (len(files), disagree) == (100, 0)
-    cd = M.count_disagreement(read_annotations(v2_dir))
+    cd = A.count_disagreement(read_annotations(v2_dir))
     assert (cd.n_files, cd.n_disagree) == (100, 0)
 
 

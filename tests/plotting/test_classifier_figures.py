@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from vfs_utils import baseline, plotting
+from vfs_utils.plotting import _style
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,7 @@ def test_plot_roc_draws_each_curve_and_the_operating_point():
     assert "specificity" in ax.get_xlabel() and "sensitivity" in ax.get_ylabel()
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     np.testing.assert_allclose(lines["logistic"].get_ydata(), [0, 0.8, 1])
-    assert lines["logistic"].get_color() == plotting.MODEL_COLORS["logistic"]
+    assert lines["logistic"].get_color() == _style.MODEL_COLORS["logistic"]
     point = lines[f"{baseline.ANNOTATOR}: yes/no calls"]
     assert (point.get_xdata()[0], point.get_ydata()[0]) == (0.1, 0.7)
 
@@ -61,5 +62,5 @@ def test_plot_patches_one_titled_panel_per_patch_in_mm():
 
 
 def test_model_colours_cover_the_baseline_models_and_reader():
-    assert set(baseline.MODEL_NAMES) | {baseline.ANNOTATOR} <= set(plotting.MODEL_COLORS)
-    assert set(plotting.MODEL_COLORS.values()) <= set(plotting.OKABE_ITO.values())
+    assert set(baseline.models.MODEL_NAMES) | {baseline.ANNOTATOR} <= set(_style.MODEL_COLORS)
+    assert set(_style.MODEL_COLORS.values()) <= set(plotting.OKABE_ITO.values())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,32 +23,16 @@ def _labelled(ax) -> None:
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
 
 
-def test_draw_vertebra_heights_on_a_slice_in_mm():
+def test_plot_vertebra_heights_on_a_slice_in_mm():
     pts = np.array([[50, 20, 60], [50, 20, 80], [60, 20, 62], [60, 20, 78], [70, 20, 60],
                     [70, 20, 80]], float)
-    ax = plotting.draw_vertebra_heights(pts, SPACING, volume=make_volume(np.zeros(SHAPE, np.int16)))
+    ax = plotting.plot_vertebra_heights(pts, SPACING, volume=make_volume(np.zeros(SHAPE, np.int16)))
     _labelled(ax)
     assert "mm" in ax.get_xlabel() and "mm" in ax.get_ylabel()
     texts = " ".join(t.get_text() for t in ax.texts) + " ".join(
         t.get_text() for t in (ax.get_legend().get_texts() if ax.get_legend() else []))
     # Ha = 20 slices x 1.25 mm = 25 mm, Hm = 16 x 1.25 = 20 mm
     assert "25.0" in texts and "20.0" in texts
-
-
-def test_plot_distributions_one_panel_per_column_one_colour_per_table():
-    rng = np.random.default_rng(0)
-    tables = {name: pd.DataFrame({"ratio": rng.normal(0.9, 0.05, 50),
-                                  "loss": rng.uniform(0, 0.3, 50)}) for name in ("v1", "v2")}
-    fig = plotting.plot_distributions(tables, ["ratio", "loss"], xlabels={"ratio": "Ha/Hp"},
-                                      title="Distributions")
-    assert isinstance(fig, matplotlib.figure.Figure)
-    axes = [ax for ax in fig.axes if ax.get_xlabel()]
-    assert [ax.get_xlabel() for ax in axes] == ["Ha/Hp", "loss"]
-    assert fig.get_suptitle() == "Distributions"
-    assert all(ax.get_ylabel() for ax in axes[:1])
-    legend = [t.get_text() for ax in fig.axes if ax.get_legend()
-              for t in ax.get_legend().get_texts()]
-    assert legend[:2] == ["v1 (n=50)", "v2 (n=50)"]
 
 
 def test_plot_grade_prevalence_bars_are_the_fractions_per_level():
@@ -71,14 +54,3 @@ def test_plot_kappa_heatmap_is_symmetric_with_the_values():
     assert image[0, 1] == image[1, 0] == pytest.approx(0.5)
     assert image[1, 2] == pytest.approx(0.9)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["e1", "e2", "e3"]
-
-
-def test_plot_flip_rate_one_line_per_curve_in_percent():
-    curves = {name: pd.DataFrame({"sigma_mm": [0.5, 1.0, 2.0], "flip_rate": [0.01, 0.05, 0.2],
-                                  "flip_rate_sd": [0.005, 0.01, 0.02]}) for name in ("v1", "v2")}
-    ax = plotting.plot_flip_rate(curves)
-    _labelled(ax)
-    bars = [c for c in ax.containers if c.get_label() in ("v1", "v2")]
-    assert len(bars) == 2
-    np.testing.assert_allclose(np.asarray(bars[0].lines[0].get_ydata(), float), [1, 5, 20])
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["v1", "v2"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from _plotdata import SHAPE, SPACING, make_volume
 
-from vfs_utils import plotting
+from vfs_utils import plotting, reformation
 
 
 def _bright_curve_volume(offset_mm: float):
@@ -40,7 +40,7 @@ def _bright_curve_volume(offset_mm: float):
 def test_curved_reformation_straightens_a_curve():
     offset = 6.0
     volume, centres = _bright_curve_volume(offset)
-    cpr = plotting.curved_reformation(volume, centres, width_mm=30, step_mm=0.5, margin_mm=0)
+    cpr = reformation.curved_reformation(volume, centres, width_mm=30, step_mm=0.5, margin_mm=0)
     left, right, bottom, top = cpr.extent
     assert left == pytest.approx(-15.25) and right == pytest.approx(15.25)
     assert top == pytest.approx(-0.25)
@@ -58,17 +58,17 @@ def test_curved_reformation_straightens_a_curve():
 
 def test_curved_reformation_centre_line_passes_through_centres():
     volume, centres = _bright_curve_volume(0.0)
-    cpr = plotting.curved_reformation(volume, centres, step_mm=0.25, margin_mm=5)
+    cpr = reformation.curved_reformation(volume, centres, step_mm=0.25, margin_mm=5)
     line = cpr.centre_line * np.asarray(SPACING)
     for c in centres * np.asarray(SPACING):
         assert np.min(np.linalg.norm(line - c, axis=1)) < 0.2
     with pytest.raises(ValueError, match="at least 2"):
-        plotting.curved_reformation(volume, centres[:1])
+        reformation.curved_reformation(volume, centres[:1])
 
 
-def test_show_curved_reformation_titles_and_labels():
+def test_plot_curved_reformation_titles_and_labels():
     volume, centres = _bright_curve_volume(0.0)
-    fig = plotting.show_curved_reformation(volume, centres, width_mm=30)
+    fig = plotting.plot_curved_reformation(volume, centres, width_mm=30)
     left, right = fig.axes[:2]
     assert left.get_title() and right.get_title() == "Curved planar reformation"
     assert "mm" in right.get_xlabel() and "mm" in right.get_ylabel()

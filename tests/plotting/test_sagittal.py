@@ -6,13 +6,13 @@ import pytest
 from _plotdata import SHAPE, SPACING, make_frame, make_volume
 from matplotlib.colors import to_hex
 
-from vfs_utils import plotting
+from vfs_utils import plotting, readings
 
 
-def test_show_sagittal_extent_aspect_and_labels():
+def test_plot_sagittal_extent_aspect_and_labels():
     array = np.zeros(SHAPE, dtype=np.int16)
     array[30, 12, 50] = 1000  # one bright voxel at known mm position
-    ax = plotting.show_sagittal(make_volume(array), 12, window=(40, 400))
+    ax = plotting.plot_sagittal(make_volume(array), 12, window=(40, 400))
     image = ax.get_images()[0]
     left, right, bottom, top = image.get_extent()
     rows, _, slices = SHAPE
@@ -31,19 +31,19 @@ def test_show_sagittal_extent_aspect_and_labels():
 def test_sagittal_column_is_the_rounded_mean_and_per_vertebra_columns():
     frame = make_frame()
     expected = round(float(np.mean([20 + (k % 2) for k in range(5)])))
-    assert plotting.sagittal_column(frame) == expected
-    per = plotting.vertebra_columns(frame)
+    assert readings.sagittal_column(frame) == expected
+    per = readings.vertebra_columns(frame)
     assert list(per[:5]) == [20, 21, 20, 21, 20]
     with pytest.raises(ValueError, match="files"):
         two = frame.copy()
         two.loc[two.index[0], "file"] = "other.json"
-        plotting.sagittal_column(two)
+        readings.sagittal_column(two)
 
 
 def test_overlay_one_legend_entry_per_expert_colour_blind_palette():
     frame = make_frame(n_experts=3)
-    ax = plotting.show_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 20)
-    plotting.overlay_readings(ax, frame, SPACING)
+    ax = plotting.plot_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 20)
+    plotting.plot_readings(ax, frame, SPACING)
     legend = ax.get_legend()
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["expert1", "expert2", "expert3"]
@@ -61,9 +61,9 @@ def test_overlay_one_legend_entry_per_expert_colour_blind_palette():
     assert {"Th3", "Th7"} <= {t.get_text() for t in ax.texts}
 
 
-def test_vertebra_montage_one_axes_per_vertebra():
+def test_plot_vertebra_montage_one_axes_per_vertebra():
     frame = make_frame(n_experts=2, n_vertebrae=5)
-    fig = plotting.vertebra_montage(make_volume(np.zeros(SHAPE, np.int16)), frame, SPACING,
+    fig = plotting.plot_vertebra_montage(make_volume(np.zeros(SHAPE, np.int16)), frame, SPACING,
                                     size_mm=30, ncols=3)
     assert len(fig.axes) == 5
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["Th3", "Th4", "Th5", "Th6", "Th7"]
@@ -74,28 +74,28 @@ def test_vertebra_montage_one_axes_per_vertebra():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["expert1", "expert2"]
 
 
-def test_vertebra_montage_v1_titles_by_index():
+def test_plot_vertebra_montage_v1_titles_by_index():
     frame = make_frame(n_experts=2, n_vertebrae=4, levels=False)
-    fig = plotting.vertebra_montage(make_volume(np.zeros(SHAPE, np.int16)), frame)
+    fig = plotting.plot_vertebra_montage(make_volume(np.zeros(SHAPE, np.int16)), frame)
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["#0", "#1", "#2", "#3"]
 
 
 def test_vertebra_centres_average_over_experts():
     frame = make_frame(n_experts=3, n_vertebrae=4)
-    centres = plotting.vertebra_centres(frame)
+    centres = readings.vertebra_centres(frame)
     assert list(centres["level"]) == ["Th3", "Th4", "Th5", "Th6"]
     assert centres["row"].to_numpy() == pytest.approx([60.5] * 4)  # mean of 60, 60.5, 61
     assert centres["slice"].to_numpy() == pytest.approx([25, 50, 75, 100])
     assert list(centres["n_readings"]) == [3] * 4
 
 
-def test_zoom_to_readings_stays_inside_the_image():
+def test_plot_readings_zoom_stays_inside_the_image():
     frame = make_frame(n_vertebrae=5)
-    ax = plotting.show_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 20)
-    plotting.zoom_to_readings(ax, frame, SPACING, margin_mm=10)
+    ax = plotting.plot_sagittal(make_volume(np.zeros(SHAPE, np.int16)), 20)
+    plotting.plot_readings(ax, frame, SPACING, zoom_mm=10)
     x0, x1 = ax.get_xlim()
     y_bottom, y_top = ax.get_ylim()
     assert (x0, x1) == pytest.approx(((60 - 10) * 0.8 - 10, (61 + 10) * 0.8 + 10))
     assert y_top == pytest.approx((25 - 6) * 1.25 - 10) and y_top < y_bottom  # head on top
-    plotting.zoom_to_readings(ax, frame, SPACING, margin_mm=500)
+    plotting.plot_readings(ax, frame, SPACING, zoom_mm=500)
     assert ax.get_xlim() == pytest.approx((-0.4, (SHAPE[0] - 0.5) * 0.8))

@@ -3,15 +3,13 @@
 Per patient and vertebra: a moderate or severe deformity (consensus QM grade >= 2) or any
 (grade >= 1) at the label levels? Only each vertebra's centre comes from the annotation;
 the features come from the image. Modules: :mod:`.studies` (studies, labels),
-:mod:`.features`, :mod:`.models`, :mod:`.evaluation`, :mod:`.leakage`; every public name
-is re-exported here.
+:mod:`.features`, :mod:`.models`, :mod:`.evaluation`, :mod:`.leakage`; what the lessons
+use is re-exported here.
 """
 from __future__ import annotations
 
-from ..errors import ModelFileError
 from .evaluation import (
     ANNOTATOR,
-    Evaluation,
     annotator_baseline,
     bootstrap_ci,
     brier_scores,
@@ -19,17 +17,15 @@ from .evaluation import (
     confusion,
     evaluate,
     roc_curves,
-    summarize,
     target_title,
     worst_errors,
 )
-from .features import PATCH_MM, dataset_features, feature_columns, study_features, vertebra_features
-from .leakage import Leakage, leakage, paired_bootstrap
+from .features import dataset_features, feature_columns, vertebra_features
+from .leakage import leakage, paired_bootstrap
 from .models import (
     ALLOWED_TYPES,
-    MODEL_NAMES,
-    LinearModel,
-    default_model,
+    LinearModel,  # noqa: F401 (old import path of tests/test_cli.py)
+    default_model,  # noqa: F401 (old import path of vfs_utils/cli.py)
     load_model,
     make_models,
     predict_study,
@@ -37,7 +33,6 @@ from .models import (
     train_model,
 )
 from .studies import (
-    LABEL_LEVELS,
     PRIMARY_TARGET,
     TARGETS,
     Study,
@@ -46,12 +41,9 @@ from .studies import (
     vertebra_table,
 )
 
-__all__ = ["ALLOWED_TYPES", "ANNOTATOR", "LABEL_LEVELS", "MODEL_NAMES", "PATCH_MM",
-           "PRIMARY_TARGET", "TARGETS", "Evaluation", "Leakage", "LinearModel", "ModelFileError",
-           "Study",
+__all__ = ["ALLOWED_TYPES", "ANNOTATOR", "PRIMARY_TARGET", "TARGETS", "Study",
            "annotator_baseline", "bootstrap_ci", "brier_scores", "calibration_curves",
-           "confusion", "dataset_features", "default_model", "evaluate", "feature_columns",
-           "image_expert", "leakage", "load_model", "load_studies", "make_models",
-           "paired_bootstrap", "predict_study", "roc_curves", "save_model", "study_features",
-           "summarize", "target_title", "train_model", "vertebra_features", "vertebra_table",
-           "worst_errors"]
+           "confusion", "dataset_features", "evaluate", "feature_columns", "image_expert",
+           "leakage", "load_model", "load_studies", "make_models", "paired_bootstrap",
+           "predict_study", "roc_curves", "save_model", "target_title", "train_model",
+           "vertebra_features", "vertebra_table", "worst_errors"]

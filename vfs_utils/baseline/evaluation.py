@@ -22,7 +22,7 @@ from ..agreement import (
 from ..annotation import read_annotations
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..readings import match_vertebrae
-from .models import feature_matrix, limit_threads, make_models
+from .models import feature_matrix, make_models, one_thread
 from .studies import TARGETS, Study, load_studies
 
 __all__ = ["ANNOTATOR", "Evaluation", "annotator_baseline", "bootstrap_ci",
@@ -140,15 +140,14 @@ def _labels_frame(labels) -> pd.DataFrame:
     return pd.DataFrame({name: np.asarray(labels)})
 
 
-def out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | None = 1
-                ) -> np.ndarray:
+def out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits) -> np.ndarray:
     """Out-of-fold positive-class probability of ``model`` cloned per ``(train, test)`` split
     (0 where a training fold has no positives)."""
     from sklearn.base import clone
 
     prob = np.empty(len(X))
     for train, test in splits:
-        with limit_threads(threads):
+        with one_thread():
             est = clone(model).fit(X.iloc[train], y[train])
             classes = list(est.classes_)
             prob[test] = (est.predict_proba(X.iloc[test])[:, classes.index(True)]
@@ -158,8 +157,7 @@ def out_of_fold(model, X: pd.DataFrame, y: np.ndarray, splits, threads: int | No
 
 def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = None,
              n_splits: int = 5, threshold: float = 0.5, n_boot: int = N_BOOT, seed: int = 0,
-             extra_predictions: pd.DataFrame | None = None,
-             threads: int | None = 1) -> Evaluation:
+             extra_predictions: pd.DataFrame | None = None) -> Evaluation:
     """Grouped cross-validation of the models (GroupKFold by study), at vertebra and patient
     level (a patient's score: the maximum over their rows; label: any positive).
 
@@ -179,8 +177,6 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
         See :func:`bootstrap_ci`.
     extra_predictions : DataFrame, optional
         Further long-format predictions (e.g. :func:`annotator_baseline`) to summarise.
-    threads : int or None
-        BLAS/OpenMP threads while fitting (see :func:`train_model`).
 
     Returns
     -------
@@ -203,7 +199,7 @@ def evaluate(features, labels, groups, *, models: Mapping[str, object] | None = 
     for target in y_all.columns:
         y = y_all[target].to_numpy(dtype=bool)
         for name, model in models.items():
-            prob = out_of_fold(model, X, y, splits, threads)
+            prob = out_of_fold(model, X, y, splits)
             parts.append(pd.DataFrame({
                 "model": name, "target": target, "row": np.arange(len(X)), "group": g,
                 "unit": g, "fold": fold, "label": y, "score": prob,

@@ -1,5 +1,5 @@
-"""Image features of each vertebra, from its centre and the image alone: :func:`vertebra_features`,
-run over one study or a dataset by :func:`study_features` and :func:`dataset_features`."""
+"""Image features of each vertebra, from its centre and the image alone (:func:`vertebra_features`,
+on a Volume or an array and its spacing), run over a dataset by :func:`dataset_features`."""
 from __future__ import annotations
 
 import logging
@@ -12,16 +12,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .._fs import check_spacing, study_dir
+from .._fs import check_spacing
 from .._parallel import map_ordered
-from ..dicom import load_series
 from ..errors import DataNotFoundError
 from ..morphometry import LABEL_LEVELS
-from ..phantom import render_volume
-from .studies import Study, load_studies, noise_seed, vertebra_table
+from .studies import Study, load_studies, vertebra_table
+from .studies import slab_box as _slab_box  # noqa: F401  (benchmarks/bench_baseline.py)
 
-__all__ = ["PATCH_MM", "dataset_features", "feature_columns", "study_features",
-           "vertebra_features"]
+__all__ = ["dataset_features", "feature_columns", "vertebra_features"]
 
 log = logging.getLogger(__name__)
 
@@ -266,63 +264,8 @@ def vertebra_features(volume_or_slab, centres, spacing: Sequence[float] | None =
     return (frame, patches) if return_patches else frame
 
 
-def _slab_box(truth, margin_mm: float = _HALF * math.sqrt(2) + 3.0, lateral_mm: float = 3.5):
-    """Voxel box around the annotated centres wide enough for every patch."""
-    sp = np.asarray(truth.geometry.spacing, float)
-    pts = np.stack([v.points.mean(axis=0) for v in truth.vertebrae if v.annotated])
-    m = np.array([margin_mm, lateral_mm, margin_mm]) / sp
-    lo = np.floor(pts.min(axis=0) - m).astype(int)
-    hi = np.ceil(pts.max(axis=0) + m).astype(int) + 1
-    shape = truth.geometry.shape
-    return tuple((max(int(a), 0), min(int(b), s)) for a, b, s in zip(lo, hi, shape))
-
-
-def _study_image(study: Study):
-    """(array, spacing, offset) of the study's image (or its rendered slab)."""
-    if study.root is not None:
-        vol = load_series(study_dir(study.root, study.folder), study.annotation.series_uid)
-        return vol.array, tuple(vol.spacing), np.zeros(3)
-    if study.truth is not None:
-        box = _slab_box(study.truth)
-        slab = render_volume(study.truth, rng=np.random.default_rng(
-            noise_seed(study.folder, study.seed)), box=box)
-        return slab, tuple(study.truth.geometry.spacing), np.array([b[0] for b in box], float)
-    raise ValueError(f"study {study.folder}: neither a dataset root nor a phantom truth")
-
-
-def study_features(study: Study, *, return_patches: bool = False,
-                   threshold_hu: float | None = None, table: pd.DataFrame | None = None,
-                   levels: Sequence[str] | None = LABEL_LEVELS):
-    """Labels and image features of every vertebra of one study.
-
-    Parameters
-    ----------
-    study : Study
-    return_patches, threshold_hu
-        See :func:`vertebra_features`.
-    table : DataFrame, optional
-        The study's :func:`vertebra_table` when already computed.
-    levels : sequence of str or None
-        Label levels, see :func:`vertebra_table`.
-
-    Returns
-    -------
-    DataFrame or (DataFrame, ndarray)
-        :func:`vertebra_table` columns, ``kind`` and the ``f_*`` features of every
-        vertebra of the image.
-    """
-    if table is None:
-        table = vertebra_table(study.annotation, study.spacing,
-                               exclude={study.folder: study.expert}, levels=levels)
-    feats, patches = _image_features(study, table, threshold_hu)
-    table = table.reset_index(drop=True)
-    table.insert(2, "kind", study.kind)
-    out = pd.concat([table, feats], axis=1)
-    return (out, patches) if return_patches else out
-
-
 def _image_features(study: Study, table: pd.DataFrame, threshold_hu: float | None):
-    array, spacing, offset = _study_image(study)
+    array, spacing, offset = study.image()
     centres = table[["centre_row", "centre_col", "centre_slice"]].to_numpy(float) - offset
     feats, patches = vertebra_features(array, centres, spacing, threshold_hu=threshold_hu,
                                        return_patches=True)
@@ -360,7 +303,7 @@ def dataset_features(source_or_annotation_dir, *, root: str | os.PathLike | None
     Returns
     -------
     DataFrame or (DataFrame, ndarray)
-        As :func:`study_features`, studies in order.
+        :func:`vertebra_table` columns, ``kind`` and the ``f_*`` features, studies in order.
     """
     studies = load_studies(source_or_annotation_dir, root=root, min_studies=min_studies,
                            seed=seed, limit=limit)

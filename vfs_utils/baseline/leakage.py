@@ -70,7 +70,7 @@ GAP = "gap (KFold - GroupKFold)"
 
 
 def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int = N_BOOT,
-            seed: int = 0, threads: int | None = 1) -> Leakage:
+            seed: int = 0) -> Leakage:
     """How much an ungrouped split flatters a model: KFold over vertebrae vs GroupKFold.
 
     A shuffled KFold puts a patient's other vertebrae in the training part, so whatever
@@ -83,8 +83,8 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
         As :func:`~vfs_utils.baseline.evaluate` (one target).
     model : estimator
         An unfitted scikit-learn classifier (cloned for every fold).
-    n_splits, n_boot, seed, threads
-        Folds; bootstrap replicates and seed (also of the KFold shuffle); BLAS threads.
+    n_splits, n_boot, seed
+        Folds; bootstrap replicates and seed (also of the KFold shuffle).
 
     Returns
     -------
@@ -103,7 +103,7 @@ def leakage(features, labels, groups, model, *, n_splits: int = 5, n_boot: int =
                                   random_state=seed).split(X, y)}
     parts, scores = [], {}
     for name, splits in splitters.items():
-        prob = out_of_fold(model, X, y, list(splits), threads)
+        prob = out_of_fold(model, X, y, list(splits))
         scores[name] = prob
         parts.append(pd.DataFrame({"split": name, "row": np.arange(len(X)), "group": g,
                                    "label": y, "score": prob}))

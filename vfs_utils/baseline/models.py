@@ -72,17 +72,14 @@ def feature_matrix(features) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(features, float))
 
 
-def limit_threads(threads: int | None):
-    """A context limiting BLAS/OpenMP threads (threadpoolctl, a scikit-learn dependency)."""
-    from contextlib import nullcontext
-
+def one_thread():
+    """A context fitting on one BLAS/OpenMP thread: fastest here, and safe beside workers."""
     from threadpoolctl import threadpool_limits
 
-    return nullcontext() if threads is None else threadpool_limits(limits=int(threads))
+    return threadpool_limits(limits=1)
 
 
-def train_model(features, labels, model: str | object = "logistic", *, seed: int = 0,
-                threads: int | None = 1):
+def train_model(features, labels, model: str | object = "logistic", *, seed: int = 0):
     """Fit one model on all the given vertebrae.
 
     Parameters
@@ -95,8 +92,6 @@ def train_model(features, labels, model: str | object = "logistic", *, seed: int
         A name of :func:`make_models` or an unfitted scikit-learn classifier.
     seed : int
         Seed of the models of :func:`make_models`.
-    threads : int or None
-        BLAS/OpenMP threads while fitting (None: the library defaults; one is fastest here).
 
     Returns
     -------
@@ -111,7 +106,7 @@ def train_model(features, labels, model: str | object = "logistic", *, seed: int
             raise ValueError(f"unknown model {model!r}: use one of {list(models)}")
         model = models[model]
     est = clone(model)
-    with limit_threads(threads):
+    with one_thread():
         est.fit(feature_matrix(features), np.asarray(labels, dtype=bool))
     return est
 

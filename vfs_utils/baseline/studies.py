@@ -3,6 +3,7 @@ No label comes from the reading an image was rendered from (:func:`image_expert`
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -15,12 +16,14 @@ import pandas as pd
 from .._fs import study_dir
 from .._modes import MODES
 from ..annotation import LEVELS, Annotation, load_annotation, read_annotations
+from ..dicom import load_series
 from ..dicom._common import derived_uid
 from ..errors import DataNotFoundError, VfsError
 from ..matching import series_spacing
 from ..morphometry import LABEL_LEVELS, consensus, morphometry_table
 from ..phantom import (
     dataset_manifest,
+    render_volume,
     sample_readings,
     sample_spine,
     spine_from_annotation,
@@ -78,6 +81,32 @@ class Study:
     def folder(self) -> str:
         """The study folder name."""
         return self.annotation.folder
+
+    def image(self) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
+        """``(array, spacing, offset)``: the series read from ``root``, or a phantom slab around
+        the spine rendered in memory (``offset``: the slab's first voxel in the series)."""
+        if self.root is not None:
+            vol = load_series(study_dir(self.root, self.folder), self.annotation.series_uid)
+            return vol.array, tuple(vol.spacing), np.zeros(3)
+        box = slab_box(self.truth)
+        slab = render_volume(self.truth, rng=np.random.default_rng(
+            noise_seed(self.folder, self.seed)), box=box)
+        return slab, tuple(self.truth.geometry.spacing), np.array([b[0] for b in box], float)
+
+
+#: Half a feature patch (32 mm) on its diagonal, plus 3 mm: every patch fits in the slab.
+_SLAB_MARGIN_MM = 32 * math.sqrt(2) + 3.0
+
+
+def slab_box(truth, margin_mm: float = _SLAB_MARGIN_MM, lateral_mm: float = 3.5):
+    """Voxel box around the annotated centres wide enough for every patch."""
+    sp = np.asarray(truth.geometry.spacing, float)
+    pts = np.stack([v.points.mean(axis=0) for v in truth.vertebrae if v.annotated])
+    m = np.array([margin_mm, lateral_mm, margin_mm]) / sp
+    lo = np.floor(pts.min(axis=0) - m).astype(int)
+    hi = np.ceil(pts.max(axis=0) + m).astype(int) + 1
+    shape = truth.geometry.shape
+    return tuple((max(int(a), 0), min(int(b), s)) for a, b, s in zip(lo, hi, shape))
 
 
 def noise_seed(folder: str, seed: int) -> list[int]:

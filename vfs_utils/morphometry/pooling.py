@@ -1,5 +1,5 @@
-"""Pooling readers: consensus grades, study labels, prevalence, keypoint scatter, and the
-rule-name -> grade-column mapping shared with :mod:`.reader_agreement` and :mod:`.rounds`.
+"""Pooling readers: consensus grades, prevalence, keypoint scatter, and the
+rule-name -> grade-column mapping shared with :mod:`vfs_utils.agreement`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ __all__ = [
     "rate_by_readers",
     "keypoint_scatter",
     "prevalence",
-    "study_labels",
 ]
 
 
@@ -167,43 +166,6 @@ def rate_by_readers(table: pd.DataFrame, *, n_readers: int = 3, min_grade: int =
     return series
 
 
-def study_labels(table: pd.DataFrame, *, rule: str = "genant",
-                 method: str = "mean") -> pd.DataFrame:
-    """Study-level deformity labels from the per-vertebra consensus.
-
-    Parameters
-    ----------
-    table : DataFrame
-        From :func:`morphometry_table`, with ``vertebra_id``.
-    rule : {"genant", "neighbour", "sd"}
-    method : {"mean", "lower_median"}
-        See :func:`consensus`.
-
-    Returns
-    -------
-    DataFrame
-        One row per study: ``n_vertebrae``, ``n_deformed`` (consensus QM grade >= 1),
-        ``worst_grade`` (Int64),
-        ``label_any`` (worst >= 1), ``label_moderate`` (worst >= 2) (boolean, <NA>
-        without grades).
-    """
-    column = grade_column(rule)
-    cons = consensus(table, method=method)
-    if column not in cons.columns:
-        raise ValueError(f"study_labels(rule={rule!r}) needs the column {column!r}; for 'sd' "
-                         "pass the table through sd_scores() first")
-    keys = study_keys(cons)
-    g = cons[keys].assign(_g=cons[column].astype("Float64").astype(float)).groupby(
-        keys, sort=True, dropna=False)["_g"]
-    out = pd.DataFrame({"n_vertebrae": g.size(),
-                        "n_deformed": g.agg(lambda s: int((s >= 1).sum())),
-                        "worst_grade": g.max().round().astype("Int64")})
-    worst = out["worst_grade"]
-    out["label_any"] = (worst >= 1).astype("boolean")
-    out["label_moderate"] = (worst >= 2).astype("boolean")
-    return out.reset_index()
-
-
 def prevalence(consensus_table: pd.DataFrame, columns: Mapping[str, str] | None = None
                ) -> pd.DataFrame:
     """Vertebra and patient prevalence of consensus grades >= 1 and >= 2, per rule.
@@ -307,7 +269,7 @@ def keypoint_scatter(frame: pd.DataFrame, spacing) -> pd.DataFrame:
 
     The pooled within-vertebra SD per axis of one expert's point (pairs ordered by
     row, as in :func:`heights`) around the experts' mean, over vertebrae read by >= 2
-    experts: the sigma of :func:`grade_flip_rate`.
+    experts: the sigma of :func:`vfs_utils.agreement.grade_flip_rate`.
 
     Parameters
     ----------

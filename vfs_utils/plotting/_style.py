@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .._fs import check_spacing
 
@@ -44,19 +43,6 @@ LABEL_Y = "head-feet (mm)"
 
 #: Set to ``1`` to make :func:`slice_browser` always return a static figure.
 ENV_STATIC_FIGURES = "VFS_STATIC_FIGURES"
-
-
-def one_file(frame: pd.DataFrame, what: str) -> pd.DataFrame:
-    if len(frame) == 0:
-        raise ValueError(f"{what}: the frame has no readings; select a file with readings, "
-                         "e.g. frame[frame['file'] == name].")
-    if "file" in frame.columns:
-        files = pd.unique(frame["file"])
-        if len(files) > 1:
-            raise ValueError(f"{what}: the frame holds readings of {len(files)} files "
-                             f"({', '.join(map(str, files[:3]))}...); the readings of one image "
-                             "are drawn at a time: select one with frame[frame['file'] == name].")
-    return frame
 
 
 def vmin_vmax(window: str | tuple[float, float]) -> tuple[float, float]:

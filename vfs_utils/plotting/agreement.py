@@ -174,7 +174,7 @@ def plot_flip_rate_vs_observed(curve: pd.DataFrame, *, sigma: float, observed: f
     Parameters
     ----------
     curve : DataFrame
-        From :func:`vfs_utils.morphometry.grade_flip_rate`.
+        From :func:`vfs_utils.agreement.grade_flip_rate`.
     sigma : float
         The noise that separates two experts' points (vertical line).
     observed : float

@@ -11,18 +11,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .._env import env_flag
+from ..readings import one_file, sagittal_column
 from ._style import (
     ENV_STATIC_FIGURES,
     TITLE_SIZE,
     column_index,
     expert_colors,
     figure_size,
-    one_file,
     sagittal_extent,
     volume_spacing,
     window_name,
 )
-from .sagittal import draw_readings, sagittal_column, show_sagittal
+from .sagittal import draw_readings, plot_sagittal
 
 __all__ = ["SliceBrowser", "slice_browser"]
 
@@ -46,7 +46,7 @@ def _draw_browser(fig: Figure, volume: Any, frame: pd.DataFrame | None,
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     colors = expert_colors(frame["expert"]) if frame is not None and len(frame) else {}
     for ax, c in zip(axes, columns):
-        show_sagittal(volume, c, window=window, ax=ax, title=f"column {c}")
+        plot_sagittal(volume, c, window=window, ax=ax, title=f"column {c}")
         if frame is not None and len(frame):
             near = frame[(frame["column"] - c).abs() * spacing[1] <= near_mm]
             if len(near):
@@ -135,7 +135,7 @@ def slice_browser(volume: Any, frame: pd.DataFrame | None = None, *,
         Readings of one file.
     window : {"bone", "soft", "lung"} or (centre, width)
     column : float, optional
-        Starting column; default :func:`sagittal_column` of ``frame``, else the middle.
+        Starting column; default ``readings.sagittal_column(frame)``, else the middle.
     interactive : bool, optional
         Default: the widget when ipywidgets and an IPython kernel are there, unless
         ``VFS_STATIC_FIGURES=1``.

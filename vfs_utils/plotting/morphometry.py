@@ -2,39 +2,35 @@
 pairwise agreement (colour-blind-safe "cividis") and the grades' noise sensitivity."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from ..annotation import LEVELS
 from ._style import (
     GRADE_COLORS,
     LABEL_X,
     LABEL_Y,
-    MARKERS,
     OKABE_ITO,
-    SERIES_COLORS,
     TITLE_SIZE,
 )
-from .sagittal import show_sagittal
+from .sagittal import plot_sagittal
 
 _HEIGHT_NAMES = ("Ha", "Hm", "Hp")
 
-__all__ = ["draw_vertebra_heights", "plot_distributions", "plot_flip_rate",
-           "plot_grade_prevalence", "plot_kappa_heatmap"]
+__all__ = ["plot_grade_prevalence", "plot_kappa_heatmap", "plot_vertebra_heights"]
 
 
-def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
+def plot_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
                           volume: Any = None, ax: Axes | None = None, margin_mm: float = 15.0,
                           title: str | None = None) -> Axes:
     """One vertebra's six keypoints and its three heights Ha, Hm, Hp, in mm.
 
-    In the sagittal plane of :func:`show_sagittal`; the pair of smallest row is anterior.
+    In the sagittal plane of :func:`plot_sagittal`; the pair of smallest row is anterior.
 
     Parameters
     ----------
@@ -60,7 +56,7 @@ def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.0), layout="constrained")
     if volume is not None:
-        show_sagittal(volume, float(pts[:, 1].mean()), ax=ax)
+        plot_sagittal(volume, float(pts[:, 1].mean()), ax=ax)
     colors = (OKABE_ITO["orange"], OKABE_ITO["bluish green"], OKABE_ITO["sky blue"])
     for k in range(3):
         (x0, y0), (x1, y1) = xy[k]
@@ -81,49 +77,6 @@ def draw_vertebra_heights(points_vox: np.ndarray, spacing: Sequence[float], *,
     ax.set_title(title if title is not None else "Six keypoints, three heights",
                  fontsize=TITLE_SIZE)
     return ax
-
-
-def plot_distributions(tables: Mapping[str, pd.DataFrame], columns: Sequence[str], *,
-                       xlabels: Mapping[str, str] | None = None, bins: int = 40,
-                       ranges: Mapping[str, tuple[float, float]] | None = None,
-                       title: str | None = None) -> Figure:
-    """Histograms (densities) of some columns, one panel per column, one colour per table.
-
-    Parameters
-    ----------
-    tables : mapping name -> DataFrame
-        Tables of :func:`vfs_utils.morphometry.morphometry_table`, e.g. ``{"v1": t1, "v2": t2}``.
-    columns : sequence of str
-        Columns to histogram (NaN dropped).
-    xlabels : mapping column -> str, optional
-        Axis labels with units; default: the column name.
-    bins : int
-        Number of bins, shared by the tables of one panel.
-    ranges : mapping column -> (low, high), optional
-        Default: the 0.5 and 99.5 percentiles of all tables.
-    title : str, optional
-    """
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.2),
-                             layout="constrained", squeeze=False)
-    for ax, column in zip(axes[0], columns):
-        values = {name: t[column].to_numpy(dtype=float) for name, t in tables.items()}
-        values = {k: v[np.isfinite(v)] for k, v in values.items()}
-        both = np.concatenate(list(values.values())) if values else np.array([])
-        if ranges and column in ranges:
-            lo, hi = ranges[column]
-        elif len(both):
-            lo, hi = np.percentile(both, [0.5, 99.5])
-        else:
-            lo, hi = 0.0, 1.0
-        for i, (name, v) in enumerate(values.items()):
-            ax.hist(v, bins=bins, range=(lo, hi), density=True, histtype="step", lw=1.8,
-                    color=SERIES_COLORS[i % len(SERIES_COLORS)], label=f"{name} (n={len(v)})")
-        ax.set_xlabel((xlabels or {}).get(column, column))
-        ax.set_ylabel("density")
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=TITLE_SIZE + 1)
-    return fig
 
 
 def plot_grade_prevalence(table: pd.DataFrame, *, grade: str = "grade",
@@ -177,7 +130,7 @@ def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
     Parameters
     ----------
     pairwise : DataFrame
-        E.g. :attr:`vfs_utils.morphometry.Agreement.pairwise`.
+        E.g. :attr:`vfs_utils.agreement.GradeAgreement.pairwise`.
     ax, title : Axes, str, optional
     value : str
         Column to show (``"kappa"`` or ``"exact"``).
@@ -210,33 +163,5 @@ def plot_kappa_heatmap(pairwise: pd.DataFrame, *, ax: Axes | None = None,
     ax.set_ylabel("expert")
     ax.figure.colorbar(image, ax=ax, label=value, shrink=0.8)
     ax.set_title(title or f"Pairwise {value}" + (" with 95 % intervals" if show_ci else ""),
-                 fontsize=TITLE_SIZE)
-    return ax
-
-
-def plot_flip_rate(curves: Mapping[str, pd.DataFrame], *, ax: Axes | None = None,
-                   title: str | None = None, xlabel: str = "keypoint noise sigma (mm)") -> Axes:
-    """Grade flip rate against keypoint noise, one line per curve.
-
-    Error bars: SD across the Monte Carlo draws.
-
-    Parameters
-    ----------
-    curves : mapping label -> DataFrame
-        From :func:`vfs_utils.morphometry.grade_flip_rate`.
-    ax, title, xlabel : Axes, str, str, optional
-    """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
-    for i, (label, t) in enumerate(curves.items()):
-        ax.errorbar(t["sigma_mm"], 100 * t["flip_rate"], yerr=100 * t["flip_rate_sd"],
-                    marker=MARKERS[i % len(MARKERS)], capsize=3,
-                    color=SERIES_COLORS[i % len(SERIES_COLORS)], label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("readings whose grade changes (%)")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or "Sensitivity of the Genant grade to keypoint noise",
                  fontsize=TITLE_SIZE)
     return ax

@@ -1,5 +1,4 @@
-"""Sagittal views: which column to show, the slice, expert readings over it, and one patch
-per vertebra."""
+"""Sagittal views: the slice, expert readings over it, and one patch per vertebra."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -15,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..annotation import points
-from ..readings import match_vertebrae
+from ..readings import match_vertebrae, one_file, vertebra_centres
 from ._style import (
     LABEL_X,
     LABEL_Y,
@@ -24,56 +23,16 @@ from ._style import (
     expert_colors,
     figure_size,
     marker_for,
-    one_file,
     sagittal_extent,
     vmin_vmax,
     volume_spacing,
     window_name,
 )
 
-__all__ = ["overlay_readings", "sagittal_column", "show_sagittal", "vertebra_centres",
-           "vertebra_columns", "vertebra_montage", "zoom_to_readings"]
+__all__ = ["plot_readings", "plot_sagittal", "plot_vertebra_montage"]
 
 
-def sagittal_column(frame: pd.DataFrame) -> int:
-    """The rounded mean ``column`` of one file's readings: one slice showing them all roughly.
-
-    Each vertebra was drawn on its own column (:func:`vertebra_columns`).
-    """
-    one_file(frame, "sagittal_column")
-    return int(round(float(frame["column"].mean())))
-
-
-def vertebra_columns(frame: pd.DataFrame) -> pd.Series:
-    """The sagittal column (rounded ``column``, int64) each reading was drawn on."""
-    return frame["column"].round().astype("int64").rename("column")
-
-
-def vertebra_centres(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per vertebra of a file: its centre averaged over the experts.
-
-    Returns
-    -------
-    DataFrame
-        ``vertebra_id`` (:func:`~vfs_utils.readings.match_vertebrae`), ``level`` (None
-        in v1), ``row``, ``col``, ``slice`` (voxels), ``n_readings``; head -> feet.
-    """
-    one_file(frame, "vertebra_centres")
-    matched = match_vertebrae(frame)
-    centre = points(matched).mean(axis=1)
-    table = pd.DataFrame({"vertebra_id": matched["vertebra_id"].to_numpy(),
-                          "level": matched["level"].to_numpy(dtype=object),
-                          "row": centre[:, 0], "col": centre[:, 1], "slice": centre[:, 2]})
-    out = table.groupby("vertebra_id", sort=True).agg(
-        level=("level", lambda s: s.dropna().mode().iloc[0] if s.notna().any() else None),
-        row=("row", "mean"), col=("col", "mean"), slice=("slice", "mean"),
-        n_readings=("row", "size"))
-    out = out.reset_index().sort_values("slice", kind="stable").reset_index(drop=True)
-    out["level"] = out["level"].astype(object).where(out["level"].notna(), None)
-    return out
-
-
-def show_sagittal(volume: Any, column: float, *, window: str | tuple[float, float] = "bone",
+def plot_sagittal(volume: Any, column: float, *, window: str | tuple[float, float] = "bone",
                   ax: Axes | None = None, title: str | None = None,
                   colorbar: bool = False) -> Axes:
     """Show one sagittal slice in millimetres, head at the top.
@@ -136,10 +95,10 @@ def draw_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float],
     return handles
 
 
-def overlay_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
-                     colors: Mapping[str, str] | None = None, levels: bool = True,
-                     legend: bool = True, markersize: float = 4.0,
-                     linewidth: float = 1.5) -> Axes:
+def plot_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
+                  colors: Mapping[str, str] | None = None, levels: bool = True,
+                  legend: bool = True, markersize: float = 4.0, linewidth: float = 1.5,
+                  zoom_mm: float | None = None) -> Axes:
     """Draw every expert reading of one file on a sagittal view in mm.
 
     Each vertebra is its three height segments and six points; one colour and marker per
@@ -148,7 +107,7 @@ def overlay_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
     Parameters
     ----------
     ax : Axes
-        A sagittal view in mm, e.g. from :func:`show_sagittal`.
+        A sagittal view in mm, e.g. from :func:`plot_sagittal`.
     frame : DataFrame
         Readings of one file.
     spacing : sequence of float
@@ -159,12 +118,14 @@ def overlay_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
         Write the level names (v2) beside the vertebrae; add a legend of the experts.
     markersize, linewidth : float
         Point size and segment width (points).
+    zoom_mm : float, optional
+        Limit the view to the readings' box with this margin (mm), inside the image.
     """
-    one_file(frame, "overlay_readings")
+    one_file(frame, "plot_readings")
     colors = dict(colors) if colors is not None else expert_colors(frame["expert"])
     missing = sorted(set(frame["expert"].astype(str)) - set(colors))
     if missing:
-        raise ValueError(f"overlay_readings: no colour for experts {missing}; give every "
+        raise ValueError(f"plot_readings: no colour for experts {missing}; give every "
                          "expert a colour or leave colors=None")
     handles = draw_readings(ax, frame, spacing, colors, markersize=markersize,
                              linewidth=linewidth)
@@ -181,12 +142,14 @@ def overlay_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
     if legend:
         ax.legend(handles=handles, title="expert", loc="lower right", fontsize=7,
                   title_fontsize=7, framealpha=0.8)
+    if zoom_mm is not None:
+        zoom_to_readings(ax, frame, spacing, margin_mm=zoom_mm)
     return ax
 
 
 def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
                      margin_mm: float = 25.0) -> Axes:
-    """Limit a sagittal view (mm) to the box around a file's readings.
+    """Limit a sagittal view (mm) to the box around a file's readings (``plot_readings(zoom_mm=)``).
 
     The limits stay inside the first image drawn on ``ax``; the head stays at the top.
 
@@ -217,7 +180,7 @@ def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
     return ax
 
 
-def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] | None = None,
+def plot_vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] | None = None,
                      *, size_mm: float = 50.0, window: str | tuple[float, float] = "bone",
                      ncols: int = 6, overlay: bool = True) -> Figure:
     """Every vertebra of a file as a small sagittal patch on its own column.
@@ -241,7 +204,7 @@ def vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] 
     overlay : bool
         Draw the readings on the patches.
     """
-    one_file(frame, "vertebra_montage")
+    one_file(frame, "plot_vertebra_montage")
     spacing = tuple(float(s) for s in (spacing if spacing is not None else volume_spacing(volume)))
     matched = match_vertebrae(frame)
     centres = vertebra_centres(frame)
