@@ -194,9 +194,10 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     _remove_dead_partials(parent)
     parent.mkdir(parents=True, exist_ok=True)     # an unusable folder: one line, no progress
 
-    root = build_dataset(out, studies=args.studies, seed=args.seed,
-                         annotation_dir=args.from_annotations, replace_stale=replace,
-                         progress=Progress("the phantom"))
+    with Progress() as bar:
+        root = build_dataset(out, studies=args.studies, seed=args.seed,
+                             annotation_dir=args.from_annotations, replace_stale=replace,
+                             progress=bar)
     print(root)
     return 0
 

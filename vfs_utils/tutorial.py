@@ -141,7 +141,8 @@ def _demo(name: str, only: int | None, **params) -> tuple[Path, tuple[str, ...]]
             log.info("%s lacks the studies asked for (or has other parameters); using the "
                      "cache", shared)
     out = data.demo_dir(name)
-    root = build_dataset(out, replace_stale=True, only=only, progress=Progress(name), **params)
+    with Progress() as bar:
+        root = build_dataset(out, replace_stale=True, only=only, progress=bar, **params)
     return root, _folders(root, only)
 
 
@@ -155,22 +156,29 @@ def _folders(root: Path, only: int | None) -> tuple[str, ...]:
 
 
 class Progress:
-    """A progress bar (tqdm, on stderr) over the studies a build writes: what, how many
-    and where; the ``progress`` callback of :func:`~vfs_utils.phantom.build_dataset`."""
+    """A progress bar (tqdm, on stderr) over the studies a build writes, saying what, how
+    many and where: the ``progress`` callback of :func:`~vfs_utils.phantom.build_dataset`,
+    used as a context manager so the bar ends even when the build stops."""
 
-    def __init__(self, what: str):
-        self.what, self.bar = what, None
+    def __init__(self):
+        self.bar = None
 
     def __call__(self, k: int, n: int, folder: str, out: Path) -> None:
         from tqdm import tqdm
 
-        if k == 0:
-            self.bar = tqdm(total=n, unit="study", file=sys.stderr, dynamic_ncols=True,
-                            desc=f"{self.what} demo data ({n * STUDY_GB:.1f} GB, once) -> {out}")
+        if k == 0 and self.bar is None:
+            noun = "study" if n == 1 else "studies"
+            self.bar = tqdm(total=n, unit="study", file=sys.stderr, mininterval=0,
+                            desc=f"writing {n} demo {noun} ({n * STUDY_GB:.1f} GB) into {out}")
         elif self.bar is not None:
-            self.bar.update(1)
-            if k == n:
-                self.bar.close()
+            self.bar.update(k - self.bar.n)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class SetupError(VfsError, OSError):
@@ -189,11 +197,18 @@ def _one_line(exc: BaseException) -> BaseException:
     return exc
 
 
+def _in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (not in plain Python, pytest or the CLI)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def _checkout_defaults() -> list[str]:
     """In a notebook kernel started outside the Makefile, from a checkout: the Makefile's data
     settings (the checkout's ``.cache``, ``../shared/data``) for the variables that are unset;
     the names of those set."""
-    if "ipykernel" not in sys.modules:
+    if not _in_kernel():
         return []
     set_now = []
     for name, value in data.checkout_settings().items():
