@@ -154,7 +154,7 @@ lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(IPC) $(ROOT_ARGS) $(LAB_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check vfs_utils tests benchmarks docs binder notebooks
+	$(VENV)/bin/ruff check vfs_utils tests benchmarks docs binder notebooks tools
 
 # binder/requirements.txt: `pip freeze` of a clean venv with the package's binder extra
 # (dependencies + notebooks + the Dask dashboard in JupyterLab), for the Python of

@@ -63,13 +63,14 @@ def main() -> None:
     if args.no_train or importlib.util.find_spec("torch") is None:
         print("training: skipped (--no-train or torch missing)")
         return
-    from vfs_utils.keypoints import _build, _data, _train
+    from vfs_utils.keypoints import _build, _data
+    from vfs_utils.keypoints import training as _train
 
     t = time.perf_counter()
     train = _data.cached_examples("phantom" if source.mode != "synthetic" else "synthetic",
                                   "train")
     data_s = time.perf_counter() - t
-    _, record = _train.train(train, steps=_build.STEPS, batch=_build.BATCH, seed=_build.SEED)
+    _, record = _train.train(train, steps=_build.STEPS, batch_size=_build.BATCH, seed=_build.SEED)
     train_s = record["seconds"]
     mem = peak_mb()
     print(f"training data      {data_s:7.2f} s ({len(train)} images; cached after the first run)")

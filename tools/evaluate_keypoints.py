@@ -85,11 +85,11 @@ def _condition(truth, spec):
 def _score(job):
     """One study under one condition: (condition, folder, found, annotated, extra, levels
     right, levels named, level rule)."""
-    name, path, expert = job
+    name, path, expert, model = job
     truth = truth_of(load_annotation(path), expert)
     vol, sp, pts, annotated, truth = _condition(truth, STRESS[name])
     try:
-        det = detect(vol, sp)
+        det = detect(vol, sp, model=model)
     except VfsError as exc:
         return name, truth.folder, 0, int(annotated.sum()), 0, 0, 0, f"refused: {exc}"[:60]
     found = np.stack([v.points for v in det.annotation.experts["model"]]) \
@@ -109,7 +109,7 @@ def _score(job):
         det.level_source
 
 
-def _jobs(part: str, conditions) -> list[tuple]:
+def _jobs(part: str, conditions, model=None) -> list[tuple]:
     files = sorted(annotation_dir("v2").glob("*.json"))
     folders = set(split([f.stem for f in files])[part])
     jobs = []
@@ -118,15 +118,15 @@ def _jobs(part: str, conditions) -> list[tuple]:
             ann = load_annotation(f)
             e = image_expert(ann)
             if e is not None:
-                jobs += [(c, str(f), e) for c in conditions]
+                jobs += [(c, str(f), e, model) for c in conditions]
     return jobs
 
 
-def table(part: str, conditions, workers: int = 2):
+def table(part: str, conditions, workers: int = 2, model=None):
     """Per condition: recall, precision, level accuracy, the level rules used."""
     import pandas as pd
 
-    jobs = _jobs(part, conditions)
+    jobs = _jobs(part, conditions, model)
     with ProcessPoolExecutor(workers) as pool:
         rows = list(pool.map(_score, jobs, chunksize=2))
     df = pd.DataFrame(rows, columns=["condition", "folder", "found", "vertebrae", "extra",
@@ -142,16 +142,16 @@ def table(part: str, conditions, workers: int = 2):
     return out.reindex(list(conditions))
 
 
-def real_ct():
+def real_ct(model=None):
     """The real development CT: which reference vertebrae were found and how they were named."""
     from vfs_utils.realct import fetch_real_ct
 
     vol, ref = fetch_real_ct()
-    det = detect(vol)
+    det = detect(vol, model=model)
     rows = []
     found = det.annotation.experts["model"]
     z_found = [float(np.mean(v.points[:, 2])) for v in found]
-    for level, (r, c, s) in sorted(ref.items(), key=lambda kv: kv[1][2]):
+    for level, (_r, _c, s) in sorted(ref.items(), key=lambda kv: kv[1][2]):
         k = int(np.argmin(np.abs(np.asarray(z_found) - s))) if found else None
         near = k is not None and abs(z_found[k] - s) * vol.spacing[2] <= 10
         rows.append((level, round(s, 1), near, found[k].level if near else None))
@@ -162,21 +162,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["validation", "stress", "real-ct"])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--model", default=None, help="another ONNX file (default: the shipped one)")
+    ap.add_argument("--conditions", nargs="*", default=None, help="a subset of the conditions")
     args = ap.parse_args(argv)
     import pandas as pd
 
     pd.set_option("display.width", 200)
     if args.what == "real-ct":
-        det, rows = real_ct()
+        det, rows = real_ct(args.model)
         print(f"level rule: {det.level_source}; partial: {len(det.partial)}; warnings: "
               f"{det.warnings}")
         for level, s, near, name in rows:
             print(f"  {level:4s} slice {s:6.1f}: {'found' if near else 'MISSED':6s} named {name}")
         return 0
     part = "validation" if args.what == "validation" else "heldout"
-    conditions = list(STRESS) if args.what == "stress" else ["as rendered"] + [
-        c for c in STRESS if c != "as rendered"]
-    print(table(part, conditions, args.workers).to_string(float_format=lambda x: f"{x:.3f}"))
+    conditions = args.conditions or list(STRESS)
+    print(table(part, conditions, args.workers, args.model)
+          .to_string(float_format=lambda x: f"{x:.3f}"))
     return 0
 
 

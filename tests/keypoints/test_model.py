@@ -78,7 +78,7 @@ def test_level_names_count_from_the_ribs(spine_volume):
 def test_onnx_file_agrees_with_torch(spine_volume):
     pytest.importorskip("torch")
     from vfs_utils.keypoints._onnx import run_model
-    from vfs_utils.keypoints._train import load_weights, predict_torch
+    from vfs_utils.keypoints.training import load_weights, predict_torch
 
     vol, truth = spine_volume
     image = sagittal_input(vol, truth.geometry.spacing).image

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from vfs_utils.keypoints import _data, _train  # noqa: E402
+from vfs_utils.keypoints import _data, training  # noqa: E402
 
 
 def test_a_variant_keeps_the_anatomy_in_mm_and_draws_a_new_grid():
@@ -33,7 +33,7 @@ def test_augment_keeps_shape_and_changes_the_look_within_bounds():
     rng = np.random.default_rng(0)
     img = np.zeros((96, 128), np.float32)
     img[30:60, 40:80] = 1.0
-    outs = [_train.augment(img, rng) for _ in range(20)]
+    outs = [training.augment(img, rng) for _ in range(20)]
     assert all(o.shape == img.shape and o.dtype == np.float32 for o in outs)
     # the bright block stays brighter than the background (contrast 0.8-1.25 keeps sign)
     assert all(o[40:50, 50:70].mean() > o[:10, :10].mean() + 0.5 for o in outs)
@@ -46,5 +46,5 @@ def test_deformed_vertebrae_are_found_from_their_heights():
     sp = np.asarray(truth.geometry.spacing)
     h = truth.heights_mm()
     loss = 1 - np.minimum(h[:, 0], h[:, 1]) / h[:, 2]
-    np.testing.assert_array_equal(_train._deformed(ex), np.nonzero(loss >= 0.2)[0])
+    np.testing.assert_array_equal(training._deformed(ex), np.nonzero(loss >= 0.2)[0])
     assert sp.shape == (3,)

@@ -45,4 +45,4 @@ def test_plotting_exports_figures_named_plot():
     assert all(hasattr(plotting, name) for name in plotting.__all__)
     functions = [n for n in plotting.__all__ if n.islower() and n != "slice_browser"]
     # the keypoint figures (show_*) are renamed with the keypoint modules
-    assert all(n.startswith(("plot_", "show_keypoint", "show_heatmap")) for n in functions)
+    assert all(n.startswith("plot_") for n in functions)

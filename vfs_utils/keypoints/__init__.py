@@ -20,15 +20,18 @@ an anchor-free detector on a 2D sagittal input that follows the spine. Here:
 
 The shipped model is trained on phantom images rendered from the CC BY-NC 4.0 expert
 annotations, so the model file is CC BY-NC 4.0 too (see ``model/keypoints.json``).
-Its positives are QM morphometric deformities, never fracture diagnoses.
+Its positives are QM morphometric deformities, never fracture diagnoses. Training
+(:mod:`.training`, :func:`variant`, :func:`render_example`) needs PyTorch.
 """
 from __future__ import annotations
 
-from ._data import HELDOUT_COUNT, split
+from ._data import HELDOUT_COUNT, render_example, split, synthetic_truth, variant
 from ._decode import OFFSET_SCALE, STRIDE, THRESHOLD, decode, refine
 from ._input import SagittalInput, lung_profile, sagittal_input, spine_centreline
+from ._levels import name_levels, rib_slices
 from ._onnx import METADATA_FILE, MODEL_FILE, model_metadata, run_model
-from .predict import Detection, detect, name_levels
+from ._spine import SpinePath, find_spine
+from .predict import Detection, detect
 
 __all__ = [
     "HELDOUT_COUNT",
@@ -39,14 +42,20 @@ __all__ = [
     "THRESHOLD",
     "Detection",
     "SagittalInput",
+    "SpinePath",
     "decode",
     "detect",
+    "find_spine",
     "lung_profile",
     "model_metadata",
     "name_levels",
     "refine",
+    "render_example",
+    "rib_slices",
     "run_model",
     "sagittal_input",
     "spine_centreline",
     "split",
+    "synthetic_truth",
+    "variant",
 ]

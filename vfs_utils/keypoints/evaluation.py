@@ -25,7 +25,7 @@ from ._decode import THRESHOLD
 from ._levels import name_levels
 from .predict import vertebrae_from_input
 
-__all__ = ["MATCH_MM", "evaluate", "heldout_set", "keypoint_distances", "match_centres",
+__all__ = ["MATCH_MM", "evaluate", "heldout_set", "keypoint_distances", "match_centres", "report",
            "patient_table", "predict_example", "summary"]
 
 #: A detection and a reading are the same vertebra when their centres (six-point means)
@@ -233,3 +233,54 @@ def patient_table(examples: list[Example], annotations: dict[str, Annotation],
                      "model": float(mine["height_loss"].max()) if len(mine) else 0.0,
                      "reader": float(own)})
     return pd.DataFrame(rows)
+
+
+def _comparisons(pairs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The three groups of vertebra pairs the lesson compares."""
+    model = pairs["reader_a"] == "model"
+    return {"model vs rendered expert": pairs[model & pairs["image_expert"]],
+            "model vs other experts": pairs[model & ~pairs["image_expert"]],
+            "expert vs expert": pairs[~model]}
+
+
+def report(mode: str = "phantom", *, model=None, workers: int = 2, folder=None) -> dict:
+    """Every held-out number lesson 08 states, as plain numbers (``make model`` records them
+    in the model's metadata; a slow test recomputes them): detection, level names,
+    keypoint distances, QM grade kappa (quadratic) with patient-bootstrap intervals, the
+    height-loss error on deformed vertebrae and the patient AUCs."""
+    from ..agreement import bootstrap_groups, cohen_kappa
+    from ..baseline import bootstrap_ci
+
+    examples, anns = heldout_set(mode, workers=workers, folder=folder)
+    tables = evaluate(examples, anns, model=model)
+    out = {k: round(float(v), 4) for k, v in summary(tables).items()}
+    det = tables["detection"]
+    out.update(patients=len(examples), vertebrae=int(det["tp"].sum() + det["fn"].sum()),
+               levels_named=int(det["levels_named"].sum()))
+    rows = {}
+    for name, g in _comparisons(tables["pairs"]).items():
+        if g.empty:
+            continue
+        a, b, f = (g[c].to_numpy() for c in ("grade_a", "grade_b", "folder"))
+        k = bootstrap_groups(lambda i, a=a, b=b: cohen_kappa(a[i], b[i], categories=[0, 1, 2, 3],
+                                                             weights="quadratic"),
+                             f, n_boot=1000, seed=0)
+        rows[name] = {"vertebrae": len(g), "kappa": [round(float(x), 3) for x in k],
+                      **{f"median_abs_{c}_mm": round(float(np.median(np.abs(g[c]))), 3)
+                         for c in ("dha", "dhm", "dhp")}}
+    out["comparisons"] = rows
+    own = tables["pairs"][(tables["pairs"]["reader_a"] == "model")
+                          & tables["pairs"]["image_expert"]]
+    deformed = own[own["loss_b"] >= 0.25]
+    out["deformed"] = {"vertebrae": len(deformed),
+                       "mean_loss_error": round(float((deformed["loss_a"]
+                                                       - deformed["loss_b"]).mean()), 4)
+                       if len(deformed) else None}
+    patients = patient_table(examples, anns, tables)
+    out["patient_auc"] = {}
+    if patients["label"].nunique() == 2:
+        for col in ("model", "reader"):
+            auc = bootstrap_ci(patients["label"], patients[col], patients["folder"], n_boot=1000)
+            out["patient_auc"][col] = [round(float(x), 3) for x in auc]
+    out["patients_positive"] = int(patients["label"].sum())
+    return out

@@ -521,7 +521,8 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
     """The spine of a real annotation: one vertebra per mean of the experts' readings.
 
     Touching endplates are pulled apart (at most 2 mm each) to leave a disc; one
-    unannotated vertebra continues the spine above and below when there is room.
+    unannotated vertebra continues the spine above when there is room, two below (the
+    field of view reaches half a vertebra beyond them, as a chest CT covers the lung bases).
 
     Parameters
     ----------
@@ -575,13 +576,19 @@ def spine_from_annotation(annotation: Annotation | str | os.PathLike, *,
         raise AnnotationError(f"{ann.path or ann.folder}: points outside a {rows}x{cols} image; "
                               "pass a larger shape.")
     vertebrae = [VertebraTruth(p, lvl) for p, lvl in zip(means, levels)]
-    if len(means) >= 2:   # continue the spine one vertebra above and below
+    if len(means) >= 2:   # continue the spine one vertebra above and two below: a chest
+        step = means[-1] - means[-2]       # CT covers the lung bases and what lies below them
         top = means[0] - (means[1] - means[0])
-        bottom = means[-1] + (means[-1] - means[-2])
+
+        def named(k: int):   # the level k vertebrae beyond the reading's end (None: unknown)
+            i = LEVELS.index(levels[0 if k < 0 else -1]) + k if levels[0] else -1
+            return LEVELS[i] if 0 <= i < len(LEVELS) else None
+
         if top[:, 2].max() > 0:
-            vertebrae.insert(0, VertebraTruth(top, None, annotated=False))
-        if bottom[:, 2].min() < n_slices:
-            vertebrae.append(VertebraTruth(bottom, None, annotated=False))
+            vertebrae.insert(0, VertebraTruth(top, named(-1), annotated=False))
+        for k in (1, 2):
+            vertebrae.append(VertebraTruth(means[-1] + k * step, named(k), annotated=False))
+        n_slices = max(n_slices, int(math.ceil((means[-1] + 2.5 * step)[:, 2].max())) + 1)
     geometry = Geometry((rows, cols, n_slices), tuple(float(s) for s in sp),
                         (-sp[1] * cols / 2, -sp[0] * rows / 2 + 30.0, -40.0))
     # the bone density follows the rendered reading (all levels in v1, without level names)

@@ -20,11 +20,11 @@ from .agreement import (
 from .browser import SliceBrowser, slice_browser
 from .classifier import plot_calibration, plot_patches, plot_roc
 from .keypoints import (
+                     plot_heatmap_offsets,
                      plot_keypoint_distances,
-                     show_heatmap_offsets,
-                     show_keypoint_gallery,
-                     show_keypoint_input,
-                     show_keypoint_predictions,
+                     plot_keypoint_gallery,
+                     plot_keypoint_input,
+                     plot_keypoint_predictions,
 )
 from .morphometry import (
                                                        plot_grade_prevalence,
@@ -58,10 +58,10 @@ __all__ = [
     "plot_sagittal",
     "plot_vertebra_heights",
     "plot_vertebra_montage",
-    "show_heatmap_offsets",
-    "show_keypoint_gallery",
-    "show_keypoint_input",
-    "show_keypoint_predictions",
+    "plot_heatmap_offsets",
+    "plot_keypoint_gallery",
+    "plot_keypoint_input",
+    "plot_keypoint_predictions",
     "slice_browser",
 ]
 

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from ._style import OKABE_ITO, TITLE_SIZE, expert_colors
 
-__all__ = ["plot_keypoint_distances", "show_heatmap_offsets", "show_keypoint_gallery",
-           "show_keypoint_input", "show_keypoint_predictions"]
+__all__ = ["plot_keypoint_distances", "plot_heatmap_offsets", "plot_keypoint_gallery",
+           "plot_keypoint_input", "plot_keypoint_predictions"]
 
 _MODEL_COLOR = OKABE_ITO["vermillion"]
 
@@ -43,7 +43,7 @@ def _axes(ax, image, grid_mm, half_rows_mm, title, v_range=None):
         ax.set_ylim(v_range[1], v_range[0])
 
 
-def show_keypoint_input(image: np.ndarray, *, grid_mm: float = 1.0, half_rows_mm: float = 48.0,
+def plot_keypoint_input(image: np.ndarray, *, grid_mm: float = 1.0, half_rows_mm: float = 48.0,
                         title: str = "The network's input: a sagittal image along the spine",
                         ax=None):
     """The straightened sagittal input (normalised HU; -1 .. 2 is -200 .. 1000 HU)."""
@@ -54,7 +54,7 @@ def show_keypoint_input(image: np.ndarray, *, grid_mm: float = 1.0, half_rows_mm
     return ax
 
 
-def show_heatmap_offsets(image: np.ndarray, heat: np.ndarray, offsets: np.ndarray,
+def plot_heatmap_offsets(image: np.ndarray, heat: np.ndarray, offsets: np.ndarray,
                          points: np.ndarray, *, stride: int = 4, offset_scale: float = 16.0,
                          grid_mm: float = 1.0, half_rows_mm: float = 48.0,
                          v_range: tuple[float, float] | None = None) -> Figure:
@@ -86,7 +86,7 @@ def show_heatmap_offsets(image: np.ndarray, heat: np.ndarray, offsets: np.ndarra
     return fig
 
 
-def show_keypoint_predictions(image: np.ndarray, predicted: np.ndarray,
+def plot_keypoint_predictions(image: np.ndarray, predicted: np.ndarray,
                               experts: Mapping[str, np.ndarray], *, grid_mm: float = 1.0,
                               half_rows_mm: float = 48.0, title: str = "",
                               v_range: tuple[float, float] | None = None, ax=None):
@@ -130,7 +130,7 @@ def plot_keypoint_distances(groups: Mapping[str, np.ndarray], *, ax=None,
     return ax
 
 
-def show_keypoint_gallery(crops: Sequence[np.ndarray], predicted: Sequence[np.ndarray],
+def plot_keypoint_gallery(crops: Sequence[np.ndarray], predicted: Sequence[np.ndarray],
                           truth: Sequence[np.ndarray], titles: Sequence[str], *,
                           grid_mm: float = 1.0, ncols: int = 4) -> Figure:
     """Crops of the input around the worst vertebrae: the model's points (vermillion) and

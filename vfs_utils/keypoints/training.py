@@ -15,7 +15,8 @@ from torch import nn
 
 from ._decode import OFFSET_SCALE, STRIDE, cell_centres
 
-__all__ = ["KeypointNet", "augment", "export_onnx", "targets", "train"]
+__all__ = ["KeypointNet", "augment", "batch", "export_onnx", "focal_loss", "offset_loss",
+           "targets", "train"]
 
 CROP = (96, 128)           # training crops (rows = the whole input height, columns along)
 SIGMA_CELLS = 0.8          # width of the centre heatmap's Gaussian (cells)
@@ -72,7 +73,8 @@ def targets(points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, ...
     return heat, off, wts
 
 
-def _focal(logit, heat):
+def focal_loss(logit, heat):
+    """CenterNet's focal loss of the centre logits against the Gaussian heatmap targets."""
     p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
     pos = heat.eq(1).float()
     neg = 1 - pos
@@ -103,7 +105,19 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return crop.astype(np.float32)
 
 
-def _batch(examples, rng, size, deformed):
+def offset_loss(pred, target, weight):
+    """Smooth-L1 loss of the twelve offsets, weighted around each vertebra's centre cell."""
+    per_cell = torch.nn.functional.smooth_l1_loss(pred, target, reduction="none", beta=0.05)
+    return (per_cell.mean(dim=1) * weight).sum() / weight.sum().clamp(min=1)
+
+
+def batch(examples, rng, size, deformed=None):
+    """``size`` augmented training crops (:func:`augment`) of ``examples`` and their targets
+    (:func:`targets`): ``(images, heatmaps, offsets, offset weights)`` as tensors. Half the
+    crops are centred near a deformed vertebra (``deformed``: per example, the indices of
+    its vertebrae with a height loss >= 0.2; default: computed)."""
+    if deformed is None:
+        deformed = [_deformed(ex) for ex in examples]
     xs, hs, os_, ws = [], [], [], []
     with_deformed = [k for k, d in enumerate(deformed) if len(d)]
     for _ in range(size):
@@ -134,7 +148,7 @@ def _batch(examples, rng, size, deformed):
             torch.from_numpy(np.stack(os_)), torch.from_numpy(np.stack(ws)))
 
 
-def train(examples, *, steps: int = 1500, batch: int = 16, lr: float = 3e-3, seed: int = 0,
+def train(examples, *, steps: int = 1500, batch_size: int = 16, lr: float = 3e-3, seed: int = 0,
           threads: int = 2, log_every: int = 0, width: int = 32) -> tuple[KeypointNet, dict]:
     """Train a :class:`KeypointNet` on rendered examples; returns it (in eval mode) and a
     record (steps, seconds, final losses)."""
@@ -151,11 +165,10 @@ def train(examples, *, steps: int = 1500, batch: int = 16, lr: float = 3e-3, see
     net.train()
     hist = []
     for step in range(steps):
-        x, h, o, w = _batch(examples, rng, batch, deformed)
+        x, h, o, w = batch(examples, rng, batch_size, deformed)
         out = net(x)
-        lh = _focal(out[:, 0], h)
-        lo = (torch.nn.functional.smooth_l1_loss(out[:, 1:], o, reduction="none", beta=0.05)
-              .mean(dim=1) * w).sum() / w.sum().clamp(min=1)
+        lh = focal_loss(out[:, 0], h)
+        lo = offset_loss(out[:, 1:], o, w)
         loss = lh + 4.0 * lo
         opt.zero_grad()
         loss.backward()
@@ -168,7 +181,7 @@ def train(examples, *, steps: int = 1500, batch: int = 16, lr: float = 3e-3, see
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     net.eval()
     tail = np.mean(hist[-50:], axis=0)
-    return net, {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "threads": threads,
+    return net, {"steps": steps, "batch": batch_size, "lr": lr, "seed": seed, "threads": threads,
                  "seconds": round(time.perf_counter() - t0, 1),
                  "final_heat_loss": round(float(tail[0]), 4),
                  "final_offset_loss": round(float(tail[1]), 5),
