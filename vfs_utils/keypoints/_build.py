@@ -21,7 +21,7 @@ from ._decode import MIN_DIST_PX, OFFSET_SCALE, STRIDE, THRESHOLD
 from ._input import GRID_MM, HALF_ROWS_MM, SEARCH_HALF_MM
 from ._onnx import MODEL_FILE
 
-STEPS = 3000
+STEPS = 6000
 BATCH = 8
 SEED = 19
 
