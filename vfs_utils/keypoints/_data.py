@@ -280,13 +280,14 @@ def load_examples(path) -> list[Example]:
 
 def cached_examples(mode: str, part: str, *, workers: int = 2, files=None) -> list[Example]:
     """The rendered examples of one part, cached under ``<cache>/keypoints`` (the key
-    covers the phantom's code, this module, the input module and the file names)."""
+    covers the phantom's and the input's code, this module and the file names)."""
     if files is None:
         files = sorted(annotation_dir("v2").glob("*.json")) if mode == "phantom" else []
     here = Path(__file__)
-    key = hashlib.sha256(("|".join([mode, part, cache_key(), str(DATA_VERSION),
-                                    here.with_name("_input.py").read_text(),
-                                    here.with_name("_spine.py").read_text()]
+    code = sorted(here.parent.parent.joinpath("phantom").glob("*.py")) + [
+        here.with_name(n) for n in ("_data.py", "_input.py", "_spine.py", "_levels.py")]
+    key = hashlib.sha256(("|".join([mode, part, cache_key(), str(DATA_VERSION)]
+                                   + [p.read_text() for p in code]
                                    + [Path(f).name for f in files])).encode()).hexdigest()[:12]
     path = cache_dir() / "keypoints" / f"{mode}-{part}-{key}.npz"
     if path.is_file():
