@@ -67,3 +67,20 @@ def test_empty_and_bad_shapes():
     assert pts.shape == (0, 6, 2) and scores.shape == (0,)
     with pytest.raises(ValueError, match="offsets"):
         decode(np.zeros((3, 3)), np.zeros((10, 3, 3)))
+
+
+def test_one_vertebra_seen_twice_keeps_the_stronger_detection():
+    from vfs_utils.keypoints.predict import CROWDED, _uncrowd
+
+    centres = [10.0, 35.0, 60.0, 64.0, 85.0, 110.0]        # 60 and 64: one vertebra twice
+    pix = np.zeros((6, 6, 2))
+    pix[:, :, 1] = np.array(centres)[:, None]
+    scores = np.array([0.9, 0.8, 0.4, 0.7, 0.9, 0.8])
+    kept, kept_scores = _uncrowd(pix, scores)
+    assert kept[:, 0, 1].tolist() == [10.0, 35.0, 64.0, 85.0, 110.0]
+    assert kept_scores.tolist() == [0.9, 0.8, 0.7, 0.9, 0.8]
+    # a gap of 0.6 of the median is two vertebrae (a short one): all kept
+    even = np.zeros((6, 6, 2))
+    even[:, :, 1] = np.array([0.0, 25.0, 50.0, 65.0, 90.0, 115.0])[:, None]
+    assert 15.0 / 25.0 > CROWDED
+    assert len(_uncrowd(even, scores)[0]) == 6

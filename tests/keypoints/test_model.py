@@ -130,6 +130,17 @@ def test_heldout_detection_and_distances(heldout_tables):
 
 
 @pytest.mark.slow
+def test_the_recorded_heldout_numbers_are_what_the_shipped_model_gives(v2_dir):
+    """Lesson 08 prints the held-out numbers ``make model`` recorded: recomputed here."""
+    from vfs_utils.keypoints import evaluation
+
+    recorded = model_metadata()["heldout"]
+    again = json.loads(json.dumps(evaluation.report("phantom", folder=v2_dir)))
+    assert again == recorded
+    assert recorded["patients"] == 25 and recorded["vertebrae"] > 300
+
+
+@pytest.mark.slow
 def test_synthetic_heldout_seed():
     """Sampled spines of a seed the model never saw, read by simulated experts."""
     from vfs_utils.keypoints import evaluation

@@ -97,6 +97,27 @@ def test_detect_on_the_real_ct_reports_what_it_found(real):
 
 
 @needs_real_ct
+def test_the_shipped_model_finds_and_names_t12_to_l4_on_the_real_ct(real):
+    """T12-L4 of the reference masks each have a detection (whole or partial) within 10 mm
+    head-feet, named as the reference names it; nothing is found outside the body."""
+    from vfs_utils.keypoints import detect
+
+    vol, ref = real
+    det = detect(vol)
+    found = list(det.annotation.experts["model"]) + list(det.partial)
+    z = np.array([v.points[:, 2].mean() for v in found])
+    for level in ("T12", "L1", "L2", "L3", "L4"):
+        k = int(np.argmin(np.abs(z - ref[level][2])))
+        assert abs(z[k] - ref[level][2]) * vol.spacing[2] <= 10, level
+        assert found[k].level == level.replace("T", "Th"), (level, found[k].level)
+    body = vol.array > -500                        # every detection lies inside the body
+    for v in found:
+        r, c, s = np.clip(np.round(v.points.mean(axis=0)).astype(int), 0,
+                          np.array(vol.shape) - 1)
+        assert body[r, c, s]
+
+
+@needs_real_ct
 def test_a_copy_that_differs_is_refused(tmp_path, monkeypatch):
     bad = tmp_path / "copy.nii.gz"
     bad.write_bytes(Path(_PATH).read_bytes()[:-10] + b"0123456789")
