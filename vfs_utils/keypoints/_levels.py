@@ -70,15 +70,21 @@ def rib_slices(array: np.ndarray, spacing, rows: np.ndarray, cols: np.ndarray, *
 
 def _th12_from_ribs(ribs: np.ndarray, top_slice: float, slice_mm: float,
                     bottom_slice: float = np.inf) -> float | None:
-    """Slice of the lowest rib of the run that starts within one vertebra of the spine's
-    top, unless the run may go on below the last slice (``bottom_slice``)."""
-    if len(ribs) == 0 or (ribs[0] - top_slice) * slice_mm > _RUN_GAP_MM:
+    """Slice of the lowest rib of the first run (starting within one vertebra of the spine's
+    top, or holding three rib levels), unless it may go on below the last slice
+    (``bottom_slice``)."""
+    if len(ribs) == 0:
         return None
-    low = ribs[0]
+    low, levels = ribs[0], 1
     for z in ribs[1:]:
         if (z - low) * slice_mm > _RUN_GAP_MM:
             break
+        levels += (z - low) * slice_mm > 10.0       # a rib of the next vertebra down
         low = z
+    # a run from the top of the spine, or one of at least three rib levels (the neck above
+    # the first rib; not an iliac crest, which is one level)
+    if (ribs[0] - top_slice) * slice_mm > _RUN_GAP_MM and levels < 3:
+        return None
     if (bottom_slice - low) * slice_mm <= _RUN_GAP_MM:
         return None
     return float(low)

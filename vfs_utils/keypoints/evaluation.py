@@ -44,8 +44,9 @@ def predict_example(ex: Example, *, threshold: float = THRESHOLD, model=None):
                                                       threshold=threshold, model=model)
     vox, scores = vox[~partial], scores[~partial]
     centres = vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0)
+    top = float(vox[0, :, 2].min()) if len(vox) else 0.0    # the spine's top in view
     names, _ = name_levels(centres, ex.sag.spacing[2], ribs=getattr(ex, "ribs", None),
-                           bottom_slice=len(ex.sag.rows) - 1.0, lungs=ex.lungs)
+                           top_slice=top, bottom_slice=len(ex.sag.rows) - 1.0, lungs=ex.lungs)
     return vox, names, scores
 
 
