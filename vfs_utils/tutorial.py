@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
