@@ -82,7 +82,7 @@ def render_times(study: baseline.Study, repeats: int) -> tuple[float, float, int
         del vol
         t0 = time.perf_counter()
         part = phantom.render_volume(truth, rng=np.random.default_rng(0),
-                                     box=baseline.features._slab_box(truth))
+                                     box=baseline.studies.slab_box(truth))
         slab.append(time.perf_counter() - t0)
         slab_bytes = part.nbytes
         del part

@@ -278,8 +278,7 @@ def _edit(files, **values):
 @pytest.fixture()
 def predict_root(tmp_path, monkeypatch):
     """A dataset root and a cache holding a default classifier (plain numbers)."""
-    from vfs_utils.baseline import LinearModel
-    from vfs_utils.baseline.models import _DEFAULT_MODEL_FILE
+    from vfs_utils.baseline.models import _DEFAULT_MODEL_FILE, LinearModel
 
     cache = tmp_path / "cache"
     LinearModel(["f_a"], [0.0], [0.0], [1.0], [1.0], 0.0).save(

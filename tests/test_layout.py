@@ -87,3 +87,18 @@ def test_every_submodule_is_an_attribute_of_the_package():
         assert name in dir(vfs_utils)
     with pytest.raises(AttributeError):
         vfs_utils.no_such_module  # noqa: B018
+
+
+def test_stub_lists_the_submodules_and_import_stays_light():
+    import ast
+
+    import vfs_utils
+
+    stub = ast.parse((PACKAGE / "__init__.pyi").read_text())
+    names = {a.name for node in stub.body if isinstance(node, ast.ImportFrom) and node.level == 1
+             and node.module is None for a in node.names}
+    assert names == set(vfs_utils._SUBMODULES)
+    code = "import sys, vfs_utils; print(sorted({'numpy', 'pandas'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

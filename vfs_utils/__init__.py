@@ -14,12 +14,12 @@ baseline classifier. One module per concept::
     baseline/, keypoints/   a deformity classifier; keypoints found in the image
     tutorial           the setup step every notebook opens with (data modes)
 
-Submodules (every public module or package in this folder) are imported on first use.
+Submodules are imported on first use (``__getattr__``); ``__init__.pyi`` lists them for type
+checkers and IDEs.
 """
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 from .errors import (
     AnnotationError,
@@ -33,9 +33,9 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_SUBMODULES = tuple(sorted(
-    p.stem for p in Path(__file__).parent.iterdir()
-    if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").is_file())))
+_SUBMODULES = ("agreement", "annotation", "baseline", "cli", "data", "dicom", "doctor", "errors",
+               "keypoints", "matching", "morphometry", "phantom", "plotting", "quality",
+               "readings", "realct", "reformation", "tutorial")
 
 __all__ = ["AnnotationError", "DataNotFoundError", "DatasetExistsError", "DownloadError",
            "ModelFileError", "SeriesError", "VfsError", *_SUBMODULES]

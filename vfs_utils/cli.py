@@ -287,8 +287,7 @@ def _cmd_morphometry(args: argparse.Namespace) -> int:
 
 def _load_classifier(path):
     """(estimator, description, trained_now) of ``vfs predict``'s deformity score."""
-    from .baseline import default_model, load_model
-    from .baseline.models import _DEFAULT_MODEL_FILE
+    from .baseline.models import _DEFAULT_MODEL_FILE, default_model, load_model
     from .data import cache_dir
 
     where = path if path is not None else "the cached default model"

@@ -78,10 +78,10 @@ def test_default_model_numbers_score_as_the_fitted_pipeline(features, tmp_path):
     pipe = baseline.train_model(features, features["label_any"], "logistic")
     X = features[list(pipe.feature_names_in_)].copy()
     X.iloc[0, 0] = np.nan
-    numbers = baseline.LinearModel.load(
-        baseline.LinearModel.from_pipeline(pipe).save(tmp_path / "m.json"))
+    numbers = baseline.models.LinearModel.load(
+        baseline.models.LinearModel.from_pipeline(pipe).save(tmp_path / "m.json"))
     np.testing.assert_allclose(numbers.predict_proba(X), pipe.predict_proba(X), rtol=1e-12,
                                atol=1e-15)
     (tmp_path / "bad.json").write_text('{"names": ["f_a"], "median": [1, 2]}')
     with pytest.raises(ModelFileError, match="bad.json"):
-        baseline.LinearModel.load(tmp_path / "bad.json")
+        baseline.models.LinearModel.load(tmp_path / "bad.json")

@@ -24,8 +24,6 @@ from .features import dataset_features, feature_columns, vertebra_features
 from .leakage import leakage, paired_bootstrap
 from .models import (
     ALLOWED_TYPES,
-    LinearModel,  # noqa: F401 (old import path of tests/test_cli.py)
-    default_model,  # noqa: F401 (old import path of vfs_utils/cli.py)
     load_model,
     make_models,
     predict_study,

@@ -17,7 +17,6 @@ from .._parallel import map_ordered
 from ..errors import DataNotFoundError
 from ..morphometry import LABEL_LEVELS
 from .studies import Study, load_studies, vertebra_table
-from .studies import slab_box as _slab_box  # noqa: F401  (benchmarks/bench_baseline.py)
 
 __all__ = ["dataset_features", "feature_columns", "vertebra_features"]
 

@@ -46,10 +46,3 @@ __all__ = [
     "sd_scores",
 ]
 
-
-def __getattr__(name: str):
-    # old home, kept until lesson 00 calls agreement.count_disagreement
-    if name == "count_disagreement":
-        from ..agreement import count_disagreement
-        return count_disagreement
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,36 +8,25 @@ return ``Axes`` or ``Figure`` and never call ``plt.show()``.
 """
 from __future__ import annotations
 
-from ..readings import sagittal_column, vertebra_centres, vertebra_columns  # noqa: F401 (old names)
-from ..reformation import curved_reformation  # noqa: F401 (old name)
 from ._style import OKABE_ITO, WINDOWS
 from .agreement import (
-                     plot_bland_altman,
-                     plot_flip_rate_vs_observed,
-                     plot_level_reference,
-                     plot_prevalence_by_level,
+    plot_bland_altman,
+    plot_flip_rate_vs_observed,
+    plot_level_reference,
+    plot_prevalence_by_level,
 )
 from .browser import SliceBrowser, slice_browser
 from .classifier import plot_calibration, plot_patches, plot_roc
 from .keypoints import (
-                     plot_heatmap_offsets,
-                     plot_keypoint_distances,
-                     plot_keypoint_gallery,
-                     plot_keypoint_input,
-                     plot_keypoint_predictions,
+    plot_heatmap_offsets,
+    plot_keypoint_distances,
+    plot_keypoint_gallery,
+    plot_keypoint_input,
+    plot_keypoint_predictions,
 )
-from .morphometry import (
-                                                       plot_grade_prevalence,
-                     plot_kappa_heatmap,
-                     plot_vertebra_heights,
-)
+from .morphometry import plot_grade_prevalence, plot_kappa_heatmap, plot_vertebra_heights
 from .reformation import plot_curved_reformation
-from .sagittal import (
-                     plot_readings,
-                     plot_sagittal,
-                     plot_vertebra_montage,
-                     zoom_to_readings,  # noqa: F401 (old name: plot_readings(zoom_mm=))
-)
+from .sagittal import plot_readings, plot_sagittal, plot_vertebra_montage
 
 __all__ = [
     "OKABE_ITO",
@@ -64,10 +53,3 @@ __all__ = [
     "plot_keypoint_predictions",
     "slice_browser",
 ]
-
-# Old names, kept until lessons 01 and 03 (and their solutions) use the new ones: figures
-# are plot_*, and what is computed lives in vfs_utils.readings and vfs_utils.reformation.
-show_sagittal = plot_sagittal
-overlay_readings = plot_readings
-vertebra_montage = plot_vertebra_montage
-show_curved_reformation = plot_curved_reformation

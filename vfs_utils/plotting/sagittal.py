@@ -143,28 +143,12 @@ def plot_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
         ax.legend(handles=handles, title="expert", loc="lower right", fontsize=7,
                   title_fontsize=7, framealpha=0.8)
     if zoom_mm is not None:
-        zoom_to_readings(ax, frame, spacing, margin_mm=zoom_mm)
+        _zoom(ax, frame, spacing, zoom_mm)
     return ax
 
 
-def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
-                     margin_mm: float = 25.0) -> Axes:
-    """Limit a sagittal view (mm) to the box around a file's readings (``plot_readings(zoom_mm=)``).
-
-    The limits stay inside the first image drawn on ``ax``; the head stays at the top.
-
-    Parameters
-    ----------
-    ax : Axes
-        A sagittal view in mm.
-    frame : DataFrame
-    spacing : sequence of float
-        Voxel spacing (row, col, slice) in mm.
-    margin_mm : float
-        Space kept around the points (mm).
-    """
-    if len(frame) == 0:
-        raise ValueError("zoom_to_readings: the frame has no readings")
+def _zoom(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], margin_mm: float) -> None:
+    """Limit a sagittal view (mm) to the readings' box plus a margin, inside the first image."""
     pts = points(frame)
     x = pts[:, :, 0] * float(spacing[0])
     y = pts[:, :, 2] * float(spacing[2])
@@ -177,7 +161,6 @@ def zoom_to_readings(ax: Axes, frame: pd.DataFrame, spacing: Sequence[float], *,
         y0, y1 = max(y0, min(bottom, top)), min(y1, max(bottom, top))
     ax.set_xlim(x0, x1)
     ax.set_ylim(y1, y0)
-    return ax
 
 
 def plot_vertebra_montage(volume: Any, frame: pd.DataFrame, spacing: Sequence[float] | None = None,
