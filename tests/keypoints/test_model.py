@@ -39,9 +39,11 @@ def test_detect_finds_the_rendered_vertebrae_and_round_trips(spine_volume, tmp_p
     z_found, z_true = _centres_mm(found, sp)[:, 2], _centres_mm(true, sp)[:, 2]
     inside = (z_found >= z_true.min()) & (z_found <= z_true.max())
     assert inside.sum() >= len(true) - 2 and (d.min(axis=1)[inside] < 5).all()
-    # the column follows the spine: within 3 voxels of the rendered vertebra's column
+    # the column follows the spine: within 3.5 mm of the rendered vertebra's column (the
+    # canal's column, which the search follows, lies within a few mm of the body's)
     nearest = d.argmin(axis=1)[inside]
-    assert np.abs(found[inside, 0, 1] - true[nearest, :, 1].mean(axis=1)).max() < 3
+    col_mm = np.abs(found[inside, 0, 1] - true[nearest, :, 1].mean(axis=1)) * sp[1]
+    assert col_mm.max() < 3.5
     # written in the upstream v2 schema and read back unchanged
     from vfs_utils.annotation import write_annotation
 

@@ -7,6 +7,10 @@ textured cancellous bone; discs, canal, posterior elements, non-fracture deformi
 :data:`~vfs_utils.phantom.spine.HU` or ``tissue_hu``, then the acquisition (blur, bias field,
 offset, noise). Edges have partial volume, so heights measured back from the image agree
 with the keypoints.
+
+The module is one piece: the spine, the ribs (which start at its costovertebral joints)
+and the torso share one per-study frame and one partial-volume rule, and a sub-box must
+render exactly as the same box of the full volume.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The phantom's geometry and truth, sampled spines and readings, and the spine of a real
-annotation (conventions: :mod:`vfs_utils.phantom`). One piece: sampling and the annotation
+annotation (conventions: :mod:`vfs_utils.phantom`). It is one piece: sampling and the annotation
 path build the same truth objects with the same per-level shape table (``_NORMAL_SHAPE``).
 """
 from __future__ import annotations
