@@ -70,6 +70,28 @@ def test_a_missed_vertebra_keeps_the_count():
     assert names == ["Th12", "L1", "L3", "L4"]
 
 
+def test_vertebrae_growing_taller_towards_the_feet_are_not_counted_as_missed():
+    """Eight spacings of 18 mm (upper thoracic), then 30, 32 and 34 mm (lumbar): no gap, so
+    consecutive names. 30 mm is more than 1.6 times the overall median (18 mm), which would
+    count a missed vertebra; against its neighbours' spacing it is none."""
+    gaps_mm = np.array([18.0] * 8 + [30.0, 32.0, 34.0])
+    assert gaps_mm[8] > 1.6 * np.median(gaps_mm)
+    centres = np.concatenate([[0.0], np.cumsum(gaps_mm)]) / 2.0      # slices of 2 mm
+    ribs = np.repeat(centres[:9], 2)                                   # the 9th is Th12
+    names, rule = name_levels(centres, 2.0, ribs=ribs)
+    th12 = LEVELS.index("Th12")
+    assert rule == "ribs" and names == [LEVELS[th12 - 8 + i] for i in range(len(centres))]
+
+
+def test_one_missing_rib_pair_does_not_end_the_rib_run():
+    """Ribs at vertebrae 0, 1, 3 and 4 (the pair at 2 short, not seen): the run goes on to
+    vertebra 4, which is Th12; a 56 mm gap between rib slices is one missed pair."""
+    centres = np.arange(8) * 14.0 + 7.0                               # 28 mm per vertebra
+    ribs = np.repeat(centres[[0, 1, 3, 4]], 2)
+    names, rule = name_levels(centres, 2.0, ribs=ribs, top_slice=0.0)
+    assert rule == "ribs" and names[4] == "Th12" and names[5] == "L1"
+
+
 def test_unknown_levels_round_trip_as_points_without_levels(tmp_path):
     """Detections on the phantom with its ribs and lungs blanked: levels unknown, stored in
     the v1 schema (six points, no level) and read back unchanged."""

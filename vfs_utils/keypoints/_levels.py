@@ -5,7 +5,7 @@ centre line (the vertebra and its transverse processes are cut away), in 3D comp
 that reach more than 70 mm to the side and begin at the cut (a rib, not a scapula); each
 rib's medial end gives a slice. :func:`name_levels` calls the lowest vertebra of the
 contiguous rib-bearing run from the top Th12 (rule ``"ribs"``; the others are counted
-from it, a gap of more than 1.6 typical spacings as missed vertebrae); without ribs, the lowest
+from it, a gap of more than 1.6 local spacings as missed vertebrae); without ribs, the lowest
 slice with lung beside the spine (the posterior recess, about the Th12/L1 junction: less
 reliable, ``"lung base (fallback)"``); else the levels stay unknown (``"unknown"``).
 """
@@ -25,7 +25,9 @@ RIB_REACH_MM = 70.0
 #: A slice shows lung when its lung area exceeds this fraction of the largest.
 LUNG_FRACTION = 0.02
 _BONE_HU = 150.0
-_RUN_GAP_MM = 45.0        # ribs of neighbouring vertebrae are ~25-35 mm apart
+_RUN_GAP_MM = 75.0        # ribs of neighbouring vertebrae are ~25-35 mm apart: one missed
+                          # rib (short, or merged with its neighbour) does not end the run
+_EDGE_MM = 45.0           # a run ending this near the volume's last slice may go on below
 _LEVEL_STEP_MM = 27.0     # a vertebra and its disc, when the detections do not say
 
 
@@ -85,7 +87,7 @@ def _th12_from_ribs(ribs: np.ndarray, top_slice: float, slice_mm: float,
     # the first rib; not an iliac crest, which is one level)
     if (ribs[0] - top_slice) * slice_mm > _RUN_GAP_MM and levels < 3:
         return None
-    if (bottom_slice - low) * slice_mm <= _RUN_GAP_MM:
+    if (bottom_slice - low) * slice_mm <= _EDGE_MM:
         return None
     return float(low)
 
@@ -126,11 +128,15 @@ def name_levels(centre_slices, slice_mm: float, *, ribs=None, top_slice: float =
 
 
 def _positions(c: np.ndarray) -> np.ndarray:
-    """Vertebra counts along the detections: a gap of more than 1.6 typical spacings
+    """Vertebra counts along the detections: a gap of more than 1.6 local spacings (the
+    median of the up to four neighbouring gaps: vertebrae grow taller towards the feet)
     counts as the missed vertebrae in it."""
     d = np.diff(c)
     if len(d) < 2:
         return np.arange(len(c))
-    med = float(np.median(d))
-    steps = np.where(d > 1.6 * med, np.maximum(np.round(d / med), 1), 1).astype(int)
+    steps = np.ones(len(d), int)
+    for i, gap in enumerate(d):
+        local = float(np.median(np.delete(d[max(i - 2, 0):i + 3], min(i, 2))))
+        if gap > 1.6 * local:
+            steps[i] = max(int(round(gap / local)), 1)
     return np.concatenate([[0], np.cumsum(steps)])
