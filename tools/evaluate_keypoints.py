@@ -84,14 +84,14 @@ def _condition(truth, spec):
 
 def _score(job):
     """One study under one condition: (condition, folder, found, annotated, extra, levels
-    right, levels named, level rule)."""
+    right, levels named, levels left unknown, level rule)."""
     name, path, expert, model = job
     truth = truth_of(load_annotation(path), expert)
     vol, sp, pts, annotated, truth = _condition(truth, STRESS[name])
     try:
         det = detect(vol, sp, model=model)
     except VfsError as exc:
-        return name, truth.folder, 0, int(annotated.sum()), 0, 0, 0, f"refused: {exc}"[:60]
+        return name, truth.folder, 0, int(annotated.sum()), 0, 0, 0, 0, f"refused: {exc}"[:60]
     found = np.stack([v.points for v in det.annotation.experts["model"]]) \
         if det.annotation.experts["model"] else np.zeros((0, 6, 3))
     pairs = match_centres(found, pts, sp)
@@ -105,7 +105,8 @@ def _score(job):
     names = [v.level for v in det.annotation.experts["model"]]
     named = [(i, j) for i, j in pairs if annotated[j] and levels[j]]
     right = sum(1 for i, j in named if names[i] == levels[j])
-    return name, truth.folder, len(hit), int(annotated.sum()), extra, right, len(named), \
+    unknown = sum(1 for i, j in named if names[i] is None)
+    return name, truth.folder, len(hit), int(annotated.sum()), extra, right, len(named), unknown, \
         det.level_source
 
 
@@ -123,21 +124,25 @@ def _jobs(part: str, conditions, model=None) -> list[tuple]:
 
 
 def table(part: str, conditions, workers: int = 2, model=None):
-    """Per condition: recall, precision, level accuracy, the level rules used."""
+    """Per condition: recall, precision, level accuracy (right of the found vertebrae with a
+    reference level; those left unknown count as not right), the names wrong and unknown,
+    the level rules used."""
     import pandas as pd
 
     jobs = _jobs(part, conditions, model)
     with ProcessPoolExecutor(workers) as pool:
         rows = list(pool.map(_score, jobs, chunksize=2))
     df = pd.DataFrame(rows, columns=["condition", "folder", "found", "vertebrae", "extra",
-                                     "levels_right", "levels_named", "rule"])
+                                     "levels_right", "levels_named", "levels_unknown", "rule"])
     out = df.groupby("condition", sort=False).agg(
         studies=("folder", "size"), vertebrae=("vertebrae", "sum"), found=("found", "sum"),
         extra=("extra", "sum"), levels_right=("levels_right", "sum"),
-        levels_named=("levels_named", "sum"),
+        levels_named=("levels_named", "sum"), levels_unknown=("levels_unknown", "sum"),
         rules=("rule", lambda s: ", ".join(f"{k} {v}" for k, v in s.value_counts().items())))
     out["recall"] = out["found"] / out["vertebrae"]
     out["precision"] = out["found"] / (out["found"] + out["extra"])
+    # found vertebrae with a reference level: named right, named wrong, or left unknown
+    out["levels_wrong"] = out["levels_named"] - out["levels_right"] - out["levels_unknown"]
     out["level_accuracy"] = out["levels_right"] / out["levels_named"].clip(lower=1)
     return out.reindex(list(conditions))
 

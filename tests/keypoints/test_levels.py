@@ -54,6 +54,35 @@ def test_the_lowest_rib_bearing_vertebra_is_th12(ribbed):
     assert names == [LEVELS[th12 - (ribbed - 1) + i] for i in range(N)]
 
 
+def test_ribs_are_found_through_low_dose_noise():
+    """Gaussian noise of 80 HU (a low-dose, sharp-kernel chest CT) on 0.75 x 0.75 x 1 mm
+    voxels: a soft-tissue voxel passes the bone threshold one time in twelve, so a 2 mm
+    block (18 voxels) counted as bone when any of its voxels is would join the soft tissue
+    into one component."""
+    vol, centres = _spine(4)
+    path = find_spine(vol, SP)
+    fine = np.repeat(np.repeat(np.repeat(vol, 2, 0), 2, 1), 2, 2)      # (0.75, 0.75, 1) mm
+    fine += 80.0 * np.random.default_rng(0).standard_normal(fine.shape, dtype=np.float32)
+    rows, cols = (np.repeat(2 * line + 0.5, 2) for line in (path.rows, path.cols))
+    ribs = rib_slices(fine, (0.75, 0.75, 1.0), rows, cols)
+    assert len(ribs) == 8
+    assert np.allclose(np.sort(ribs)[1::2], 2 * centres[:4] + 0.5, atol=4)
+
+
+def test_a_rib_run_that_reaches_the_volumes_end_leaves_the_levels_unknown():
+    """The lowest rib 30 mm above the last slice: the 12th rib may lie below the volume, so
+    neither the ribs nor the lung base (a guess here) name the levels."""
+    centres = np.arange(6) * 14.0 + 7.0
+    ribs = np.repeat(centres, 2)
+    bottom = centres[-1] + 15                                  # 30 mm below the last rib
+    lungs = np.zeros(int(bottom) + 1)
+    lungs[:int(centres[3])] = 1000.0                           # the lung base in view
+    names, rule = name_levels(centres, 2.0, ribs=ribs, bottom_slice=bottom, lungs=lungs)
+    assert rule == "unknown" and names == [None] * 6
+    names, rule = name_levels(centres, 2.0, ribs=ribs, bottom_slice=bottom + 30, lungs=lungs)
+    assert rule == "ribs" and names[-1] == "Th12"
+
+
 def test_without_ribs_the_lung_base_is_a_fallback_else_unknown():
     centres = np.array([10.0, 24, 38, 52, 66])
     lungs = np.zeros(80)

@@ -5,9 +5,11 @@ centre line (the vertebra and its transverse processes are cut away), in 3D comp
 that reach more than 70 mm to the side and begin at the cut (a rib, not a scapula); each
 rib's medial end gives a slice. :func:`name_levels` calls the lowest vertebra of the
 contiguous rib-bearing run from the top Th12 (rule ``"ribs"``; the others are counted
-from it, a gap of more than 1.6 local spacings as missed vertebrae); without ribs, the lowest
-slice with lung beside the spine (the posterior recess, about the Th12/L1 junction: less
-reliable, ``"lung base (fallback)"``); else the levels stay unknown (``"unknown"``).
+from it, a gap of more than 1.6 local spacings as missed vertebrae); a run that reaches
+the volume's last 45 mm leaves the levels unknown (the 12th rib may lie below); without
+ribs, the lowest slice with lung beside the spine (the posterior recess, about the Th12/L1
+junction: less reliable, ``"lung base (fallback)"``); else the levels stay unknown
+(``"unknown"``).
 """
 from __future__ import annotations
 
@@ -39,11 +41,12 @@ def rib_slices(array: np.ndarray, spacing, rows: np.ndarray, cols: np.ndarray, *
     d = max(1, int(round(2.0 / sp[0])))
     dc = max(1, int(round(2.0 / sp[1])))
     ds = max(1, int(round(2.0 / sp[2])))
-    # bone on a ~2 mm grid: a block is bone when any of its voxels is (a strided sample
-    # breaks a 6 mm rib into pieces)
+    # bone on a ~2 mm grid: a block is bone when at least half its voxels are (a strided
+    # sample breaks a 6 mm rib into pieces; "any voxel" lets low-dose noise join the soft
+    # tissue into one component)
     n_r, n_c, n_s = (n // k for n, k in zip(array.shape, (d, dc, ds)))
     block = array[:n_r * d, :n_c * dc, :n_s * ds] > _BONE_HU + hu_offset
-    bone = block.reshape(n_r, d, n_c, dc, n_s, ds).any(axis=(1, 3, 5))
+    bone = block.reshape(n_r, d, n_c, dc, n_s, ds).mean(axis=(1, 3, 5)) >= 0.5
     ks = np.arange(n_s) * ds
     c_line = (np.asarray(cols, float)[ks]) / dc
     r_line = (np.asarray(rows, float)[ks]) / d
@@ -71,10 +74,10 @@ def rib_slices(array: np.ndarray, spacing, rows: np.ndarray, cols: np.ndarray, *
 
 
 def _th12_from_ribs(ribs: np.ndarray, top_slice: float, slice_mm: float,
-                    bottom_slice: float = np.inf) -> float | None:
+                    bottom_slice: float = np.inf) -> float | str | None:
     """Slice of the lowest rib of the first run (starting within one vertebra of the spine's
-    top, or holding three rib levels), unless it may go on below the last slice
-    (``bottom_slice``)."""
+    top, or holding three rib levels); ``"edge"`` when the run may go on below the last
+    slice (``bottom_slice``); None without a run."""
     if len(ribs) == 0:
         return None
     low, levels = ribs[0], 1
@@ -88,7 +91,7 @@ def _th12_from_ribs(ribs: np.ndarray, top_slice: float, slice_mm: float,
     if (ribs[0] - top_slice) * slice_mm > _RUN_GAP_MM and levels < 3:
         return None
     if (bottom_slice - low) * slice_mm <= _EDGE_MM:
-        return None
+        return "edge"
     return float(low)
 
 
@@ -113,6 +116,8 @@ def name_levels(centre_slices, slice_mm: float, *, ribs=None, top_slice: float =
     th12 = None if ribs is None else _th12_from_ribs(np.asarray(ribs, float), top_slice,
                                                      slice_mm, bottom_slice)
     rule = "ribs"
+    if th12 == "edge":          # ribs down to the volume's end: Th12 may lie below it, and
+        return [None] * n, "unknown"      # the lung base would be a guess
     if th12 is None and lungs is not None and np.max(lungs) > 0:
         seen = np.nonzero(np.asarray(lungs) > LUNG_FRACTION * np.max(lungs))[0]
         if seen.max() < len(lungs) - 2:            # the lung base is in view

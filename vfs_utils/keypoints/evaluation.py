@@ -94,7 +94,7 @@ def evaluate(examples: list[Example], annotations: dict[str, Annotation], *,
     -------
     dict with
       ``detection``: one row per example (``tp``, ``fn``, ``fp`` inside the annotated
-      span, ``levels_right``, ``levels_named``);
+      span, ``levels_right``, ``levels_named``, ``levels_unknown``);
       ``pairs``: one row per vertebra pair compared, ``reader_a`` (``"model"`` or an
       expert), ``reader_b`` (an expert), ``image_expert`` (is ``reader_b`` the reading the
       image was rendered from), the median point distance (mm), the three height
@@ -122,9 +122,12 @@ def evaluate(examples: list[Example], annotations: dict[str, Annotation], *,
         right = sum(1 for i, j in pairs if ex.annotated[j] and ex.levels[j] is not None
                     and names[i] == ex.levels[j])
         named = sum(1 for i, j in pairs if ex.annotated[j] and ex.levels[j] is not None)
+        unknown = sum(1 for i, j in pairs if ex.annotated[j] and ex.levels[j] is not None
+                      and names[i] is None)
         det_rows.append({"folder": ex.folder, "image_expert": ex.expert, "tp": tp,
                          "fn": len(ann_idx) - tp, "fp": fp, "detections": len(vox),
-                         "levels_right": right, "levels_named": named})
+                         "levels_right": right, "levels_named": named,
+                         "levels_unknown": unknown})
         if len(vox):
             h, loss, grade = _grade(vox, sp)
             for k in range(len(vox)):
@@ -257,7 +260,8 @@ def report(mode: str = "phantom", *, model=None, workers: int = 2, folder=None) 
     out = {k: round(float(v), 4) for k, v in summary(tables).items()}
     det = tables["detection"]
     out.update(patients=len(examples), vertebrae=int(det["tp"].sum() + det["fn"].sum()),
-               levels_named=int(det["levels_named"].sum()))
+               levels_named=int(det["levels_named"].sum()),
+               levels_unknown=int(det["levels_unknown"].sum()))
     rows = {}
     for name, g in _comparisons(tables["pairs"]).items():
         if g.empty:
