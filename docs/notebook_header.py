@@ -9,10 +9,9 @@ Every lesson and solution gets, at its top,
 
 1. a markdown cell with an "Open in Colab" and a "launch binder" badge, both pointing at
    the notebook's own path in the repository;
-2. a code cell that installs the package only on Colab (``"google.colab" in
-   sys.modules``) and only where ``vfs_utils`` cannot be imported: locally and on
-   Binder it does nothing and prints nothing; where pip fails it prints one
-   paragraph saying what to do.
+2. a three-line code cell that installs the package with ``%pip`` only on Colab
+   (``"google.colab" in sys.modules``): locally and on Binder it does nothing and prints
+   nothing.
 
 Both cells carry the tag ``vfs-header`` (found and replaced on the next run, so the
 script is idempotent) and ``remove-cell`` (the course site has its own launch buttons,
@@ -76,37 +75,20 @@ def badge_source(path: str, repo: tuple[str, str]) -> str:
 
 
 def install_source(repo: tuple[str, str]) -> str:
-    """The install cell's code: it acts only on Colab, and only where vfs_utils is missing.
-
-    Anywhere else (a local Jupyter, Binder, a kernel of the wrong environment) it does
-    nothing and prints nothing: it never installs into an environment it was not meant
-    for. Where pip fails it prints one paragraph saying what to do (no traceback).
-    """
+    """The install cell's code, MONAI's tutorials' way: a ``%pip install`` that runs only
+    on Colab. Anywhere else (a local Jupyter, Binder, a kernel of the wrong environment)
+    it does nothing and prints nothing: it never installs into an environment it was not
+    meant for. Where pip fails, pip's own message says why."""
     spec = f"vfs-tutorials @ git+https://github.com/{repo[0]}/{repo[1]}@{BRANCH}"
     return _INSTALL.replace("PACKAGE", spec)
 
 
-_INSTALL = """\
-# Colab only: install the lessons' package when it is missing. Locally and on Binder
-# it is installed already, and this cell does nothing.
-import sys
-
-if "google.colab" in sys.modules:
-    import importlib.util
-    import subprocess
-
-    if importlib.util.find_spec("vfs_utils") is None:
-        package = "PACKAGE"
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", package],
-                             capture_output=True, text=True)
-        importlib.invalidate_caches()
-        if pip.returncode != 0:
-            said = (pip.stderr or pip.stdout or "").strip().splitlines() or ["nothing"]
-            print("The lessons' package (vfs-tutorials) could not be installed; pip said: "
-                  f"{said[-1][:200]}. Check that this Colab runtime is connected and can "
-                  "reach github.com, then run this cell again. If it still fails, open the "
-                  "lesson on Binder (the badge above), or run it on your computer: see the "
-                  "README's Start here.")"""
+_INSTALL = (
+    "# Colab only: install the lessons' package (locally and on Binder it is there already)\n"
+    "import sys\n\n"
+    'if "google.colab" in sys.modules:\n'
+    '    %pip install --quiet "PACKAGE"'
+)
 
 
 def _cell(kind: str, source: str, role: str) -> dict:

@@ -158,7 +158,8 @@ def _trust(sp, n_found: int, path: SpinePath, source: str) -> tuple[float, tuple
         if canal < _WEAK_CANAL:
             warn.append(f"weak bone column: a spinal canal on {canal:.0%} of its slices")
     if source == "unknown":
-        warn.append("levels unknown: no ribs and no lung base in view (names left empty)")
+        warn.append("levels unknown: the ribs do not show Th12 (none seen, or seen down to the "
+                    "volume's end) and no lung base stands in (names left empty)")
     elif source != "ribs":
         warn.append(f"levels from the {source}: may be off by one")
     return span, expected, warn
