@@ -69,6 +69,23 @@ def test_ribs_are_found_through_low_dose_noise():
     assert np.allclose(np.sort(ribs)[1::2], 2 * centres[:4] + 0.5, atol=4)
 
 
+def test_thin_ribs_in_partial_volume_are_found():
+    """Ribs one 0.75 mm voxel thick at 700 HU (a rib thinned by partial volume): a third of
+    each 2 mm block is above the bone threshold, its mean HU is too."""
+    vol, centres = _spine(0)
+    path = find_spine(vol, SP)
+    fine = np.repeat(np.repeat(np.repeat(vol, 2, 0), 2, 1), 2, 2)      # (0.75, 0.75, 1) mm
+    rows, cols = (np.repeat(2 * line + 0.5, 2) for line in (path.rows, path.cols))
+    lateral = np.abs(np.arange(fine.shape[1]) - cols[0]) * 0.75
+    row = int(2 * 80 + 15 / 0.75)                                      # 15 mm behind the centre
+    for c in centres[:4]:
+        k = int(2 * c)
+        fine[row, (lateral > 18) & (lateral < 110), k - 4:k + 5] = 700.0
+    ribs = rib_slices(fine, (0.75, 0.75, 1.0), rows, cols)
+    assert len(ribs) == 8
+    assert np.allclose(np.sort(ribs)[1::2], 2 * centres[:4], atol=4)
+
+
 def test_a_rib_run_that_reaches_the_volumes_end_leaves_the_levels_unknown():
     """The lowest rib 30 mm above the last slice: the 12th rib may lie below the volume, so
     neither the ribs nor the lung base (a guess here) name the levels."""
