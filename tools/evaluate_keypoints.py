@@ -148,18 +148,21 @@ def table(part: str, conditions, workers: int = 2, model=None):
 
 
 def real_ct(model=None):
-    """The real development CT: which reference vertebrae were found and how they were named."""
+    """The real development CT: which reference vertebrae were found (whole, or partial:
+    cut by the field of view, named but not graded) and how they were named."""
     from vfs_utils.realct import fetch_real_ct
 
     vol, ref = fetch_real_ct()
     det = detect(vol, model=model)
+    found = [(v, "found") for v in det.annotation.experts["model"]] + \
+        [(v, "partial") for v in det.partial]
+    z_found = np.array([float(np.mean(v.points[:, 2])) for v, _ in found])
     rows = []
-    found = det.annotation.experts["model"]
-    z_found = [float(np.mean(v.points[:, 2])) for v in found]
     for level, (_r, _c, s) in sorted(ref.items(), key=lambda kv: kv[1][2]):
-        k = int(np.argmin(np.abs(np.asarray(z_found) - s))) if found else None
+        k = int(np.argmin(np.abs(z_found - s))) if len(found) else None
         near = k is not None and abs(z_found[k] - s) * vol.spacing[2] <= 10
-        rows.append((level, round(s, 1), near, found[k].level if near else None))
+        rows.append((level, round(s, 1), found[k][1] if near else "MISSED",
+                     found[k][0].level if near else None))
     return det, rows
 
 
@@ -177,8 +180,8 @@ def main(argv=None) -> int:
         det, rows = real_ct(args.model)
         print(f"level rule: {det.level_source}; partial: {len(det.partial)}; warnings: "
               f"{det.warnings}")
-        for level, s, near, name in rows:
-            print(f"  {level:4s} slice {s:6.1f}: {'found' if near else 'MISSED':6s} named {name}")
+        for level, s, status, name in rows:
+            print(f"  {level:4s} slice {s:6.1f}: {status:7s} named {name}")
         return 0
     part = "validation" if args.what == "validation" else "heldout"
     conditions = args.conditions or list(STRESS)
