@@ -165,30 +165,12 @@ def test_unknown_levels_round_trip_as_points_without_levels(tmp_path):
                                np.stack([v.points for v in ann.experts["model"]]))
 
 
-def test_a_count_past_c1_or_s1_names_nothing_and_says_so(monkeypatch):
-    """Counted from a wrong Th12 (here: the rib run ends two vertebrae too low on a spine
-    that goes down to L5), the lowest whole vertebra would lie below S1: detect names no
-    vertebra and its warning says why, not a silent drop of the levels."""
-    from vfs_utils.keypoints import detect, predict
-    from vfs_utils.phantom import render_volume, sample_spine
-
-    truth = sample_spine(np.random.default_rng(5), shape=(256, 256))
-    vol = render_volume(truth, rng=np.random.default_rng(0)).astype(np.float32)
-    right = detect(vol, truth.geometry.spacing)
-    assert right.level_source == "ribs"
-    assert all(v.level for v in right.annotation.experts["model"])
-
-    real = predict.name_levels
-
-    def counted_too_low(centres, *args, **kwargs):
-        names, rule = real(centres, *args, **kwargs)
-        shift = len(LEVELS) - 1 - max(LEVELS.index(n) for n in names if n) + 1
-        return [LEVELS[LEVELS.index(n) + shift] if n and LEVELS.index(n) + shift < len(LEVELS)
-                else None for n in names], rule
-
-    monkeypatch.setattr(predict, "name_levels", counted_too_low)
-    det = detect(vol, truth.geometry.spacing)
-    assert det.level_source == "unknown"
-    assert all(v.level is None for v in det.annotation.experts["model"])
-    assert all(v.level is None for v in det.partial)
-    assert any("beyond C1 or S1" in w for w in det.warnings)
+def test_a_count_past_c1_or_s1_names_nothing():
+    """Nine vertebrae with ribs on the top two only: counted from that Th12 the lowest would
+    be two below S1, so the count is wrong and no vertebra is named (not seven names and
+    two gaps)."""
+    centres = np.arange(9) * 14.0 + 7.0
+    names, rule = name_levels(centres, 2.0, ribs=np.repeat(centres[:2], 2), top_slice=0.0)
+    assert rule == "unknown" and names == [None] * 9
+    names, rule = name_levels(centres[:8], 2.0, ribs=np.repeat(centres[:2], 2), top_slice=0.0)
+    assert rule == "ribs" and names[1] == "Th12" and names[-1] == "S1"

@@ -8,8 +8,8 @@ contiguous rib-bearing run from the top Th12 (rule ``"ribs"``; the others are co
 from it, a gap of more than 1.6 local spacings as missed vertebrae); a run that reaches
 the volume's last 45 mm leaves the levels unknown (the 12th rib may lie below); without
 ribs, the lowest slice with lung beside the spine (the posterior recess, about the Th12/L1
-junction: less reliable, ``"lung base (fallback)"``); else the levels stay unknown
-(``"unknown"``).
+junction: less reliable, ``"lung base (fallback)"``); else, or when the count from Th12
+runs past C1 or S1, the levels stay unknown (``"unknown"``).
 """
 from __future__ import annotations
 
@@ -129,7 +129,9 @@ def name_levels(centre_slices, slice_mm: float, *, ribs=None, top_slice: float =
     k = int(np.argmin(np.abs(c - th12)))
     pos = _positions(c)
     idx = LEVELS.index("Th12") + pos - pos[k]
-    return [LEVELS[i] if 0 <= i < len(LEVELS) else None for i in idx], rule
+    if idx.min() < 0 or idx.max() >= len(LEVELS):    # a count past C1 or S1 is wrong
+        return [None] * n, "unknown"
+    return [LEVELS[i] for i in idx], rule
 
 
 def _positions(c: np.ndarray) -> np.ndarray:

@@ -136,8 +136,7 @@ def vertebrae_from_input(sag: SagittalInput, shape, *, threshold: float = THRESH
     return vox, np.asarray(scores, float), out, heat, off
 
 
-def _trust(sp, n_found: int, path: SpinePath, source: str, *,
-           past_ends: bool = False) -> tuple[float, tuple, list]:
+def _trust(sp, n_found: int, path: SpinePath, source: str) -> tuple[float, tuple, list]:
     """(span mm, expected counts, warnings) of one detection."""
     found = np.nonzero(path.found)[0]
     span = float((found[-1] - found[0] + 1) * sp[2]) if len(found) else 0.0
@@ -158,12 +157,10 @@ def _trust(sp, n_found: int, path: SpinePath, source: str, *,
         canal = float(path.found[found[0]:found[-1] + 1].mean())
         if canal < _WEAK_CANAL:
             warn.append(f"weak bone column: a spinal canal on {canal:.0%} of its slices")
-    if past_ends:
-        warn.append("levels unknown: counted from the lowest ribs' Th12, some vertebrae "
-                    "would lie beyond C1 or S1, so the count is wrong (names left empty)")
-    elif source == "unknown":
-        warn.append("levels unknown: the ribs do not show Th12 (none seen, or seen down to the "
-                    "volume's end) and no lung base stands in (names left empty)")
+    if source == "unknown":
+        warn.append("levels unknown: the ribs do not show Th12 (none seen, seen down to the "
+                    "volume's end, or a count from them past C1 or S1) and no lung base "
+                    "stands in (names left empty)")
     elif source != "ribs":
         warn.append(f"levels from the {source}: may be off by one")
     return span, expected, warn
@@ -211,18 +208,13 @@ def detect(volume, spacing=None, *, folder: str = "", series_uid: str = "",
     centres = vox[:, :, 2].mean(axis=1) if len(vox) else np.zeros(0)
     names, source = name_levels(centres, sp[2], ribs=ribs, top_slice=top,
                                 bottom_slice=array.shape[2] - 1.0, lungs=lungs)
-    # counted from Th12, a whole vertebra beyond C1 or S1: the count is wrong, name none
-    past_ends = source != "unknown" and any(lv is None for lv, p in zip(names, partial)
-                                            if not p)
-    if past_ends:
-        names, source = [None] * len(names), "unknown"
     whole = [Vertebra(v, lv) for v, lv, p in zip(vox, names, partial) if not p]
     cut = tuple(Vertebra(v, lv) for v, lv, p in zip(vox, names, partial) if p)
     version = "v2" if all(v.level is not None for v in whole) else "v1"
     if version == "v1":
         whole = [Vertebra(v.points) for v in whole]
     ann = Annotation(folder, series_uid, version, {"model": tuple(whole)})
-    span, expected, warn = _trust(sp, len(vox), path, source, past_ends=past_ends)
+    span, expected, warn = _trust(sp, len(vox), path, source)
     return Detection(ann, scores[~partial], sag, heat, off, source, path, cut,
                      scores[partial], span, expected, warn)
 
